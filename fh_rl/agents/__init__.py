@@ -1,0 +1,1 @@
+"""fh_rl.agents"""
