@@ -1,0 +1,205 @@
+"""Decision Transformer (Chen et al. 2021) with a pluggable action head.
+
+Reads top to bottom: embeddings -> token interleave -> causal blocks -> head
+at the state tokens. The Atari variant follows the paper's code: Nature-CNN
+state encoder with tanh, return embedding linear + tanh, action embedding +
+tanh, a timestep embedding plus a learned position embedding over the 3T
+tokens, GPT-2 blocks, dropout. Vector states use a linear (or MLP) encoder
+with the dataset's mean/std held in buffers.
+
+Letters: B batch, T context timesteps, D embedding, A action dimensions,
+K bins. Token order per step: (return-to-go, state, action); the action of
+step t is predicted from the hidden state at the state token of step t, so
+it sees R_1..R_t, s_1..s_t and a_1..a_{t-1}.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fh_rl.agents.base import Agent, AgentConfig, AgentLoss, register_agent
+from fh_rl.agents.encoders import build_encoder, stack_frames
+from fh_rl.heads import HeadOutput
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, embed_dim: int, n_head: int, dropout: float) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.dropout = dropout
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # (B, L, 3D) -> 3 x (B, L, D)
+        # (B, L, D) -> (B, H, L, D/H)
+        q, k, v = (t.view(B, L, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=attn_mask is None,
+        )
+        y = y.transpose(1, 2).reshape(B, L, D)  # (B, H, L, D/H) -> (B, L, D)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    def __init__(self, embed_dim: int, n_head: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(embed_dim)
+        self.attn = CausalSelfAttention(embed_dim, n_head, dropout)
+        self.ln_2 = nn.LayerNorm(embed_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dim, 4 * embed_dim),
+            nn.GELU(),
+            nn.Linear(4 * embed_dim, embed_dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+@register_agent("dt")
+class DecisionTransformer(Agent):
+    """Decision Transformer over (return-to-go, state, action) tokens; see :class:`Agent` for the args."""
+
+    sequence_model = True
+
+    def __init__(self, config: AgentConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        D, T = config.embed_dim, config.context_len
+        if D % config.n_head != 0:
+            raise ValueError(f"agent.embed_dim ({D}) must be divisible by agent.n_head ({config.n_head})")
+        self.context_len = T
+        self.max_timestep = config.max_timestep
+
+        self.state_encoder = build_encoder(
+            self.state_shape,
+            D,
+            hidden_dim=config.hidden_dim,
+            hidden_layers=config.hidden_layers,
+            state_mean=self._state_mean,
+            state_std=self._state_std,
+        )
+        self.return_embed = nn.Linear(1, D)
+        self.action_embed = nn.Embedding(self.action_dims * self.num_bins, D)  # one table per action dim
+        self.register_buffer(
+            "action_offsets", torch.arange(self.action_dims) * self.num_bins, persistent=False
+        )  # (A,)
+        self.timestep_embed = nn.Embedding(config.max_timestep + 1, D)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 3 * T, D))
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(D, config.n_head, config.dropout) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(D)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
+            if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        # The head is built last so its own initialisation (e.g. Fourier's /100) is kept.
+        self.head = self._build_head(D)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        action_bins: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> HeadOutput:
+        """Log-pmfs of the action at every step of the window.
+
+        Args:
+            states: (B, T, *state_shape) (frames as stacked uint8).
+            action_bins: (B, T, A) int64 bins of the actions taken (the last
+                step's is never seen by its own prediction; pass anything).
+            returns_to_go: (B, T) in dataset units (divided by ``rtg_scale`` here).
+            timesteps: (B, T) int64 step index within the episode.
+            mask: (B, T) bool, True at real steps; None means all real.
+
+        Returns:
+            HeadOutput with log_probs (B, T, A, K) and the head's regularisation.
+        """
+        if returns_to_go.dim() != 2:
+            raise ValueError(f"returns_to_go must have shape (B, T), got {tuple(returns_to_go.shape)}")
+        B, T = returns_to_go.shape
+        if T > self.context_len:
+            raise ValueError(f"context of {T} steps exceeds agent.context_len = {self.context_len}")
+        if action_bins.shape != (B, T, self.action_dims):
+            raise ValueError(f"action_bins must have shape ({B}, {T}, {self.action_dims}), got {tuple(action_bins.shape)}")
+        D = self.config.embed_dim
+
+        # Embeddings, each (B, T, D).
+        state_emb = self.state_encoder(states)
+        rtg_emb = torch.tanh(self.return_embed((returns_to_go.float() / self.rtg_scale).unsqueeze(-1)))
+        action_emb = torch.tanh(self.action_embed(action_bins + self.action_offsets).sum(dim=2))  # (B, T, A, D) -> (B, T, D)
+        time_emb = self.timestep_embed(timesteps.clamp(0, self.max_timestep))
+
+        # Interleave: (B, T, 3, D) -> (B, 3T, D) as R_1, s_1, a_1, R_2, ...
+        tokens = torch.stack([rtg_emb, state_emb, action_emb], dim=2) + time_emb.unsqueeze(2)
+        x = self.drop(tokens.reshape(B, 3 * T, D) + self.pos_embed[:, : 3 * T])
+
+        attn_mask = None if mask is None else self._attention_mask(mask)
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        x = self.ln_f(x)
+
+        h_state = x.view(B, T, 3, D)[:, :, 1]  # (B, 3T, D) -> (B, T, D) at the state tokens
+        return self.head(h_state)
+
+    @staticmethod
+    def _attention_mask(mask: torch.Tensor) -> torch.Tensor | None:
+        """(B, T) step mask -> (B, 1, 3T, 3T) causal mask that hides padding keys, or None without padding.
+
+        Every token may attend to itself, so padding rows are never empty (no NaN).
+        """
+        if bool(mask.all()):
+            return None  # plain causal attention (lets SDPA take its fastest path)
+        B, T = mask.shape
+        L = 3 * T
+        keys = mask.repeat_interleave(3, dim=1)  # (B, T) -> (B, 3T)
+        causal = torch.ones(L, L, dtype=torch.bool, device=mask.device).tril()
+        eye = torch.eye(L, dtype=torch.bool, device=mask.device)
+        return ((causal & keys[:, None, :]) | eye).unsqueeze(1)  # (B, 1, 3T, 3T)
+
+    def loss(self, batch) -> AgentLoss:
+        """Cross-entropy of the dataset's actions under the predicted pmfs at real steps, plus the head's regulariser."""
+        if batch.actions.dim() < 2:
+            raise ValueError(f"DecisionTransformer expects a WindowBatch with actions (B, T[, A]), got {tuple(batch.actions.shape)}")
+        T = batch.actions.shape[1]
+        states = stack_frames(batch.states, T) if self.is_frames else batch.states
+        bins = self.action_bins(batch.actions)  # (B, T, A)
+        out = self(states, bins, batch.returns_to_go, batch.timesteps, batch.mask)
+        return self._masked_loss(out.log_probs, out.regularization, bins, batch.mask)
+
+    def action_log_probs(
+        self,
+        states: torch.Tensor,
+        action_bins: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Log-pmf (B, A, K) of the next action given right-aligned contexts (left padding masked)."""
+        return self(states, action_bins, returns_to_go, timesteps, mask).log_probs[:, -1]

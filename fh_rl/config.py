@@ -1,0 +1,477 @@
+"""Run configuration: typed dataclasses, YAML files under ``configs/``, ``--set a.b=c`` overrides.
+
+A config file is a nested mapping whose sections match :class:`Config`'s
+fields. Every value is checked against its field's type and range; an
+unknown key or a bad value raises ValueError naming the key and, for a
+misspelt key, the closest valid one. The ``head`` section is ``name`` plus the
+chosen head's own parameters (``head_params(name)``), flat, so that
+``--set head.num_frequencies=8`` works like any other field.
+
+    cfg = load_config("configs/default.yaml", overrides=["train.steps=100"], head="linear", seed=1)
+    cfg.to_dict()   # plain nested dict, the form saved in checkpoints and run directories
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import yaml
+
+from fh_rl.agents.base import AGENTS, AgentConfig
+from fh_rl.heads import HEADS, available_heads, head_params
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+DATASET_FORMATS = ("hdf5", "dqn-replay")
+ORDERINGS = ("identity", "joystick")
+RTG_MODES = ("transformed", "raw")
+
+
+@dataclass
+class EnvConfig:
+    """The environment the agent acts in (evaluation) and its action codec."""
+
+    name: str = "Pendulum-v1"
+    """Gymnasium id or Atari game name (e.g. ``Pendulum-v1``, ``HalfCheetah-v5``, ``Seaquest``)."""
+    protocol: str | None = None
+    """Environment protocol for Atari (e.g. ``dqn-replay`` or ``dt-paper``); None: the env factory's default."""
+    num_bins: int = 64
+    """K, bins per action dimension for continuous (Box) actions; ignored for discrete actions."""
+    ordering: str = "identity"
+    """Discrete action order: ``identity`` or ``joystick`` (the paper's direction ordering)."""
+    sample_within_bin: bool = False
+    """Continuous actions: decode to a uniform sample within the chosen bin instead of its centre."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "num_bins", minimum=2)
+        _choice(self, "ordering", ORDERINGS)
+
+
+@dataclass
+class DatasetConfig:
+    """Where the offline trajectories come from and how they are split."""
+
+    format: str = "hdf5"
+    """``hdf5`` (a D4RL-layout file) or ``dqn-replay`` (a DQN-Replay root directory)."""
+    path: str = "datasets/pendulum-v1-sac-mixed.hdf5"
+    """HDF5 file, or the DQN-Replay root holding ``<Game>/<run>/replay_logs``; relative to the working directory."""
+    game: str | None = None
+    """DQN-Replay: game directory name (default: the env name)."""
+    run: int = 1
+    """DQN-Replay: run number."""
+    suffixes: list[int] | None = None
+    """DQN-Replay: checkpoint suffixes to read (None: all)."""
+    max_transitions: int | None = None
+    """Sample at most this many transitions (DQN-Replay: the paper's 500,000); None: all."""
+    frame_stack: int = 4
+    """Frames per state for frame observations."""
+    val_fraction: float = 0.05
+    """Fraction of episodes held out for validation metrics (0 disables validation)."""
+    rtg_scale: float | None = None
+    """Returns-to-go are divided by this inside the model; None: the largest absolute episode return."""
+
+    def __post_init__(self) -> None:
+        _choice(self, "format", DATASET_FORMATS)
+        if not self.path:
+            raise ValueError("dataset.path must name a file or directory")
+        _positive(self, "run")
+        _positive(self, "frame_stack")
+        if self.max_transitions is not None:
+            _positive(self, "max_transitions")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.rtg_scale is not None and not self.rtg_scale > 0:
+            raise ValueError(f"dataset.rtg_scale must be > 0 (or null for automatic), got {self.rtg_scale}")
+
+
+@dataclass
+class HeadConfig:
+    """The action head: a registered name and that head's keyword parameters."""
+
+    name: str = "fourier"
+    """Registered head name (``linear``, ``fourier``, ``gmm`` or a plugin)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The head's own parameters (flat in YAML: ``head.num_frequencies``)."""
+
+    def __post_init__(self) -> None:
+        HEADS.get(self.name)  # unknown name -> ValueError listing the known heads
+        known = head_params(self.name)
+        for key, value in list(self.params.items()):
+            if key not in known:
+                raise ValueError(_unknown_key_message(f"head.{key}", key, [f"name", *known], f"head {self.name!r}"))
+            default = known[key]
+            if default is not None and value is not None:
+                self.params[key] = _coerce(value, type(default), f"head.{key}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule and loop (the paper's AdamW and token schedule by default)."""
+
+    steps: int = 10_000
+    """Optimiser steps."""
+    batch_size: int = 128
+    """Windows (DT) or transitions (BC) per step."""
+    lr: float = 6e-4
+    """Peak learning rate."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas."""
+    weight_decay: float = 0.1
+    """AdamW weight decay, applied to matmul weights only (linear and conv), not to biases, norms or embeddings."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+    warmup_tokens: int = 512 * 20
+    """Linear warmup over this many tokens (real steps seen)."""
+    final_tokens: int | None = None
+    """Cosine decay ends at this many tokens; None: the run's total (steps * batch_size * context)."""
+    min_lr_ratio: float = 0.1
+    """The cosine decays to this fraction of ``lr`` and stays there."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    amp: bool = True
+    """bf16 autocast on CUDA (never on CPU)."""
+    threads: int | None = None
+    """torch CPU threads; None: torch's default."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every this many steps (and always at the end)."""
+    log_every: int = 50
+    """Log training scalars every this many steps."""
+    val_every: int = 1000
+    """Compute held-out metrics every this many steps (and at the end)."""
+    val_batches: int = 8
+    """Batches of held-out data per validation."""
+    pmf_states: int = 8
+    """Held-out states whose predicted pmfs are drawn as TensorBoard images."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every", "val_every", "val_batches"):
+            _positive(self, name)
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        for name in ("weight_decay", "grad_clip", "warmup_tokens", "pmf_states"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.final_tokens is not None:
+            _positive(self, "final_tokens")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.threads is not None:
+            _positive(self, "threads")
+        dev = self.device
+        if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+
+
+@dataclass
+class EvalConfig:
+    """Rollouts in the environment after training (and in ``python -m fh_rl.evaluate``)."""
+
+    episodes: int = 10
+    """Episodes per target return."""
+    workers: int = 1
+    """Parallel environment worker processes."""
+    target_returns: list[float] | None = None
+    """DT target returns, in dataset units; None: from ``target_quantile``."""
+    target_quantile: float | None = None
+    """Without ``target_returns``: this quantile of the dataset's episode returns; None: the best episode's return."""
+    rtg_mode: str = "transformed"
+    """``transformed``: decrement the target by the reward in dataset units (clipped for DQN-Replay);
+    ``raw``: by the raw reward (the DT paper's code, to reproduce its numbers)."""
+    sample: bool = True
+    """Sample actions from the predicted pmf (the paper) instead of taking the argmax."""
+    seed: int = 0
+    """Base seed of the evaluation episodes (added to the run seed)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "episodes")
+        _positive(self, "workers")
+        if self.target_quantile is not None and not 0 <= self.target_quantile <= 1:
+            raise ValueError(f"eval.target_quantile must be in [0, 1], got {self.target_quantile}")
+        _choice(self, "rtg_mode", RTG_MODES, section="eval")
+
+
+@dataclass
+class Config:
+    """One training run."""
+
+    seed: int = 0
+    """Seed of parameters, sampling and dropout."""
+    run_root: str = "runs"
+    """Run directories go under ``<run_root>/<env>/<agent>-<head>/``."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        AGENTS.get(self.agent.name)
+        a = self.agent
+        for name in ("embed_dim", "n_layer", "n_head", "context_len", "max_timestep", "hidden_dim"):
+            if not isinstance(getattr(a, name), int) or getattr(a, name) < 1:
+                raise ValueError(f"agent.{name} must be a positive integer, got {getattr(a, name)!r}")
+        for name in ("hidden_layers", "trunk_layers"):
+            if getattr(a, name) < 0:
+                raise ValueError(f"agent.{name} must be >= 0, got {getattr(a, name)!r}")
+        if not 0 <= a.dropout < 1:
+            raise ValueError(f"agent.dropout must be in [0, 1), got {a.dropout}")
+        if a.embed_dim % a.n_head:
+            raise ValueError(f"agent.embed_dim ({a.embed_dim}) must be divisible by agent.n_head ({a.n_head})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (the head section flat), loadable by :func:`config_from_dict`."""
+        out = dataclasses.asdict(self)
+        head = out.pop("head")
+        out["head"] = {"name": head["name"], **head["params"]}
+        return out
+
+    @property
+    def context_len(self) -> int:
+        """Steps per training example: the DT context, 1 for agents without one."""
+        return self.agent.context_len if AGENTS.get(self.agent.name).sequence_model else 1
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    head: str | None = None,
+    seed: int | None = None,
+) -> Config:
+    """Read a YAML config (default ``configs/default.yaml``), apply overrides and validate.
+
+    ``head`` switches the head; parameters in the file meant for another head are then dropped.
+    ``overrides`` are ``key=value`` strings with dotted keys (values parsed as YAML).
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} not found; pass --config with a YAML file under configs/")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
+    return config_from_dict(data, overrides=overrides, head=head, seed=seed)
+
+
+def config_from_dict(
+    data: dict[str, Any],
+    *,
+    overrides: Sequence[str] = (),
+    head: str | None = None,
+    seed: int | None = None,
+) -> Config:
+    """Validate a nested dict (as in a YAML file or :meth:`Config.to_dict`) into a :class:`Config`."""
+    data = _deepcopy(data)
+    head_section = data.get("head", {})
+    if head_section is None:
+        head_section = {}
+    if not isinstance(head_section, dict):
+        raise ValueError(f"config section 'head' must be a mapping, got {head_section!r}")
+    if head is not None:
+        HEADS.get(head)
+        if head_section.get("name", HeadConfig.name) != head:
+            # Parameters written for the file's head: keep those the new head also takes.
+            known = head_params(head)
+            all_params = {p for h in available_heads() for p in head_params(h)}
+            for key in list(head_section):
+                if key != "name" and key not in known:
+                    if key not in all_params:
+                        raise ValueError(
+                            _unknown_key_message(f"head.{key}", key, ["name", *sorted(all_params)], "head")
+                        )
+                    del head_section[key]
+        head_section["name"] = head
+    data["head"] = head_section
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
+        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    if seed is not None:
+        data["seed"] = seed
+    return _build(Config, data, "")
+
+
+def save_config(config: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from fh_rl.utils import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _deepcopy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deepcopy(v) for v in value]
+    return value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ValueError(f"override {key!r}: {'.'.join(parts[: i + 1])!r} is a value, not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _unknown_key_message(full_key: str, key: str, valid: Sequence[str], section: str) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    hint = f"; did you mean {full_key.rsplit('.', 1)[0] + '.' if '.' in full_key else ''}{close[0]}?" if close else ""
+    return f"unknown config key {full_key!r}{hint} Valid keys in {section}: {', '.join(valid)}"
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    section = prefix.rstrip(".") or "the top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {section!r} must be a mapping, got {data!r}")
+    if cls is HeadConfig:
+        data = dict(data)
+        name = data.pop("name", HeadConfig.name)
+        if not isinstance(name, str):
+            raise ValueError(f"head.name must be a string, got {name!r}")
+        try:
+            return HeadConfig(name=name, params=data)
+        except TypeError as exc:
+            raise ValueError(f"head: {exc}") from None
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ValueError(_unknown_key_message(prefix + str(key), str(key), names, section))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, prefix + key)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        msg = str(exc)
+        if prefix and not msg.startswith(prefix.split(".")[0]):
+            msg = msg  # section-specific messages already name their key
+        raise ValueError(msg) from None
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value to the field type (numbers written as strings, e.g. ``1e-6``, are accepted)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if type(None) in args:
+                return None
+            raise ValueError(f"config key {key!r} must not be null")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0])
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                f = float(value.replace("_", ""))
+                if f.is_integer():
+                    return int(f)
+            except ValueError:
+                pass
+        raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"config key {key!r} must be a string, got {value!r}")
+    if tp is Any:
+        return value
+    raise TypeError(f"config key {key!r} has unsupported type {tp!r}")  # internal: a field type we don't handle
+
+
+def _positive(obj: Any, name: str, minimum: int = 1) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{_section_of(obj)}.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _choice(obj: Any, name: str, choices: Sequence[str], section: str | None = None) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{section or _section_of(obj)}.{name} must be one of {', '.join(choices)}, got {value!r}{hint}")
+
+
+def _section_of(obj: Any) -> str:
+    return {
+        EnvConfig: "env",
+        DatasetConfig: "dataset",
+        TrainConfig: "train",
+        EvalConfig: "eval",
+        AgentConfig: "agent",
+    }.get(type(obj), type(obj).__name__)

@@ -1,0 +1,362 @@
+"""The training loop: optimiser, token schedule, checkpoints, resume, logging.
+
+The agent owns the math (``agent.loss(batch)``); the trainer owns everything
+else: AdamW with the Decision Transformer paper's parameter groups (weight
+decay on matmul weights only), linear warmup over tokens then cosine decay to
+``min_lr_ratio`` of the peak, gradient clipping, bf16 autocast on CUDA,
+atomic checkpoints that hold everything needed for an exact resume (model,
+optimiser, schedule, step, RNG states, sampler state, plus whatever the caller
+adds, e.g. the config), SIGINT/SIGTERM handling and a NaN guard.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from fh_rl.config import TrainConfig
+from fh_rl.metrics import smoothness
+from fh_rl.utils import atomic_torch_save
+
+CHECKPOINT_FORMAT = "fh_rl.checkpoint/1"
+CHECKPOINT_NAME = "last.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups as in minGPT / the DT paper: decay the weights of linear and conv layers, nothing else.
+
+    Biases, LayerNorm parameters, embeddings and free parameters (position
+    embeddings) are not decayed. Every trainable parameter lands in exactly one group.
+    """
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    matmul = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (decay if isinstance(module, matmul) and name == "weight" else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def lr_multiplier(tokens: int, warmup_tokens: int, final_tokens: int, min_ratio: float) -> float:
+    """Linear warmup to 1 over ``warmup_tokens``, then cosine to ``min_ratio`` at ``final_tokens`` (held after)."""
+    if tokens < warmup_tokens:
+        return max(tokens, 1) / max(warmup_tokens, 1)
+    progress = (tokens - warmup_tokens) / max(1, final_tokens - warmup_tokens)
+    return max(min_ratio, 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def batch_tokens(batch: Any) -> int:
+    """Real steps in a batch: the mask's count for windows, the batch size for transitions."""
+    mask = getattr(batch, "mask", None)
+    return int(mask.sum()) if mask is not None else len(batch)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy (global) and torch RNG states as tensors/lists (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainResult:
+    """How a :meth:`Trainer.fit` call ended."""
+
+    step: int
+    tokens: int
+    interrupted: str | None = None
+    """Name of the signal that stopped the run early (``SIGINT``/``SIGTERM``), else None."""
+    train_loss: float | None = None
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+
+class Trainer:
+    """Fits an agent on batches from a sampler.
+
+    Args:
+        agent: the model (``agent.loss(batch) -> AgentLoss``).
+        sampler: has ``sample()``, ``state_dict()`` and ``load_state_dict()``.
+        config: the train section.
+        run_dir: checkpoints go to ``run_dir/checkpoints/last.pt``.
+        context_len: steps per example (for the default ``final_tokens``).
+        device: where the agent and batches live.
+        val_batches: fixed held-out batches for ``val/*`` metrics (None: no validation).
+        writer: a TensorBoard ``SummaryWriter`` (None: no event files).
+        checkpoint_extra: added to every checkpoint (config, agent spec, dataset identity).
+        progress: show a tqdm bar.
+    """
+
+    def __init__(
+        self,
+        agent: nn.Module,
+        sampler: Any,
+        config: TrainConfig,
+        *,
+        run_dir: str | Path,
+        context_len: int = 1,
+        device: torch.device | str = "cpu",
+        val_batches: Sequence[Any] | None = None,
+        writer: Any = None,
+        checkpoint_extra: dict[str, Any] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.agent = agent
+        self.sampler = sampler
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.val_batches = list(val_batches or [])
+        self.writer = writer
+        self.checkpoint_extra = dict(checkpoint_extra or {})
+        self.progress = progress
+        self.final_tokens = config.final_tokens or config.steps * config.batch_size * context_len
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=None
+        )
+        self.step = 0
+        self.tokens = 0
+        self._stop: str | None = None
+        self.autocast = self.device.type == "cuda" and config.amp
+        self.last_good_checkpoint: Path | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / CHECKPOINT_NAME
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            **self.checkpoint_extra,
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": {"tokens": self.tokens, "final_tokens": self.final_tokens},
+            "step": self.step,
+            "rng": rng_state(),
+            "sampler": self.sampler.state_dict(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Atomically write ``checkpoints/last.pt`` (a crash mid-write leaves the previous one intact)."""
+        atomic_torch_save(self.state_dict(), self.checkpoint_path)
+        self.last_good_checkpoint = self.checkpoint_path
+        return self.checkpoint_path
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore everything :meth:`state_dict` saved, for an exact resume."""
+        self.agent.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.tokens = int(state["schedule"]["tokens"])
+        self.step = int(state["step"])
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.last_good_checkpoint = self.checkpoint_path if self.checkpoint_path.exists() else None
+
+    # ------------------------------------------------------------------ loop
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop is not None:  # a second signal: stop now, without waiting for the step
+            raise KeyboardInterrupt
+        self._stop = signal.Signals(signum).name
+
+    def fit(self) -> TrainResult:
+        """Train until ``config.steps`` (or a signal); checkpoint every N steps and at the end."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._request_stop)
+        self.agent.to(self.device).train()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        last_loss: float | None = None
+        val_metrics: dict[str, float] = {}
+        window_start, window_samples = time.perf_counter(), 0
+        try:
+            while self.step < cfg.steps and self._stop is None:
+                batch = self.sampler.sample()
+                self.tokens += batch_tokens(batch)
+                lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                batch = batch.to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    out = self.agent.loss(batch)
+                loss_value = float(out.loss.detach())
+                if not math.isfinite(loss_value):
+                    self._diverged("loss", loss_value, lr)
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm))
+                if not math.isfinite(grad_norm):
+                    self._diverged("gradient norm", grad_norm, lr)
+                self.optimizer.step()
+                self.step += 1
+                last_loss = loss_value
+                window_samples += len(batch)
+                bar.update(1)
+
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    elapsed = time.perf_counter() - window_start
+                    throughput = window_samples / max(elapsed, 1e-9)
+                    window_start, window_samples = time.perf_counter(), 0
+                    bar.set_postfix(loss=f"{loss_value:.4f}", samples_per_s=f"{throughput:.0f}")
+                    self._scalars(
+                        "train",
+                        {
+                            "loss": loss_value,
+                            "nll": float(out.nll.detach()),
+                            "regularization": float(out.regularization.detach()),
+                            "lr": lr,
+                            "grad_norm": grad_norm,
+                            "samples_per_s": throughput,
+                        },
+                    )
+                if self.val_batches and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
+                    val_metrics = self.validate()
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save_checkpoint()
+            if self._stop is not None:
+                bar.write(f"{self._stop} received: checkpoint at step {self.step}")
+                self.save_checkpoint()
+        finally:
+            bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if self.writer is not None:
+                self.writer.flush()
+        return TrainResult(
+            step=self.step,
+            tokens=self.tokens,
+            interrupted=self._stop,
+            train_loss=last_loss,
+            val_metrics=val_metrics,
+            checkpoint=self.last_good_checkpoint,
+        )
+
+    def _diverged(self, what: str, value: float, lr: float) -> None:
+        kept = (
+            f"the last good checkpoint is {self.last_good_checkpoint}"
+            if self.last_good_checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        raise TrainingDiverged(
+            f"training diverged: {what} is {value} at step {self.step + 1} (lr {lr:.3g}); {kept}; "
+            f"try a lower train.lr or train.grad_clip"
+        )
+
+    def _scalars(self, prefix: str, values: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        for name, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{name}", value, self.step)
+
+    # ------------------------------------------------------------------ validation
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """``val/nll``, ``val/accuracy``, ``val/smoothness`` over the fixed held-out batches, plus pmf images."""
+        self.agent.eval()
+        total, nll, acc, smooth = 0, 0.0, 0.0, 0.0
+        first = None
+        try:
+            for batch in self.val_batches:
+                batch = batch.to(self.device)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    out = self.agent.loss(batch)
+                n = int(out.tokens)
+                pmf = out.log_probs.float().exp()  # (M, A, K)
+                pmf = pmf / pmf.sum(-1, keepdim=True)
+                total += n
+                nll += float(out.nll) * n
+                acc += float(out.accuracy) * n
+                smooth += float(smoothness(pmf).mean()) * n
+                if first is None:
+                    first = (pmf, out.targets)
+        finally:
+            self.agent.train()
+        metrics = {"nll": nll / max(total, 1), "accuracy": acc / max(total, 1), "smoothness": smooth / max(total, 1)}
+        self._scalars("val", metrics)
+        if self.writer is not None and first is not None and self.config.pmf_states > 0:
+            self.writer.add_figure("val/pmf", pmf_figure(*first, count=self.config.pmf_states), self.step)
+        return metrics
+
+
+def pmf_figure(pmf: torch.Tensor, targets: torch.Tensor, count: int = 8):
+    """A grid of bar plots: predicted pmfs (first action dim) of ``count`` held-out states, target bin in red."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    count = min(count, pmf.shape[0])
+    cols = min(4, count)
+    rows = max(1, math.ceil(count / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2 * rows), squeeze=False)
+    K = pmf.shape[-1]
+    for i, ax in enumerate(axes.flat):
+        if i >= count:
+            ax.axis("off")
+            continue
+        ax.bar(np.arange(K), pmf[i, 0].cpu().numpy(), width=1.0, color="tab:blue")
+        ax.axvline(int(targets[i, 0]), color="tab:red", lw=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (a run directory means its ``checkpoints/last.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} not found; pass a run directory or a .pt checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise ValueError(f"cannot read checkpoint {str(path)!r}: {' '.join(str(exc).split())[:300]}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not an fh_rl checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return state
