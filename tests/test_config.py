@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fh_rl.config import Config, config_from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_configs_load_and_round_trip(path):
+    cfg = load_config(path)
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg
+    assert yaml.safe_load(yaml.safe_dump(cfg.to_dict())) == cfg.to_dict()
+
+
+def test_default_is_pendulum_dt_fourier():
+    cfg = load_config()
+    assert (cfg.env.name, cfg.agent.name, cfg.head.name) == ("Pendulum-v1", "dt", "fourier")
+    assert cfg.dataset.format == "hdf5" and cfg.dataset.path.startswith("datasets/")
+
+
+def test_atari_presets_follow_the_paper():
+    for game, ctx in (("seaquest", 30), ("pong", 50)):
+        cfg = load_config(Path("configs/atari") / f"{game}.yaml")
+        assert cfg.head.params == {"num_frequencies": 8, "regularization_gamma": 1e-6}
+        assert cfg.env.ordering == "joystick" and cfg.agent.context_len == ctx
+        assert cfg.train.final_tokens == 2 * 500_000 * ctx * 3
+
+
+def test_overrides_reach_every_section_and_coerce_types():
+    cfg = load_config(
+        overrides=[
+            "train.steps=12",
+            "train.lr=1e-3",  # YAML reads 1e-3 as a string; coerced to float
+            "head.num_frequencies=4",
+            "eval.target_returns=[-100, -200]",
+            "eval.sample=true",
+            "dataset.max_transitions=1000",
+            "agent.dropout=0",
+            "train.betas=[0.9, 0.99]",
+        ],
+        seed=7,
+    )
+    assert cfg.train.steps == 12 and cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)
+    assert cfg.head.params["num_frequencies"] == 4
+    assert cfg.eval.target_returns == [-100.0, -200.0] and cfg.eval.sample is True
+    assert cfg.dataset.max_transitions == 1000 and cfg.agent.dropout == 0.0
+    assert cfg.train.betas == [0.9, 0.99] and cfg.seed == 7
+
+
+def test_switching_head_drops_other_heads_parameters():
+    cfg = load_config(head="linear")
+    assert cfg.head.name == "linear" and cfg.head.params == {}
+    cfg = load_config(head="gmm", overrides=["head.num_components=3"])
+    assert cfg.head.params == {"num_components": 3}
+    with pytest.raises(ValueError, match=r"unknown config key 'head.num_frequencies'.*head 'linear'"):
+        load_config(head="linear", overrides=["head.num_frequencies=8"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.step=5", r"unknown config key 'train.step'; did you mean train.steps\?"),
+        ("trian.steps=5", r"unknown config key 'trian'; did you mean train\?"),
+        ("head.num_frequences=5", r"unknown config key 'head.num_frequences'; did you mean head.num_frequencies\?"),
+        ("head.name=fourrier", r"unknown head 'fourrier'; did you mean 'fourier'\?"),
+        ("agent.name=dtt", r"unknown agent 'dtt'; did you mean 'dt'\?"),
+        ("train.steps=ten", r"'train.steps' must be an integer, got 'ten'"),
+        ("train.steps=0", r"train.steps must be an integer >= 1, got 0"),
+        ("train.lr=-1", r"train.lr must be > 0"),
+        ("eval.rtg_mode=rwa", r"eval.rtg_mode must be one of transformed, raw, got 'rwa' \(did you mean 'raw'\?\)"),
+        ("dataset.format=hdf", r"dataset.format must be one of hdf5, dqn-replay"),
+        ("agent.n_head=3", r"agent.embed_dim \(64\) must be divisible by agent.n_head \(3\)"),
+        ("eval.sample=maybe", r"'eval.sample' must be true or false"),
+        ("train.device=gpu", r"train.device must be auto, cpu"),
+        ("train.steps", r"must look like key=value"),
+        ("train.steps.x=1", r"'train.steps' is a value, not a section"),
+    ],
+)
+def test_bad_overrides_are_rejected_with_a_clear_message(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(overrides=[override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file .*missing.yaml.* not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ValueError, match="did you mean train.steps"):
+        load_config(bad)
+    bad.write_text("head:\n  name: linear\n  num_frequencies: 8\n")
+    with pytest.raises(ValueError, match="head 'linear'"):
+        load_config(bad)
+
+
+def test_defaults_are_valid():
+    Config()  # every field's default passes validation

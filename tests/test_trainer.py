@@ -1,0 +1,134 @@
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from fh_rl.agents import AgentConfig, build_agent
+from fh_rl.config import TrainConfig
+from fh_rl.trainer import Trainer, TrainingDiverged, load_checkpoint, lr_multiplier, parameter_groups
+from tests.standins import StandInCodec, StandInWindowSampler
+
+
+def make_trainer(tmp_path, steps=20, seed=0, head="fourier", **train_kwargs):
+    torch.manual_seed(seed)
+    codec = StandInCodec(low=[-1.0], high=[1.0], num_bins=8)
+    agent = build_agent(
+        AgentConfig(name="dt", embed_dim=16, n_layer=1, n_head=2, context_len=4, max_timestep=10, dropout=0.1),
+        head=head,
+        head_params={"regularization_gamma": 1e-6} if head == "fourier" else {},
+        state_shape=(3,),
+        codec=codec,
+    )
+    sampler = StandInWindowSampler(batch_size=16, context_len=4, codec=codec, seed=seed)
+    val = [StandInWindowSampler(batch_size=16, context_len=4, codec=codec, seed=99).sample()]
+    cfg = TrainConfig(steps=steps, batch_size=16, lr=3e-3, warmup_tokens=64, checkpoint_every=7, log_every=5, val_every=10, **train_kwargs)
+    return Trainer(agent, sampler, cfg, run_dir=tmp_path, context_len=4, val_batches=val, progress=False, checkpoint_extra={"config": {"x": 1}})
+
+
+def test_parameter_groups_decay_only_matmul_weights(tmp_path):
+    agent = make_trainer(tmp_path).agent
+    decay, no_decay = parameter_groups(agent, 0.1)
+    names = {id(p): n for n, p in agent.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert "blocks.0.attn.qkv.weight" in decayed and "head.proj.weight" in decayed
+    assert "return_embed.weight" in decayed  # a linear layer, decayed as in the paper's code
+    for name in ("pos_embed", "timestep_embed.weight", "action_embed.weight", "ln_f.weight", "head.proj.bias"):
+        assert name not in decayed
+    assert not any(n.endswith("bias") or ".ln_" in n for n in decayed), decayed
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(agent.parameters()))
+
+
+def test_lr_schedule_warmup_then_cosine_to_floor():
+    assert lr_multiplier(50, 100, 1000, 0.1) == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 1000, 0.1) == pytest.approx(1.0)
+    assert lr_multiplier(550, 100, 1000, 0.1) == pytest.approx(0.5)
+    assert lr_multiplier(1000, 100, 1000, 0.1) == pytest.approx(0.1)
+    assert lr_multiplier(5000, 100, 1000, 0.1) == pytest.approx(0.1)
+
+
+def test_short_training_reduces_the_loss(tmp_path):
+    trainer = make_trainer(tmp_path, steps=40)
+    first = trainer.validate()["nll"]
+    result = trainer.fit()
+    assert result.step == 40 and result.interrupted is None
+    assert result.val_metrics["nll"] < first - 0.3, (first, result.val_metrics)
+    assert 0 <= result.val_metrics["accuracy"] <= 1 and result.val_metrics["smoothness"] > 0
+
+
+def test_resume_reaches_identical_parameters(tmp_path):
+    full = make_trainer(tmp_path / "full", steps=20)
+    full.fit()
+    part = make_trainer(tmp_path / "part", steps=20)
+    interrupt_at(part, 14, signal.SIGINT)  # the same run, stopped by Ctrl-C after step 14
+    assert part.fit().interrupted == "SIGINT"
+    resumed = make_trainer(tmp_path / "resumed", steps=20, seed=123)  # different init: all state comes from the checkpoint
+    torch.manual_seed(555)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "part"))
+    assert resumed.step == 14
+    resumed.fit()
+    for (name, a), b in zip(full.agent.state_dict().items(), resumed.agent.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert full.tokens == resumed.tokens
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    trainer = make_trainer(tmp_path, steps=3)
+    trainer.fit()
+    path = tmp_path / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["step"] == 3 and state["config"] == {"x": 1}
+    assert set(state) >= {"model", "optimizer", "schedule", "rng", "sampler", "format"}
+    assert not [p for p in path.parent.iterdir() if p.name != "last.pt"]  # no temp files left
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, steps=20)
+    real_sample = trainer.sampler.sample
+    calls = {"n": 0}
+
+    def poisoned():
+        calls["n"] += 1
+        batch = real_sample()
+        if calls["n"] == 10:
+            batch.states[:] = float("nan")
+        return batch
+
+    trainer.sampler.sample = poisoned
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 10 .*last good checkpoint is .*last.pt"):
+        trainer.fit()
+    state = load_checkpoint(tmp_path)
+    assert state["step"] == 7
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def interrupt_at(trainer, step, sig):
+    real_sample = trainer.sampler.sample
+    calls = {"n": 0}
+
+    def sample():
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), sig)
+        return real_sample()
+
+    trainer.sampler.sample = sample
+
+
+def test_sigterm_writes_checkpoint_and_stops(tmp_path):
+    trainer = make_trainer(tmp_path, steps=50)
+    interrupt_at(trainer, 4, signal.SIGTERM)
+    result = trainer.fit()
+    assert result.interrupted == "SIGTERM" and result.step == 4
+    assert load_checkpoint(tmp_path)["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint .* not found"):
+        load_checkpoint(tmp_path)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_checkpoint(bad)
