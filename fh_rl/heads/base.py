@@ -54,6 +54,11 @@ class Head(nn.Module):
                 f"got {tuple(h.shape)}"
             )
 
+    @staticmethod
+    def _full_precision(x: torch.Tensor) -> torch.Tensor:
+        """Half-precision (autocast) activations to float32; float32/float64 unchanged."""
+        return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
     def _zero(self, h: torch.Tensor) -> torch.Tensor:
         return h.new_zeros((), dtype=torch.float32)
 

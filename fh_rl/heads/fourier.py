@@ -16,7 +16,8 @@ p(x) = |A(x)|^2 / (2 r_0) (Fejer-Riesz), and the 2 r_0 cancels in step 5. So
 with a fixed (2(N+1), 2K) cos/sin matrix, and the pmf is the normalised
 squared magnitude: no autocorrelation, no complex numbers, no loop over rows.
 The autocorrelation is computed (by FFT) only for the regulariser, only when
-gamma > 0. All density math runs in float32, also under autocast.
+gamma > 0. All density math runs in float32 (float64 for float64 inputs),
+also under autocast.
 
 Note: with ``eps > 0`` the returned log-probabilities exponentiate to
 ``pmf + eps``, which sums to ``1 + K * eps`` (the paper's choice, kept for
@@ -102,15 +103,16 @@ class FourierHead(Head):
         )
 
     def coefficients(self, h: torch.Tensor) -> torch.Tensor:
-        """``(..., A, 2(N+1))`` float32 ``[Re a_0..Re a_N, Im a_0..Im a_N]`` per dimension."""
+        """``(..., A, 2(N+1))`` ``[Re a_0..Re a_N, Im a_0..Im a_N]`` per dimension (float32 or float64)."""
         self._check_input(h)
-        coef = self.proj(h).float()  # (..., A*2(N+1))
+        coef = self._full_precision(self.proj(h))  # (..., A*2(N+1))
         return coef.unflatten(-1, (self.action_dims, 2 * (self.num_frequencies + 1)))  # -> (..., A, 2(N+1))
 
     def _pmf_from_coefficients(self, coef: torch.Tensor) -> torch.Tensor:
         K = self.num_bins
         with torch.autocast(device_type=coef.device.type, enabled=False):
-            re_im = coef.float() @ self.basis  # (..., A, 2(N+1)) @ (2(N+1), 2K) -> (..., A, 2K)
+            coef = self._full_precision(coef)
+            re_im = coef @ self.basis.to(coef.dtype)  # (..., A, 2(N+1)) @ (2(N+1), 2K) -> (..., A, 2K)
             power = re_im[..., :K].square() + re_im[..., K:].square()  # |A(x_k)|^2, (..., A, K)
             return power / power.sum(dim=-1, keepdim=True)
 
@@ -122,14 +124,15 @@ class FourierHead(Head):
         """Complex r_k = sum_j a_{j+k} conj(a_j), k = 0..N, shape (..., A, N+1), by FFT."""
         N1 = self.num_frequencies + 1
         with torch.autocast(device_type=coef.device.type, enabled=False):
-            a = torch.complex(coef[..., :N1].float(), coef[..., N1:].float())  # (..., A, N+1)
+            coef = self._full_precision(coef)
+            a = torch.complex(coef[..., :N1], coef[..., N1:])  # (..., A, N+1)
             spec = torch.fft.fft(a, n=2 * N1)  # zero-padded: no wrap-around for k <= N
             return torch.fft.ifft(spec.abs().square())[..., :N1]  # (..., A, N+1)
 
     def regularization(self, coef: torch.Tensor) -> torch.Tensor:
         """gamma * 2 * mean over rows of sum_k 2 pi^2 k^2 |r_k|^2 (rows: every (..., A))."""
         r = self.autocorrelation(coef)
-        per_row = (r.abs().square() * self.reg_weights).sum(dim=-1)  # (..., A)
+        per_row = (r.abs().square() * self.reg_weights.to(r.real.dtype)).sum(dim=-1)  # (..., A)
         return self.regularization_gamma * 2.0 * per_row.mean()
 
     def forward(self, h: torch.Tensor) -> HeadOutput:
@@ -152,7 +155,7 @@ class FourierHead(Head):
         coef = self.coefficients(h)
         P = x.shape[0]
         with torch.autocast(device_type=coef.device.type, enabled=False):
-            basis = fourier_basis(x.to(coef.device, torch.float32), self.num_frequencies)
+            basis = fourier_basis(x.to(coef.device, coef.dtype), self.num_frequencies)
             re_im = coef @ basis  # (..., A, 2P)
             power = re_im[..., :P].square() + re_im[..., P:].square()
             r0 = coef.square().sum(dim=-1, keepdim=True)  # sum_j |a_j|^2

@@ -49,7 +49,7 @@ class GMMHead(Head):
     def forward(self, h: torch.Tensor) -> HeadOutput:
         self._check_input(h)
         M = self.num_components
-        params = self.proj(h).float().unflatten(-1, (self.action_dims, 3, M))  # (..., A*3M) -> (..., A, 3, M)
+        params = self._full_precision(self.proj(h)).unflatten(-1, (self.action_dims, 3, M))  # (..., A*3M) -> (..., A, 3, M)
         with torch.autocast(device_type=params.device.type, enabled=False):
             log_w = torch.log_softmax(params[..., 0, :], dim=-1)  # (..., A, M)
             mean = params[..., 1, :]

@@ -23,6 +23,6 @@ class LinearHead(Head):
 
     def forward(self, h: torch.Tensor) -> HeadOutput:
         self._check_input(h)
-        logits = self.proj(h).float()  # (..., A*K), float32 even under autocast
+        logits = self._full_precision(self.proj(h))  # (..., A*K), float32 even under autocast
         logits = logits.unflatten(-1, (self.action_dims, self.num_bins))  # (..., A*K) -> (..., A, K)
         return HeadOutput(torch.log_softmax(logits, dim=-1), self._zero(h))
