@@ -1,0 +1,151 @@
+"""An agent acting in environments: the rollout workers' :class:`fh_rl.envs.policy.Policy`.
+
+Each live episode (slot) keeps its own context: the last T states, chosen
+action bins, returns-to-go and timesteps. Every ``act`` is one batched model
+call over all live slots (contexts right-aligned, left padding masked). After
+each step the slot's return-to-go is decremented by the reward in dataset
+units (``transformed``: e.g. clipped for DQN-Replay) or by the raw reward
+(``raw``, the DT paper's code).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+
+from fh_rl.agents.base import Agent, transform_reward
+from fh_rl.agents.encoders import FRAME_STACK
+
+RTG_MODES = ("transformed", "raw")
+
+
+class _Slot:
+    __slots__ = ("states", "bins", "rtg", "timesteps", "frames", "return_to_go", "t")
+
+    def __init__(self, context: int, target_return: float) -> None:
+        self.states: deque = deque(maxlen=context)
+        self.bins: deque = deque(maxlen=context)
+        self.rtg: deque = deque(maxlen=context)
+        self.timesteps: deque = deque(maxlen=context)
+        self.frames: deque = deque(maxlen=FRAME_STACK)
+        self.return_to_go = float(target_return)
+        self.t = 0
+
+
+class AgentPolicy:
+    """Drives an :class:`Agent` through the rollout protocol.
+
+    Args:
+        agent: a trained agent (put in eval mode here).
+        target_return: the DT's initial return-to-go, in dataset units
+            (raw-score units with ``rtg_mode="raw"``). Ignored by non-sequence agents.
+        device: where the agent runs.
+        sample: sample the action bin from the predicted pmf (else argmax).
+        rtg_mode: ``transformed`` or ``raw`` (see the module docstring).
+        seed: seeds action sampling and within-bin decoding.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        target_return: float = 0.0,
+        device: torch.device | str = "cpu",
+        sample: bool = True,
+        rtg_mode: str = "transformed",
+        seed: int = 0,
+    ) -> None:
+        if rtg_mode not in RTG_MODES:
+            raise ValueError(f"rtg_mode must be one of {RTG_MODES}, got {rtg_mode!r}")
+        self.agent = agent.eval()
+        self.device = torch.device(device)
+        self.agent.to(self.device)
+        self.target_return = float(target_return)
+        self.sample = sample
+        self.rtg_mode = rtg_mode
+        self.context = agent.context_len if agent.sequence_model else 1
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.slots: dict[int, _Slot] = {}
+
+    # ------------------------------------------------------------------ Policy protocol
+
+    def begin(self, slots: np.ndarray, observations: np.ndarray) -> None:
+        for slot in np.asarray(slots).tolist():
+            self.slots[slot] = _Slot(self.context, self.target_return)
+
+    def act(self, slots: np.ndarray, observations: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots).tolist()
+        observations = np.asarray(observations)
+        A = self.agent.action_dims
+        for slot, obs in zip(slots, observations):
+            s = self.slots[slot]
+            s.states.append(self._state(s, obs))
+            s.bins.append(np.zeros(A, dtype=np.int64))  # the action being chosen; unseen by its own prediction
+            s.rtg.append(s.return_to_go)
+            s.timesteps.append(s.t)
+        batch = self._context_batch([self.slots[slot] for slot in slots])
+        with torch.no_grad():
+            log_probs = self.agent.action_log_probs(*batch)  # (n, A, K)
+        if self.sample:
+            n, A, K = log_probs.shape
+            probs = log_probs.float().exp().reshape(n * A, K)  # (n, A, K) -> (nA, K)
+            bins = torch.multinomial(probs, 1, generator=self.generator).reshape(n, A)
+        else:
+            bins = log_probs.argmax(dim=-1)  # (n, A)
+        bins = bins.cpu().numpy()
+        for slot, b in zip(slots, bins):
+            self.slots[slot].bins[-1] = b
+        return np.asarray(self.agent.codec.decode(bins, rng=self.rng))
+
+    def observe(self, slots: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if self.rtg_mode == "transformed":
+            rewards = transform_reward(rewards, self.agent.reward_transform)
+        for slot, reward, done in zip(np.asarray(slots).tolist(), rewards, np.asarray(dones)):
+            if done:
+                self.slots.pop(slot, None)
+                continue
+            s = self.slots[slot]
+            s.return_to_go -= float(reward)
+            s.t += 1
+
+    # ------------------------------------------------------------------ helpers
+
+    def _state(self, slot: _Slot, obs: np.ndarray) -> np.ndarray:
+        """One model state from an observation: frame stacks are kept as given or built from single frames."""
+        shape = self.agent.state_shape
+        if obs.shape == shape:
+            return obs
+        if self.agent.is_frames and obs.shape == shape[1:]:
+            if not slot.frames:
+                slot.frames.extend(np.zeros_like(obs) for _ in range(FRAME_STACK - 1))
+            slot.frames.append(obs)
+            return np.stack(slot.frames)
+        raise ValueError(f"observation of shape {obs.shape} does not match the agent's state shape {shape}")
+
+    def _context_batch(self, slots: list[_Slot]) -> tuple[torch.Tensor, ...]:
+        """Right-aligned contexts of the slots: states (n, T, ...), bins (n, T, A), rtg (n, T), timesteps, mask."""
+        n, T, A = len(slots), max(len(s.states) for s in slots), self.agent.action_dims
+        shape = self.agent.state_shape
+        dtype = np.uint8 if self.agent.is_frames else np.float32
+        states = np.zeros((n, T, *shape), dtype=dtype)
+        bins = np.zeros((n, T, A), dtype=np.int64)
+        rtg = np.zeros((n, T), dtype=np.float32)
+        timesteps = np.zeros((n, T), dtype=np.int64)
+        mask = np.zeros((n, T), dtype=bool)
+        for i, s in enumerate(slots):
+            L = len(s.states)
+            states[i, T - L :] = np.stack(s.states)
+            bins[i, T - L :] = np.stack(s.bins)
+            rtg[i, T - L :] = s.rtg
+            timesteps[i, T - L :] = s.timesteps
+            mask[i, T - L :] = True
+        to = lambda x: torch.from_numpy(x).to(self.device)  # noqa: E731
+        return to(states), to(bins), to(rtg), to(timesteps), to(mask)
+
+    def config(self) -> dict[str, Any]:
+        return {"target_return": self.target_return, "sample": self.sample, "rtg_mode": self.rtg_mode}

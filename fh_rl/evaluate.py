@@ -1,0 +1,181 @@
+"""``python -m fh_rl.evaluate RUN_DIR_OR_CHECKPOINT``: returns of a trained agent in its environment.
+
+The agent is rebuilt from the checkpoint alone (config, agent spec, weights
+loaded with ``weights_only=True``), evaluated by the rollout workers for each
+target return, and the results are printed as a table, written to the run's
+``eval.json`` and logged as TensorBoard scalars ``eval/return_mean/target_<R>``,
+``eval/return_std/...`` and ``eval/normalized/...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from fh_rl.cli import run_cli
+from fh_rl.utils import atomic_write_text
+
+
+def target_tag(target: float) -> str:
+    """``target_90`` / ``target_-150.5``: the TensorBoard tag suffix of a target return."""
+    return f"target_{target:g}"
+
+
+def normalized(env_name: str, score: float) -> float | None:
+    """Normalised score (Atari human-normalised, D4RL min-max), or None for envs without reference scores."""
+    from fh_rl.envs.scores import normalized_score
+
+    try:
+        value = normalized_score(env_name, score)
+    except (KeyError, ValueError):
+        return None
+    return None if value is None else float(value)
+
+
+def run_evaluation(
+    agent: Any,
+    *,
+    env_name: str,
+    targets: Sequence[float],
+    episodes: int,
+    workers: int,
+    seed: int,
+    protocol: str | None = None,
+    rtg_mode: str = "transformed",
+    sample: bool = True,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Evaluate ``agent`` for each target return; one result dict per target (raw returns and normalised)."""
+    from fh_rl.agents.policy import AgentPolicy
+    from fh_rl.envs.rollout import evaluate
+
+    results = []
+    for i, target in enumerate(targets):
+        policy = AgentPolicy(agent, target_return=target, device=device, sample=sample, rtg_mode=rtg_mode, seed=seed + i)
+        res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
+        returns = np.asarray(res.returns, dtype=np.float64)
+        norm = [normalized(env_name, float(r)) for r in returns]
+        results.append(
+            {
+                "target_return": float(target),
+                "rtg_mode": rtg_mode,
+                "sample": sample,
+                "returns": returns.tolist(),
+                "lengths": np.asarray(res.lengths).tolist(),
+                "seeds": np.asarray(res.seeds).tolist(),
+                "return_mean": float(returns.mean()),
+                "return_std": float(returns.std()),
+                "normalized_mean": None if any(n is None for n in norm) else float(np.mean(norm)),
+            }
+        )
+    return results
+
+
+def log_results(writer: Any, results: list[dict[str, Any]], step: int) -> None:
+    """TensorBoard scalars per target return."""
+    for r in results:
+        tag = target_tag(r["target_return"])
+        writer.add_scalar(f"eval/return_mean/{tag}", r["return_mean"], step)
+        writer.add_scalar(f"eval/return_std/{tag}", r["return_std"], step)
+        if r["normalized_mean"] is not None:
+            writer.add_scalar(f"eval/normalized/{tag}", r["normalized_mean"], step)
+
+
+def format_table(results: list[dict[str, Any]], env_name: str) -> str:
+    """A plain-text table: one row per target return."""
+    lines = [f"{env_name}: {results[0]['rtg_mode']} returns-to-go, {'sampled' if results[0]['sample'] else 'argmax'} actions"]
+    lines.append(f"{'target':>12} {'episodes':>8} {'return mean':>12} {'std':>10} {'normalized':>10}")
+    for r in results:
+        norm = "-" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f}"
+        lines.append(
+            f"{r['target_return']:>12g} {len(r['returns']):>8d} {r['return_mean']:>12.1f} {r['return_std']:>10.1f} {norm:>10}"
+        )
+    return "\n".join(lines)
+
+
+def write_eval_json(run_dir: Path, payload: dict[str, Any]) -> Path:
+    path = Path(run_dir) / "eval.json"
+    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    return path
+
+
+def _run_dir_of(path: Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fh_rl.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="run directory (uses checkpoints/last.pt) or a .pt checkpoint")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes per target return (default: the run's eval.episodes)")
+    parser.add_argument("--workers", type=int, default=None, help="parallel environment workers (default: the run's eval.workers)")
+    parser.add_argument("--target-return", type=float, action="append", dest="targets", default=None,
+                        help="target return in dataset units; repeat for several (default: the run's targets)")
+    parser.add_argument("--protocol", default=None, help="environment protocol (default: the run's env.protocol)")
+    parser.add_argument("--rtg-mode", choices=("transformed", "raw"), default=None,
+                        help="decrement returns-to-go by transformed (dataset-unit) or raw rewards")
+    parser.add_argument("--seed", type=int, default=None, help="base seed of the evaluation episodes")
+    parser.add_argument("--argmax", action="store_true", help="take the most likely bin instead of sampling")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    for name in ("episodes", "workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+
+    from fh_rl.agents import agent_from_spec
+    from fh_rl.config import config_from_dict
+    from fh_rl.trainer import load_checkpoint
+    from fh_rl.utils import resolve_device
+
+    state = load_checkpoint(args.checkpoint)
+    cfg = config_from_dict(state["config"])
+    agent = agent_from_spec(cfg.agent, state["spec"], state["model"])
+    device = resolve_device(args.device)
+    targets = args.targets or state.get("eval_targets") or [0.0]
+    protocol = args.protocol if args.protocol is not None else cfg.env.protocol
+    rtg_mode = args.rtg_mode or cfg.eval.rtg_mode
+    seed = args.seed if args.seed is not None else cfg.seed + cfg.eval.seed
+    results = run_evaluation(
+        agent,
+        env_name=cfg.env.name,
+        targets=targets,
+        episodes=args.episodes or cfg.eval.episodes,
+        workers=args.workers or cfg.eval.workers,
+        seed=seed,
+        protocol=protocol,
+        rtg_mode=rtg_mode,
+        sample=cfg.eval.sample and not args.argmax,
+        device=device,
+        progress=not args.no_progress,
+    )
+    print(format_table(results, cfg.env.name))
+    run_dir = _run_dir_of(Path(args.checkpoint))
+    payload = {
+        "env": cfg.env.name,
+        "protocol": protocol,
+        "checkpoint_step": int(state["step"]),
+        "seed": seed,
+        "results": results,
+    }
+    path = write_eval_json(run_dir, payload)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir)) as writer:
+        log_results(writer, results, int(state["step"]))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,374 @@
+"""``python -m fh_rl.train``: train an agent with a chosen head from an offline dataset, then evaluate it.
+
+    python -m fh_rl.train --head fourier                       # configs/default.yaml
+    python -m fh_rl.train --config configs/atari/seaquest.yaml --head linear --seed 1
+    python -m fh_rl.train --set train.steps=500 --set head.num_frequencies=8
+    python -m fh_rl.train --resume runs/Pendulum-v1/dt-fourier/seed0-20260101-120000
+
+Each run writes ``runs/<env>/<agent>-<head>/seed<S>-<time>/``: ``config.yaml``
+(resolved), ``manifest.json`` (versions, git commit, dataset identity, seeds,
+evaluation protocol), ``checkpoints/last.pt``, TensorBoard events and ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from fh_rl.cli import run_cli
+from fh_rl.config import Config, config_from_dict, load_config, save_config
+from fh_rl.utils import atomic_write_text, resolve_device, seed_everything
+
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_dataset(cfg: Config):
+    """The configured dataset as a ``TrajectoryDataset`` (FileNotFoundError naming the path when missing)."""
+    d = cfg.dataset
+    path = Path(d.path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {str(path)!r} not found (dataset.path in the config); make one with "
+            f"`python -m fh_rl.datasets.collect` or point --set dataset.path=... at a "
+            f"{'D4RL-layout HDF5 file' if d.format == 'hdf5' else 'DQN-Replay root'}"
+        )
+    if d.format == "hdf5":
+        from fh_rl.datasets import load_hdf5
+
+        return load_hdf5(path)
+    from fh_rl.datasets import load_dqn_replay
+
+    return load_dqn_replay(
+        path,
+        d.game or cfg.env.name,
+        run=d.run,
+        suffixes=d.suffixes,
+        max_transitions=d.max_transitions,
+        seed=cfg.seed,
+    )
+
+
+def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[str, Any]:
+    """What the manifest and checkpoint record about the data: where, how big, and a content hash."""
+    path = Path(cfg.dataset.path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    returns = np.asarray(dataset.episode_returns, dtype=np.float64)
+    return {
+        "format": cfg.dataset.format,
+        "path": str(path.resolve()),
+        "bytes": int(sum(p.stat().st_size for p in files)),
+        "files": len(files),
+        "name": getattr(dataset, "name", ""),
+        "episodes": int(len(returns)),
+        "transitions": int(dataset.num_transitions),
+        "content_hash": dataset.content_hash(),
+        "train_episodes": int(len(train.episode_returns)),
+        "train_transitions": int(train.num_transitions),
+        "val_episodes": int(len(val.episode_returns)) if val is not None else 0,
+        "episode_return_mean": float(returns.mean()) if len(returns) else None,
+        "episode_return_max": float(returns.max()) if len(returns) else None,
+    }
+
+
+def default_targets(cfg: Config, episode_returns: np.ndarray) -> list[float]:
+    """``eval.target_returns``, else the ``eval.target_quantile`` of the episode returns, else the best one."""
+    if cfg.eval.target_returns:
+        return [float(t) for t in cfg.eval.target_returns]
+    returns = np.asarray(episode_returns, dtype=np.float64)
+    if cfg.eval.target_quantile is None:
+        return [float(returns.max())]
+    return [float(np.quantile(returns, cfg.eval.target_quantile))]
+
+
+# ----------------------------------------------------------------------------- run directory
+
+
+def make_run_dir(cfg: Config) -> Path:
+    env = cfg.env.name.replace("/", "-")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.run_root) / env / f"{cfg.agent.name}-{cfg.head.name}"
+    run_dir = base / f"seed{cfg.seed}-{stamp}"
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base / f"seed{cfg.seed}-{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> dict[str, Any]:
+    """The fh_rl checkout's commit and whether it had uncommitted changes (None outside a git checkout)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device: torch.device, argv: Sequence[str]) -> dict[str, Any]:
+    import fh_rl
+
+    return {
+        "command": [sys.executable, "-m", "fh_rl.train", *argv],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": {"platform": platform.platform(), "python": platform.python_version(), "device": str(device),
+                 "cuda": torch.version.cuda if torch.cuda.is_available() else None},
+        "versions": {
+            "fh_rl": fh_rl.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "gymnasium": _version("gymnasium"),
+            "ale-py": _version("ale-py"),
+            "mujoco": _version("mujoco"),
+            "stable-baselines3": _version("stable-baselines3"),
+        },
+        "git": git_commit(),
+        "dataset": identity,
+        "seeds": {"run": cfg.seed, "sampler": cfg.seed, "validation": cfg.seed + 1, "eval": cfg.seed + cfg.eval.seed},
+        "eval_protocol": {
+            "env": cfg.env.name,
+            "protocol": cfg.env.protocol,
+            "episodes": cfg.eval.episodes,
+            "targets": targets,
+            "rtg_mode": cfg.eval.rtg_mode,
+            "sample": cfg.eval.sample,
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def build_everything(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
+    """Dataset, split, codec, agent, samplers and validation batches for ``cfg``."""
+    from fh_rl.agents import build_agent
+    from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
+    from fh_rl.envs import make_env
+    from fh_rl.envs.codecs import make_codec
+
+    dataset = load_dataset(cfg)
+    if cfg.dataset.val_fraction > 0:
+        train, val = dataset.split(cfg.dataset.val_fraction, cfg.seed)
+    else:
+        train, val = dataset, None
+
+    env = make_env(cfg.env.name, protocol=cfg.env.protocol, seed=cfg.seed)
+    try:
+        meanings = None
+        if cfg.env.ordering == "joystick":
+            meanings = env.unwrapped.get_action_meanings()
+        codec = make_codec(
+            env.action_space,
+            num_bins=cfg.env.num_bins,
+            ordering=cfg.env.ordering,
+            action_meanings=meanings,
+            sample_within_bin=cfg.env.sample_within_bin,
+        )
+    finally:
+        env.close()
+
+    returns = np.asarray(dataset.episode_returns, dtype=np.float64)
+    rtg_scale = cfg.dataset.rtg_scale
+    if rtg_scale is None:
+        rtg_scale = float(np.abs(returns).max()) if len(returns) and np.abs(returns).max() > 0 else 1.0
+    frames = len(dataset.state_shape) == 3
+    agent = build_agent(
+        cfg.agent,
+        head=cfg.head.name,
+        head_params=cfg.head.params,
+        state_shape=tuple(dataset.state_shape),
+        codec=codec,
+        state_mean=None if frames else torch.as_tensor(np.asarray(train.state_mean()), dtype=torch.float32),
+        state_std=None if frames else torch.as_tensor(np.asarray(train.state_std()), dtype=torch.float32),
+        rtg_scale=rtg_scale,
+        reward_transform="clip" if cfg.dataset.format == "dqn-replay" else "none",
+    )
+    B = cfg.train.batch_size
+    if agent.sequence_model:
+        sampler = WindowSampler(train, cfg.agent.context_len, B, seed=cfg.seed)
+        val_sampler = WindowSampler(val, cfg.agent.context_len, B, seed=cfg.seed + 1) if val is not None else None
+    else:
+        sampler = TransitionSampler(train, B, seed=cfg.seed)
+        val_sampler = TransitionSampler(val, B, seed=cfg.seed + 1) if val is not None else None
+    val_batches = [val_sampler.sample() for _ in range(cfg.train.val_batches)] if val_sampler is not None else []
+    return {
+        "dataset": dataset,
+        "train": train,
+        "val": val,
+        "agent": agent,
+        "sampler": sampler,
+        "val_batches": val_batches,
+        "returns": returns,
+    }
+
+
+def hparams(cfg: Config) -> dict[str, Any]:
+    """Flat hyperparameters for TensorBoard's hparams table (heads line up across runs)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        elif isinstance(value, (int, float, str, bool)):
+            flat[prefix[:-1]] = value
+        elif value is not None:
+            flat[prefix[:-1]] = str(value)
+
+    walk("", cfg.to_dict())
+    return flat
+
+
+def write_hparams(writer: Any, cfg: Config, metrics: dict[str, float]) -> None:
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    metrics = {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)}
+    exp, ssi, sei = hparams_summary(hparams(cfg), metrics)
+    fw = writer._get_file_writer()
+    for summary in (exp, ssi, sei):
+        fw.add_summary(summary)
+    for name, value in metrics.items():
+        writer.add_scalar(name, value, cfg.train.steps)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m fh_rl.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
+    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, gmm, ...")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set head.num_frequencies=8 (repeatable)")
+    parser.add_argument("--seed", type=int, default=None, help="run seed (overrides the config's)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation rollouts after training")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+
+    from fh_rl.trainer import Trainer, TrainingDiverged, load_checkpoint
+
+    state = None
+    if args.resume is not None:
+        if args.config or args.head or args.overrides or args.seed is not None:
+            raise ValueError("--resume continues a run with its saved config; drop --config/--head/--set/--seed")
+        run_dir = Path(args.resume)
+        state = load_checkpoint(run_dir)
+        run_dir = run_dir if run_dir.is_dir() else run_dir.parent.parent
+        cfg = config_from_dict(state["config"])
+    else:
+        cfg = load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed)
+        run_dir = None
+
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.seed)
+    progress = not args.no_progress
+    built = build_everything(cfg, progress=progress)
+    agent = built["agent"]
+    targets = [float(t) for t in state["eval_targets"]] if state else default_targets(cfg, built["returns"])
+    identity = dataset_identity(cfg, built["dataset"], built["train"], built["val"])
+    if state is not None and state["dataset"]["content_hash"] != identity["content_hash"]:
+        raise ValueError(
+            f"the dataset at {cfg.dataset.path!r} changed since this run started (content hash differs); "
+            f"resume needs the same data"
+        )
+
+    if run_dir is None:
+        run_dir = make_run_dir(cfg)
+        save_config(cfg, run_dir / "config.yaml")
+        atomic_write_text(run_dir / "manifest.json", json.dumps(manifest(cfg, identity, targets, device, argv), indent=2) + "\n")
+    print(f"run directory: {run_dir}", file=sys.stderr)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir))
+    trainer = Trainer(
+        agent,
+        built["sampler"],
+        cfg.train,
+        run_dir=run_dir,
+        context_len=cfg.context_len,
+        device=device,
+        val_batches=built["val_batches"],
+        writer=writer,
+        checkpoint_extra={"config": cfg.to_dict(), "spec": agent.spec(), "dataset": identity, "eval_targets": targets},
+        progress=progress,
+    )
+    if state is not None:
+        seed_everything(cfg.seed)
+        trainer.load_state_dict(state)
+        print(f"resuming at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
+    try:
+        result = trainer.fit()
+    except TrainingDiverged as exc:
+        writer.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result.interrupted:
+        writer.close()
+        print(f"stopped by {result.interrupted} at step {result.step}; continue with: "
+              f"python -m fh_rl.train --resume {run_dir}", file=sys.stderr)
+        return EXIT_SIGNAL.get(result.interrupted, 1)
+
+    metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
+    if not args.no_eval:
+        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+
+        seed = cfg.seed + cfg.eval.seed
+        results = run_evaluation(
+            agent,
+            env_name=cfg.env.name,
+            targets=targets,
+            episodes=cfg.eval.episodes,
+            workers=cfg.eval.workers,
+            seed=seed,
+            protocol=cfg.env.protocol,
+            rtg_mode=cfg.eval.rtg_mode,
+            sample=cfg.eval.sample,
+            device=device,
+            progress=progress,
+        )
+        log_results(writer, results, result.step)
+        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": cfg.env.protocol, "checkpoint_step": result.step,
+                                  "seed": seed, "results": results})
+        print(format_table(results, cfg.env.name))
+        metrics["eval/return_mean"] = results[0]["return_mean"]
+        if results[0]["normalized_mean"] is not None:
+            metrics["eval/normalized"] = results[0]["normalized_mean"]
+    write_hparams(writer, cfg, metrics)
+    writer.close()
+    print(f"done: {run_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
