@@ -70,8 +70,9 @@ class DatasetConfig:
     """DQN-Replay: checkpoint suffixes to read (None: all)."""
     max_transitions: int | None = None
     """Sample at most this many transitions (DQN-Replay: the paper's 500,000); None: all."""
-    frame_stack: int = 4
-    """Frames per state for frame observations."""
+    replay_sampling: str | None = None
+    """DQN-Replay sampling with ``max_transitions``: ``episodes`` (whole random episodes) or ``paper``
+    (the DT paper's buffer visits); None: the reader's default."""
     val_fraction: float = 0.05
     """Fraction of episodes held out for validation metrics (0 disables validation)."""
     rtg_scale: float | None = None
@@ -82,7 +83,8 @@ class DatasetConfig:
         if not self.path:
             raise ValueError("dataset.path must name a file or directory")
         _positive(self, "run")
-        _positive(self, "frame_stack")
+        if self.replay_sampling is not None:
+            _choice(self, "replay_sampling", ("episodes", "paper"))
         if self.max_transitions is not None:
             _positive(self, "max_transitions")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -178,7 +180,7 @@ class EvalConfig:
     episodes: int = 10
     """Episodes per target return."""
     workers: int = 1
-    """Parallel environment worker processes."""
+    """Parallel environment worker processes (0: step the environments in this process)."""
     target_returns: list[float] | None = None
     """DT target returns, in dataset units; None: from ``target_quantile``."""
     target_quantile: float | None = None
@@ -193,7 +195,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "episodes")
-        _positive(self, "workers")
+        _positive(self, "workers", minimum=0)
         if self.target_quantile is not None and not 0 <= self.target_quantile <= 1:
             raise ValueError(f"eval.target_quantile must be in [0, 1], got {self.target_quantile}")
         _choice(self, "rtg_mode", RTG_MODES, section="eval")

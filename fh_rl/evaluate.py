@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -130,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name in ("episodes", "workers"):
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name} must be >= 1, got {value}")
+        if value is not None and value < (1 if name == "episodes" else 0):
+            raise ValueError(f"--{name} must be >= {1 if name == 'episodes' else 0}, got {value}")
 
     from fh_rl.agents import agent_from_spec
     from fh_rl.config import config_from_dict
@@ -151,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env_name=cfg.env.name,
         targets=targets,
         episodes=args.episodes or cfg.eval.episodes,
-        workers=args.workers or cfg.eval.workers,
+        workers=cfg.eval.workers if args.workers is None else args.workers,
         seed=seed,
         protocol=protocol,
         rtg_mode=rtg_mode,

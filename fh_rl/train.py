@@ -35,7 +35,7 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 # ----------------------------------------------------------------------------- data
 
 
-def load_dataset(cfg: Config):
+def load_dataset(cfg: Config, *, progress: bool = True):
     """The configured dataset as a ``TrajectoryDataset`` (FileNotFoundError naming the path when missing)."""
     d = cfg.dataset
     path = Path(d.path)
@@ -58,6 +58,8 @@ def load_dataset(cfg: Config):
         suffixes=d.suffixes,
         max_transitions=d.max_transitions,
         seed=cfg.seed,
+        protocol=d.replay_sampling,
+        progress=progress,
     )
 
 
@@ -172,7 +174,7 @@ def build_everything(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     from fh_rl.envs import make_env
     from fh_rl.envs.codecs import make_codec
 
-    dataset = load_dataset(cfg)
+    dataset = load_dataset(cfg, progress=progress)
     if cfg.dataset.val_fraction > 0:
         train, val = dataset.split(cfg.dataset.val_fraction, cfg.seed)
     else:

@@ -1,0 +1,169 @@
+"""The train and evaluate CLIs end to end on tiny data written here (real Pendulum-v1, real HDF5)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from fh_rl import evaluate as evaluate_cli
+from fh_rl import train as train_cli
+from fh_rl.cli import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = [
+    "agent.embed_dim=16",
+    "agent.n_layer=1",
+    "agent.n_head=2",
+    "agent.context_len=4",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "train.val_every=4",
+    "train.val_batches=2",
+    "train.checkpoint_every=4",
+    "train.warmup_tokens=16",
+    "eval.episodes=2",
+    "eval.workers=0",
+    "dataset.val_fraction=0.25",
+]
+
+
+@pytest.fixture(scope="module")
+def pendulum_hdf5(tmp_path_factory):
+    """8 short Pendulum-v1 episodes of a random policy, written with the project's HDF5 writer."""
+    from fh_rl.datasets import Episode, TrajectoryDataset, write_hdf5
+
+    env = gym.make("Pendulum-v1")
+    env.action_space.seed(0)
+    episodes = []
+    for i in range(8):
+        obs, _ = env.reset(seed=i)
+        O, A, R = [], [], []
+        for _ in range(25):
+            a = env.action_space.sample()
+            O.append(obs)
+            A.append(a)
+            obs, r, *_ = env.step(a)
+            R.append(r)
+        episodes.append(Episode(np.array(O, np.float32), np.array(A, np.float32), np.array(R, np.float32), False, True))
+    path = tmp_path_factory.mktemp("data") / "pendulum-tiny.hdf5"
+    write_hdf5(path, TrajectoryDataset(episodes, name="pendulum-tiny"))
+    return path
+
+
+def args_for(tmp_path, data, *extra, steps=8):
+    sets = [*TINY, f"train.steps={steps}", f"dataset.path={data}", f"run_root={tmp_path / 'runs'}"]
+    return [a for s in sets for a in ("--set", s)] + ["--no-progress", *extra]
+
+
+def only_run_dir(tmp_path, head="fourier"):
+    (run_dir,) = (tmp_path / "runs" / "Pendulum-v1" / f"dt-{head}").iterdir()
+    return run_dir
+
+
+def event_tags(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
+
+
+def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
+    assert run_cli(train_cli.main, args_for(tmp_path, pendulum_hdf5, "--head", "fourier")) == 0
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.name.startswith("seed0-")
+    for name in ("config.yaml", "manifest.json", "eval.json", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file(), name
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["dataset"]["content_hash"] and manifest["dataset"]["episodes"] == 8
+    assert manifest["versions"]["torch"] == torch.__version__ and "git" in manifest
+    result = json.loads((run_dir / "eval.json").read_text())["results"][0]
+    assert len(result["returns"]) == 2 and all(-2000 < r <= 0 for r in result["returns"])
+    tags = event_tags(run_dir)
+    target = f"target_{result['target_return']:g}"
+    expected = {"train/loss", "train/nll", "train/regularization", "train/lr", "train/grad_norm", "train/samples_per_s",
+                "val/nll", "val/accuracy", "val/smoothness", "val/pmf", f"eval/return_mean/{target}", f"eval/return_std/{target}"}
+    assert expected <= tags, expected - tags
+    assert any(p.name.startswith("events.out") for p in run_dir.iterdir())
+    assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
+
+    # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns
+    capsys.readouterr()
+    code = run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "2", "--workers", "0", "--target-return", "-100",
+                                       "--target-return", "-300", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "-100" in out and "-300" in out and "return mean" in out
+    results = json.loads((run_dir / "eval.json").read_text())["results"]
+    assert [r["target_return"] for r in results] == [-100.0, -300.0]
+    assert {"eval/return_mean/target_-100", "eval/return_mean/target_-300"} <= event_tags(run_dir)
+
+
+def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
+    args = args_for(tmp_path, pendulum_hdf5, "--head", "linear", "--no-eval", "--set", "agent.name=bc", steps=4)
+    assert run_cli(train_cli.main, args) == 0
+    (run_dir,) = (tmp_path / "runs" / "Pendulum-v1" / "bc-linear").iterdir()
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 4 and state["spec"]["agent"] == "bc" and state["config"]["head"] == {"name": "linear"}
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch):
+    from fh_rl.datasets.sampling import WindowSampler
+
+    full = tmp_path / "full"
+    assert run_cli(train_cli.main, args_for(full, pendulum_hdf5, "--no-eval", steps=10)) == 0
+
+    real = WindowSampler.sample
+    calls = {"n": 0}
+
+    def interrupting(self):
+        calls["n"] += 1
+        if calls["n"] == 2 + 6:  # 2 validation batches are drawn first, then training step 6
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(WindowSampler, "sample", interrupting)
+    assert run_cli(train_cli.main, args_for(part, pendulum_hdf5, "--no-eval", steps=10)) == 130
+    monkeypatch.setattr(WindowSampler, "sample", real)
+    run_dir = only_run_dir(part)
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 6
+    assert run_cli(train_cli.main, ["--resume", str(run_dir), "--no-eval", "--no-progress"]) == 0
+
+    a = torch.load(only_run_dir(full) / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 10
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "train.stepz=3"], "unknown config key 'train.stepz'; did you mean train.steps?"),
+        (["--head", "fourrier"], "unknown head 'fourrier'; did you mean 'fourier'?"),
+        (["--set", "dataset.path=/nonexistent/data.hdf5"], "dataset '/nonexistent/data.hdf5' not found"),
+        (["--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' not found"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, pendulum_hdf5, capsys, extra, message):
+    assert run_cli(train_cli.main, args_for(tmp_path, pendulum_hdf5) + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_cli_subprocess_exit_code(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "fh_rl.train", "--head", "nope"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: unknown head 'nope'")
+    proc = subprocess.run([sys.executable, "-m", "fh_rl.evaluate", str(tmp_path / "missing")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not found" in proc.stderr
