@@ -318,32 +318,30 @@ class Trainer:
         metrics = {"nll": nll / max(total, 1), "accuracy": acc / max(total, 1), "smoothness": smooth / max(total, 1)}
         self._scalars("val", metrics)
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
-            self.writer.add_figure("val/pmf", pmf_figure(*first, count=self.config.pmf_states), self.step)
+            self.writer.add_image("val/pmf", pmf_image(*first, count=self.config.pmf_states), self.step, dataformats="CHW")
         return metrics
 
 
-def pmf_figure(pmf: torch.Tensor, targets: torch.Tensor, count: int = 8):
-    """A grid of bar plots: predicted pmfs (first action dim) of ``count`` held-out states, target bin in red."""
-    import matplotlib
+def pmf_image(pmf: torch.Tensor, targets: torch.Tensor, count: int = 8, height: int = 48) -> np.ndarray:
+    """A (3, H, W) uint8 image: bar charts of ``count`` predicted pmfs (first action dim), one per row.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    Bars are blue, scaled to each pmf's maximum; the target bin's column is
+    tinted red. Drawn with numpy (no plotting library in the training loop).
+    """
     count = min(count, pmf.shape[0])
-    cols = min(4, count)
-    rows = max(1, math.ceil(count / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2 * rows), squeeze=False)
     K = pmf.shape[-1]
-    for i, ax in enumerate(axes.flat):
-        if i >= count:
-            ax.axis("off")
-            continue
-        ax.bar(np.arange(K), pmf[i, 0].cpu().numpy(), width=1.0, color="tab:blue")
-        ax.axvline(int(targets[i, 0]), color="tab:red", lw=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    return fig
+    px = max(1, 256 // K)  # pixels per bin
+    p = pmf[:count, 0].float().cpu().numpy()  # (count, K)
+    p = p / np.maximum(p.max(axis=1, keepdims=True), 1e-12)
+    rows = np.arange(height)[::-1][None, :, None]  # (1, H, 1) pixel height from the bottom
+    filled = rows < np.round(p * height)[:, None, :]  # (count, H, K)
+    img = np.full((count, height, K, 3), 255, dtype=np.uint8)
+    img[filled] = (31, 119, 180)
+    tgt = targets[:count, 0].cpu().numpy()
+    img[np.arange(count), :, tgt] = np.where(filled[np.arange(count), :, tgt][..., None], (214, 39, 40), (250, 200, 200))
+    img[:, -1] = 0  # a dark baseline separating rows
+    img = np.repeat(img, px, axis=2).reshape(count * height, K * px, 3)  # (count, H, K*px, 3) -> (count*H, W, 3)
+    return img.transpose(2, 0, 1)  # (3, H_total, W)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

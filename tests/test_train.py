@@ -159,6 +159,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, pendulum_hdf5, capsys, extra,
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
 
 
+@pytest.mark.slow
 def test_cli_subprocess_exit_code(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "fh_rl.train", "--head", "nope"], cwd=tmp_path, env=env,

@@ -1,0 +1,181 @@
+"""Training throughput and peak memory of the Decision Transformer, linear vs Fourier head.
+
+    python benchmarks/train.py                          # CPU: Atari shape at batch 8, control shapes
+    python benchmarks/train.py --device cuda --atari-batch 128    # the paper's Atari shape, bf16 autocast
+
+Shapes:
+  atari:        4x84x84 frames, Nature CNN, 18 actions, D=128, 6 layers, 8 heads, context 30 (the paper)
+  pendulum:     3-d states, 1 action dim x 64 bins, D=64, 2 layers, 4 heads, context 20, batch 64 (configs/default.yaml)
+  halfcheetah:  17-d states, 6 action dims x 64 bins, D=128, 3 layers, 1 head, context 20, batch 64
+
+Each (shape, head) runs in a fresh subprocess (so peak memory is its own):
+a full training step is forward + backward + AdamW step on a fixed random
+WindowBatch, timed after warm-up. "head ms" times the head alone (forward +
+backward at the step's (B, T, D) input, same gamma), and "head share" is that
+over the step time; "vs linear" is the step-time difference to the linear
+head at the same shape (the Fourier head's cost over the linear head; target < 5%).
+Peak memory: CUDA max_memory_allocated, or the process's peak RSS on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+SHAPES = {
+    "atari": dict(state_shape=(4, 84, 84), discrete=18, embed_dim=128, n_layer=6, n_head=8, context_len=30, batch=128),
+    "pendulum": dict(state_shape=(3,), box_dims=1, bins=64, embed_dim=64, n_layer=2, n_head=4, context_len=20, batch=64),
+    "halfcheetah": dict(state_shape=(17,), box_dims=6, bins=64, embed_dim=128, n_layer=3, n_head=1, context_len=20, batch=64),
+}
+HEAD_PARAMS = {"linear": {}, "fourier": {"num_frequencies": 8, "regularization_gamma": 1e-6}}
+
+
+def run_one(shape: str, head: str, batch: int, device: str, steps: int, warmup: int, amp: bool, threads: int | None) -> dict:
+    import numpy as np
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from fh_rl.agents import AgentConfig, build_agent
+    from fh_rl.datasets.batch import WindowBatch
+    from fh_rl.envs.codecs import BoxCodec, DiscreteCodec
+    from fh_rl.trainer import parameter_groups
+
+    s = SHAPES[shape]
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    T, B = s["context_len"], batch
+    if "discrete" in s:
+        codec = DiscreteCodec(range(s["discrete"]), "identity")
+        actions = torch.randint(0, s["discrete"], (B, T))
+        states = torch.randint(0, 256, (B, T + 3, 84, 84), dtype=torch.uint8)
+    else:
+        A = s["box_dims"]
+        codec = BoxCodec(-np.ones(A), np.ones(A), s["bins"])
+        actions = torch.rand(B, T, A) * 2 - 1
+        states = torch.randn(B, T, *s["state_shape"])
+    cfg = AgentConfig(name="dt", embed_dim=s["embed_dim"], n_layer=s["n_layer"], n_head=s["n_head"],
+                      context_len=T, max_timestep=1000, dropout=0.1)
+    agent = build_agent(cfg, head=head, head_params=HEAD_PARAMS[head], state_shape=s["state_shape"], codec=codec).to(dev)
+    batch_ = WindowBatch(states, actions, torch.randn(B, T), torch.arange(T).expand(B, T).clone(),
+                         torch.ones(B, T, dtype=torch.bool)).to(dev)
+    opt = torch.optim.AdamW(parameter_groups(agent, 0.1), lr=1e-4, betas=(0.9, 0.95))
+    use_amp = amp and dev.type == "cuda"
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = agent.loss(batch_)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), 1.0)
+        opt.step()
+
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    step_s = (time.perf_counter() - t0) / steps
+
+    # The head alone at the step's input shape (B, T, D).
+    h = torch.randn(B, T, s["embed_dim"], device=dev, requires_grad=True)
+    target = agent.action_bins(batch_.actions)
+
+    def head_step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = agent.head(h)
+            loss = -out.log_probs.gather(-1, target.unsqueeze(-1)).mean() + out.regularization
+        loss.backward()
+
+    for _ in range(warmup):
+        head_step()
+    sync()
+    t0 = time.perf_counter()
+    reps = steps * 5
+    for _ in range(reps):
+        head_step()
+    sync()
+    head_s = (time.perf_counter() - t0) / reps
+    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"shape": shape, "head": head, "batch": B, "step_ms": step_s * 1e3, "samples_per_s": B / step_s,
+            "head_ms": head_s * 1e3, "peak_mb": peak / 2**20, "device": str(dev), "amp": use_amp,
+            "params": sum(p.numel() for p in agent.parameters())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--atari-batch", type=int, default=None, help="Atari batch (default: 128 on CUDA, 8 on CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 on CUDA, 10 on CPU)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    steps = args.steps or (50 if cuda else 10)
+    if args.one:
+        shape, head, batch = args.one.split(":")
+        row = run_one(shape, head, int(batch), args.device, steps, args.warmup, not args.no_amp, args.threads)
+        print("ROW " + json.dumps(row))
+        return
+    rows = []
+    for shape in args.shapes:
+        batch = SHAPES[shape]["batch"]
+        if shape == "atari":
+            batch = args.atari_batch or (128 if cuda else 8)
+        for head in ("linear", "fourier"):
+            cmd = [sys.executable, __file__, "--one", f"{shape}:{head}:{batch}", "--device", args.device,
+                   "--steps", str(steps), "--warmup", str(args.warmup)]
+            if args.no_amp:
+                cmd.append("--no-amp")
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+            if out.returncode != 0:
+                sys.exit(f"benchmark {shape}/{head} failed:\n{out.stderr[-2000:]}")
+            rows.append(json.loads(next(l for l in out.stdout.splitlines() if l.startswith("ROW "))[4:]))
+            print(f"  done {shape}/{head}", file=sys.stderr)
+    linear = {r["shape"]: r["step_ms"] for r in rows if r["head"] == "linear"}
+    print(f"device: {rows[0]['device']}, bf16 autocast: {rows[0]['amp']}, timed steps: {steps}")
+    print(f"{'shape':<12} {'head':<8} {'batch':>5} {'params':>9} {'step ms':>9} {'samples/s':>10} {'peak MB':>9} "
+          f"{'head ms':>8} {'head share':>10} {'vs linear':>9}")
+    for r in rows:
+        share = 100 * r["head_ms"] / r["step_ms"]
+        delta = 100 * (r["step_ms"] / linear[r["shape"]] - 1)
+        print(f"{r['shape']:<12} {r['head']:<8} {r['batch']:>5} {r['params']:>9,} {r['step_ms']:>9.1f} "
+              f"{r['samples_per_s']:>10.1f} {r['peak_mb']:>9.0f} {r['head_ms']:>8.2f} {share:>9.1f}% {delta:>+8.1f}%")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
