@@ -21,9 +21,9 @@ from fh_rl.cli import run_cli
 from fh_rl.utils import atomic_write_text
 
 
-def target_tag(target: float) -> str:
-    """``target_90`` / ``target_-150.5``: the TensorBoard tag suffix of a target return."""
-    return f"target_{target:g}"
+def target_tag(target: float | None) -> str:
+    """``target_90`` / ``target_-150.5`` (``target_none`` for agents without one): the TensorBoard tag suffix."""
+    return "target_none" if target is None else f"target_{target:g}"
 
 
 def normalized(env_name: str, score: float) -> float | None:
@@ -55,15 +55,17 @@ def run_evaluation(
     from fh_rl.agents.policy import AgentPolicy
     from fh_rl.envs.rollout import evaluate
 
+    if not agent.sequence_model:
+        targets = [None]  # behavior cloning is not conditioned on a return: one evaluation
     results = []
     for i, target in enumerate(targets):
-        policy = AgentPolicy(agent, target_return=target, device=device, sample=sample, rtg_mode=rtg_mode, seed=seed + i)
+        policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode, seed=seed + i)
         res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
         returns = np.asarray(res.returns, dtype=np.float64)
         norm = [normalized(env_name, float(r)) for r in returns]
         results.append(
             {
-                "target_return": float(target),
+                "target_return": None if target is None else float(target),
                 "rtg_mode": rtg_mode,
                 "sample": sample,
                 "returns": returns.tolist(),
@@ -93,8 +95,9 @@ def format_table(results: list[dict[str, Any]], env_name: str) -> str:
     lines.append(f"{'target':>12} {'episodes':>8} {'return mean':>12} {'std':>10} {'normalized':>10}")
     for r in results:
         norm = "-" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f}"
+        target = "-" if r["target_return"] is None else f"{r['target_return']:g}"
         lines.append(
-            f"{r['target_return']:>12g} {len(r['returns']):>8d} {r['return_mean']:>12.1f} {r['return_std']:>10.1f} {norm:>10}"
+            f"{target:>12} {len(r['returns']):>8d} {r['return_mean']:>12.1f} {r['return_std']:>10.1f} {norm:>10}"
         )
     return "\n".join(lines)
 

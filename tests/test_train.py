@@ -107,11 +107,14 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
 
 
 def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
-    args = args_for(tmp_path, pendulum_hdf5, "--head", "linear", "--no-eval", "--set", "agent.name=bc", steps=4)
+    args = args_for(tmp_path, pendulum_hdf5, "--head", "linear", "--set", "agent.name=bc", "--set", "eval.episodes=1", steps=4)
     assert run_cli(train_cli.main, args) == 0
     (run_dir,) = (tmp_path / "runs" / "Pendulum-v1" / "bc-linear").iterdir()
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 4 and state["spec"]["agent"] == "bc" and state["config"]["head"] == {"name": "linear"}
+    (result,) = json.loads((run_dir / "eval.json").read_text())["results"]  # BC: one evaluation, no target
+    assert result["target_return"] is None and len(result["returns"]) == 1
+    assert "eval/return_mean/target_none" in event_tags(run_dir)
 
 
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch):

@@ -150,12 +150,26 @@ class Agent(nn.Module):
         self.head_params = dict(head_params or {})
         self.reward_transform = reward_transform
         self.register_buffer("rtg_scale", torch.tensor(float(rtg_scale)))
-        self._state_mean = state_mean
-        self._state_std = state_std
+        self._state_stats = (state_mean, state_std)  # consumed by _build_encoder
 
     @property
     def is_frames(self) -> bool:
         return len(self.state_shape) == 3
+
+    def _build_encoder(self, embed_dim: int) -> nn.Module:
+        """The state encoder (Nature CNN for frames, MLP for vectors, which keeps the statistics as buffers)."""
+        from fh_rl.agents.encoders import build_encoder
+
+        mean, std = self._state_stats
+        del self._state_stats
+        return build_encoder(
+            self.state_shape,
+            embed_dim,
+            hidden_dim=self.config.hidden_dim,
+            hidden_layers=self.config.hidden_layers,
+            state_mean=mean,
+            state_std=std,
+        )
 
     def _build_head(self, in_features: int) -> nn.Module:
         return build_head(self.head_name, in_features, self.num_bins, self.action_dims, **self.head_params)

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from fh_rl.agents.base import Agent, AgentConfig, AgentLoss, register_agent
-from fh_rl.agents.encoders import build_encoder
 from fh_rl.heads import HeadOutput
 
 
@@ -24,14 +23,7 @@ class BehaviorCloning(Agent):
     def __init__(self, config: AgentConfig, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         D = config.embed_dim
-        self.encoder = build_encoder(
-            self.state_shape,
-            D,
-            hidden_dim=config.hidden_dim,
-            hidden_layers=config.hidden_layers,
-            state_mean=self._state_mean,
-            state_std=self._state_std,
-        )
+        self.encoder = self._build_encoder(D)
         layers: list[nn.Module] = [nn.ReLU()]
         width = D
         for _ in range(config.trunk_layers):

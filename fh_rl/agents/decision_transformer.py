@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fh_rl.agents.base import Agent, AgentConfig, AgentLoss, register_agent
-from fh_rl.agents.encoders import build_encoder, stack_frames
+from fh_rl.agents.encoders import stack_frames
 from fh_rl.heads import HeadOutput
 
 
@@ -85,14 +85,7 @@ class DecisionTransformer(Agent):
         self.context_len = T
         self.max_timestep = config.max_timestep
 
-        self.state_encoder = build_encoder(
-            self.state_shape,
-            D,
-            hidden_dim=config.hidden_dim,
-            hidden_layers=config.hidden_layers,
-            state_mean=self._state_mean,
-            state_std=self._state_std,
-        )
+        self.state_encoder = self._build_encoder(D)
         self.return_embed = nn.Linear(1, D)
         self.action_embed = nn.Embedding(self.action_dims * self.num_bins, D)  # one table per action dim
         self.register_buffer(
