@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+
+from fh_rl.agents import AgentConfig, build_agent
+from fh_rl.agents.policy import AgentPolicy
+from fh_rl.envs.policy import Policy
+from tests.standins import StandInCodec
+
+
+def dt(codec, state_shape=(3,), T=3, reward_transform="none"):
+    torch.manual_seed(0)
+    cfg = AgentConfig(name="dt", embed_dim=16, n_layer=1, n_head=2, context_len=T, max_timestep=100)
+    return build_agent(cfg, head="fourier", state_shape=state_shape, codec=codec, reward_transform=reward_transform)
+
+
+def test_context_returns_to_go_and_timesteps_per_slot():
+    agent = dt(StandInCodec(low=[-2.0], high=[2.0], num_bins=8), reward_transform="clip")
+    policy = AgentPolicy(agent, target_return=10.0, sample=False)
+    assert isinstance(policy, Policy)
+    obs = np.zeros((2, 3), np.float32)
+    policy.begin(np.array([0, 5]), obs)
+    for step in range(4):
+        actions = policy.act(np.array([0, 5]), obs + step)
+        assert actions.shape == (2, 1) and np.all(np.abs(actions) <= 2)
+        policy.observe(np.array([0, 5]), np.array([3.0, -0.5]), np.array([False, False]))
+    states, bins, rtg, timesteps, mask = policy._context_batch([policy.slots[0], policy.slots[5]])
+    assert states.shape == (2, 3, 3) and mask.all()  # truncated to the last T = 3 steps
+    assert states[0, :, 0].tolist() == [1.0, 2.0, 3.0] and timesteps[0].tolist() == [1, 2, 3]
+    # decremented by the clipped reward (dataset units): 10 - 1 per step for slot 0, 10 + 0.5 per step for slot 5
+    assert rtg[0].tolist() == [9.0, 8.0, 7.0] and rtg[1].tolist() == [10.5, 11.0, 11.5]
+    assert policy.slots[0].return_to_go == 6.0
+
+    raw = AgentPolicy(agent, target_return=10.0, rtg_mode="raw")
+    raw.begin(np.array([0]), obs[:1])
+    raw.act(np.array([0]), obs[:1])
+    raw.observe(np.array([0]), np.array([3.0]), np.array([False]))
+    assert raw.slots[0].return_to_go == 7.0  # the paper's raw decrement
+
+
+def test_new_episode_resets_slot_and_left_pads():
+    agent = dt(StandInCodec(discrete_n=4))
+    policy = AgentPolicy(agent, target_return=5.0)
+    policy.begin(np.array([0, 1]), np.zeros((2, 3)))
+    policy.act(np.array([0, 1]), np.zeros((2, 3)))
+    policy.observe(np.array([0, 1]), np.ones(2), np.array([True, False]))
+    assert 0 not in policy.slots
+    policy.begin(np.array([0]), np.zeros((1, 3)))
+    policy.act(np.array([0, 1]), np.zeros((2, 3)))
+    _, _, rtg, timesteps, mask = policy._context_batch([policy.slots[0], policy.slots[1]])
+    assert mask.tolist() == [[False, True], [True, True]] and rtg[0, 1] == 5.0 and timesteps[0, 1] == 0
+
+
+def test_sampling_is_seeded_and_frames_are_stacked():
+    agent = dt(StandInCodec(discrete_n=6), state_shape=(4, 84, 84))
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (5, 2, 84, 84), dtype=np.uint8)
+    runs = []
+    for _ in range(2):
+        policy = AgentPolicy(agent, target_return=1.0, sample=True, seed=3)
+        policy.begin(np.array([0, 1]), frames[0])
+        acts = []
+        for t in range(5):
+            acts.append(policy.act(np.array([0, 1]), frames[t]))
+            policy.observe(np.array([0, 1]), np.zeros(2), np.zeros(2, bool))
+        runs.append(np.stack(acts))
+    assert np.array_equal(runs[0], runs[1])
+    stacked = policy.slots[1].states[-1]  # built from single frames: newest last
+    assert stacked.shape == (4, 84, 84) and np.array_equal(stacked, frames[1:5, 1])
+    with pytest.raises(ValueError, match="does not match the agent's state shape"):
+        policy.act(np.array([0]), np.zeros((1, 3)))
+
+
+def test_rollout_with_real_environment():
+    from fh_rl.envs.codecs import make_codec
+    from fh_rl.envs.rollout import evaluate
+    import gymnasium as gym
+
+    agent = dt(make_codec(gym.spaces.Discrete(2)), state_shape=(4,))
+    policy = AgentPolicy(agent, target_return=100.0, sample=True, seed=0)
+    result = evaluate(policy, "CartPole-v1", episodes=3, workers=0, seed=0, progress=False)
+    assert len(result.returns) == 3 and all(r >= 1 for r in result.returns)
+    assert np.array_equal(np.asarray(result.returns), np.asarray(result.lengths))  # CartPole: +1 per step
+    assert not policy.slots  # every finished episode released its slot
