@@ -185,9 +185,11 @@ def build_everything(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
         meanings = None
         if cfg.env.ordering == "joystick":
             meanings = env.unwrapped.get_action_meanings()
+        import gymnasium as gym
+
         codec = make_codec(
             env.action_space,
-            num_bins=cfg.env.num_bins,
+            num_bins=cfg.env.num_bins if isinstance(env.action_space, gym.spaces.Box) else None,
             ordering=cfg.env.ordering,
             action_meanings=meanings,
             sample_within_bin=cfg.env.sample_within_bin,

@@ -171,3 +171,29 @@ def test_cli_subprocess_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fh_rl.evaluate", str(tmp_path / "missing")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "not found" in proc.stderr
+
+
+FIXTURE = Path("/work/shared/fixtures/dqn-replay")
+for _parent in Path(__file__).resolve().parents:
+    if (_parent / "shared" / "fixtures" / "dqn-replay").is_dir():
+        FIXTURE = _parent / "shared" / "fixtures" / "dqn-replay"
+        break
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the Dopamine-written DQN-Replay fixture is not available")
+def test_atari_preset_on_dopamine_fixture(tmp_path):
+    """The Breakout preset, shrunk: frames, joystick codec, clipped RTG, real ALE evaluation."""
+    sets = [*TINY, "train.steps=3", f"dataset.path={FIXTURE}", "dataset.max_transitions=null",
+            "dataset.replay_sampling=null", "eval.episodes=1", "agent.max_timestep=2000", f"run_root={tmp_path / 'runs'}"]
+    args = ["--config", str(REPO / "configs" / "atari" / "breakout.yaml"), "--no-progress"]
+    args += [a for s in sets for a in ("--set", s)]
+    assert run_cli(train_cli.main, args) == 0
+    (run_dir,) = (tmp_path / "runs" / "Breakout" / "dt-fourier").iterdir()
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["spec"]["state_shape"] == [4, 84, 84] and state["spec"]["reward_transform"] == "clip"
+    assert state["spec"]["codec"]["ordering"] == "joystick"
+    (result,) = json.loads((run_dir / "eval.json").read_text())["results"]
+    assert result["target_return"] == state["dataset"]["episode_return_max"]  # no target configured: best episode
+    assert result["return_mean"] >= 0 and result["normalized_mean"] is not None
+    assert json.loads((run_dir / "manifest.json").read_text())["eval_protocol"]["protocol"] == "dt-paper"
