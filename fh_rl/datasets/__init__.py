@@ -2,7 +2,7 @@
 
 from fh_rl.datasets.batch import TransitionBatch, WindowBatch
 from fh_rl.datasets.dqn_replay import DQNReplayWriter, load_dqn_replay
-
+from fh_rl.datasets.hdf5 import load_hdf5, load_minari, write_hdf5
 from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
 
