@@ -240,9 +240,13 @@ def test_paper_protocol(tmp_path):
     _check_invariants(ds, run)
     assert ds.terminated.all(), "the protocol takes complete episodes"
     assert 600 <= ds.num_transitions < 600 + 2 * 40
+    n_files = len(list(replay_dir(tmp_path, "Pong", 1).glob("add_count*")))
+    # Buffers are drawn among the last 3 full files only: nothing from the first files.
+    first_allowed_row = 400 * (n_files - 1 - 3) - 1  # run row (padding included) where they start
     ids = _ids(ds.observations)
-    rows_before = 400 * (len(list(replay_dir(tmp_path, "Pong", 1).glob("add_count*"))) - 1) - 1
-    assert ids.min() > 0 and rows_before > 0
+    ep_of = np.searchsorted(np.flatnonzero(run[3]) + 1, ids, side="right")
+    run_rows = ids + 3 * (ep_of + 1)  # 3 padding rows precede every episode
+    assert run_rows.min() >= first_allowed_row
     same = load_dqn_replay(tmp_path, "Pong", 1, protocol="paper", max_transitions=600, num_buffers=3,
                            trajectories_per_buffer=2, seed=0, cache=False, progress=False)
     assert same.content_hash() == ds.content_hash()
