@@ -117,11 +117,13 @@ def main() -> None:
 
         for workers in (1, 2):
             t_gz = gzip_dc(files, workers)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             ds = load_dqn_replay(data, "Synthetic", 1, workers=workers, cache=False, progress=False)
-            t_load = time.perf_counter() - t0
+            t_load, cpu = time.perf_counter() - t0, time.process_time() - c0
             rows.append((f"load all ({workers} worker{'s' * (workers > 1)})", f"{obs_bytes / t_load / 1e6:.0f} MB/s",
                          f"gzip -dc x{workers}: {obs_bytes / t_gz / 1e6:.0f} MB/s", f"{t_gz / t_load:.2f}x"))
+            rows.append((f"  CPU time / wall time ({workers} worker{'s' * (workers > 1)})", f"{cpu / t_load:.2f}",
+                         f"<= {workers} (threads run in parallel when > 1)", ""))
             if workers == 1:
                 t_load_1 = t_load
             else:
@@ -166,7 +168,9 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nDQN-Replay data benchmark: {n_all:,} transitions, C={args.capacity}, {os.cpu_count()} CPUs")
+    load = os.getloadavg()[0]
+    print(f"\nDQN-Replay data benchmark: {n_all:,} transitions, C={args.capacity}, {os.cpu_count()} CPUs, "
+          f"load average {load:.1f} (ratios need an otherwise idle machine)")
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     header = ("measure", "fh_rl", "reference", "ratio")
     widths = [max(w, len(h)) for w, h in zip(widths, header)]

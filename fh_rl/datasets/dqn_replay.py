@@ -233,6 +233,11 @@ class _File:
     real_count: int = 0
 
     @property
+    def is_full(self) -> bool:
+        """A full save (file 0 has add_count C - 1 and is full too)."""
+        return self.kind == "full" or (self.suffix == 0 and self.add_count == self.capacity - 1)
+
+    @property
     def g_start(self) -> int:
         return self.g_end - self.rows
 
@@ -422,7 +427,7 @@ def _select_paper(
     stitched across files are whole, and exactly ``trajectories_per_buffer``
     episodes are taken per visit.
     """
-    full = [i for i, f in enumerate(files) if f.kind == "full"]
+    full = [i for i, f in enumerate(files) if f.is_full]
     candidates = full[-num_buffers:]
     bases = np.array([f.real_base for f in files])
     home = np.searchsorted(bases, starts, side="right") - 1  # file holding each episode's first row

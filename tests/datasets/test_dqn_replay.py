@@ -323,3 +323,14 @@ def test_writer_refuses_existing_data_and_bad_frames(tmp_path, fixture_copy):
     w = DQNReplayWriter(tmp_path, "Pong", 1, capacity=10)
     with pytest.raises(ValueError, match=r"uint8 \(84, 84\) frame"):
         w.add(np.zeros((84, 84), np.float32), 0, 0.0, False)
+
+
+def test_paper_protocol_uses_file_zero_and_warns_when_short(tmp_path):
+    run = _random_run(13, 200)
+    _write(tmp_path, 400, run)
+    with pytest.warns(UserWarning, match="hold only"):
+        ds = load_dqn_replay(tmp_path, "Pong", 1, protocol="paper", max_transitions=10**6, num_buffers=50,
+                             trajectories_per_buffer=3, cache=False, progress=False)
+    _check_invariants(ds, run)
+    assert _ids(ds.observations).min() == 0, "file 0 is a full buffer too"
+    assert ds.terminated.all()
