@@ -268,18 +268,18 @@ def discover_suffixes(directory: Path) -> list[int]:
 
 
 def _plan_files(directory: Path, suffixes: list[int], workers: int) -> list[_File]:
-    def small(s: int) -> tuple[int, np.ndarray, np.ndarray]:
+    def small(s: int) -> tuple[int, np.ndarray]:
         add_count = int(read_array(directory / file_name("add_count", s), "add_count", ()))
-        read_array(directory / file_name("invalid_range", s), "invalid_range", (5,))
+        read_array(directory / file_name("invalid_range", s), "invalid_range", (5,))  # validated, not needed
         terminal = read_array(directory / file_name("terminal", s), "terminal", (None,))
-        return add_count, terminal, np.empty(0)
+        return add_count, terminal
 
     with ThreadPoolExecutor(workers) as pool:
         small_arrays = list(pool.map(small, suffixes))
     capacity = len(small_arrays[0][1])
     files: list[_File] = []
     terminals: list[np.ndarray] = []
-    for s, (a, term, _) in zip(suffixes, small_arrays):
+    for s, (a, term) in zip(suffixes, small_arrays):
         path = directory / file_name("terminal", s)
         if len(term) != capacity:
             raise ValueError(f"{path}: holds {len(term)} rows, other files hold {capacity}; files of different runs?")

@@ -334,3 +334,15 @@ def test_paper_protocol_uses_file_zero_and_warns_when_short(tmp_path):
     _check_invariants(ds, run)
     assert _ids(ds.observations).min() == 0, "file 0 is a full buffer too"
     assert ds.terminated.all()
+
+
+def test_skipped_save_before_the_final_file(tmp_path):
+    # Found by search: with C = 31 this run's last round is never saved (add_count jumps from
+    # 402 past 432), so the final file's slots c..C-2 are not stale copies of the previous file.
+    run = _random_run(1, 20)
+    counts = _write(tmp_path, 31, run)
+    assert counts[-2] == 402 and counts[-1] == 444 % 31
+    ds = load_dqn_replay(tmp_path, "Pong", 1, progress=False)
+    _check_invariants(ds, run)
+    assert _ids(ds.observations)[-1] == len(run[0]) - 1, "the final file's newest rows are read"
+    assert ds.truncated[-1]
