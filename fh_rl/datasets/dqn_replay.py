@@ -34,6 +34,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import numbers
 import os
 import re
 import shutil
@@ -603,8 +604,10 @@ def load_dqn_replay(
         max_transitions = 500_000
     if protocol == "episodes" and max_transitions is None:
         raise ValueError("protocol='episodes' needs max_transitions")
-    if max_transitions is not None and (not isinstance(max_transitions, int) or max_transitions < 1):
-        raise ValueError(f"max_transitions must be a positive int, got {max_transitions!r}")
+    if max_transitions is not None:
+        if isinstance(max_transitions, bool) or not isinstance(max_transitions, numbers.Integral) or max_transitions < 1:
+            raise ValueError(f"max_transitions must be a positive int, got {max_transitions!r}")
+        max_transitions = int(max_transitions)
     workers = workers or min(4, os.cpu_count() or 1)
     params = {
         "game": game, "run": run, "suffixes": wanted, "max_transitions": max_transitions, "seed": seed,

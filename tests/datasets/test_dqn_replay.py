@@ -346,3 +346,22 @@ def test_skipped_save_before_the_final_file(tmp_path):
     _check_invariants(ds, run)
     assert _ids(ds.observations)[-1] == len(run[0]) - 1, "the final file's newest rows are read"
     assert ds.truncated[-1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"protocol": "uniform"}, r"unknown protocol 'uniform'; choose one of"),
+        ({"max_transitions": 0}, "max_transitions must be a positive int"),
+        ({"protocol": "episodes"}, "protocol='episodes' needs max_transitions"),
+        ({"suffixes": []}, "suffixes is empty"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        load_dqn_replay(FIXTURE, "Breakout", 1, progress=False, **kwargs)
+
+
+def test_requested_suffix_that_does_not_exist(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"\$store\$_observation_ckpt\.7\.gz"):
+        load_dqn_replay(FIXTURE, "Breakout", 1, suffixes=[0, 7], progress=False)
