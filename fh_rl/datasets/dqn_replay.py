@@ -556,6 +556,7 @@ def load_dqn_replay(
     cache: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     chunk_bytes: int = 4 << 20,
+    time_limit: int | None = 27_000,
     progress: bool = True,
 ) -> TrajectoryDataset:
     """Read a DQN-Replay run exactly, in bounded memory, into a frame dataset (frame_stack 4).
@@ -583,6 +584,9 @@ def load_dqn_replay(
         cache_dir: where caches go (default :func:`default_cache_dir`); never
             next to the data.
         chunk_bytes: decompressed bytes of observation payload held per worker.
+        time_limit: Dopamine also sets the terminal flag when an episode hits its
+            27,000-step cap; a terminal episode of exactly this many steps is
+            marked truncated (time limit), not terminated. ``None`` keeps the flag.
         progress: show a progress bar.
     """
     directory = replay_dir(root, game, run)
@@ -612,6 +616,7 @@ def load_dqn_replay(
     params = {
         "game": game, "run": run, "suffixes": wanted, "max_transitions": max_transitions, "seed": seed,
         "protocol": protocol, "num_buffers": num_buffers, "trajectories_per_buffer": trajectories_per_buffer,
+        "time_limit": time_limit,
     }
     name = f"dqn-replay/{game}/{run}"
     use_cache = (protocol != "all") if cache is None else cache
@@ -630,13 +635,14 @@ def load_dqn_replay(
     starts, ends, terminated = _episode_table(files)
     if len(starts) == 0:
         raise ValueError(f"{directory}: suffixes {wanted} contain no episode with a known start; read more files")
-    truncated = ~terminated
+    ended = terminated  # ends at a terminal row (game over or the step cap)
     if protocol == "episodes":
-        starts, ends, terminated, _ = _select_random(starts, ends, terminated, max_transitions, seed)
-        truncated = ~terminated
+        starts, ends, ended, _ = _select_random(starts, ends, ended, max_transitions, seed)
     elif protocol == "paper":
-        pick = _select_paper(files, starts, ends, terminated, max_transitions, num_buffers, trajectories_per_buffer, seed)
-        starts, ends, terminated, truncated = starts[pick], ends[pick], terminated[pick], truncated[pick]
+        pick = _select_paper(files, starts, ends, ended, max_transitions, num_buffers, trajectories_per_buffer, seed)
+        starts, ends, ended = starts[pick], ends[pick], ended[pick]
+    terminated = ended if time_limit is None else ended & ((ends - starts) != time_limit)
+    truncated = ~terminated
     lengths = ends - starts
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     total = int(offsets[-1])

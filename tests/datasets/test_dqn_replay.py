@@ -365,3 +365,11 @@ def test_bad_arguments(kwargs, match):
 def test_requested_suffix_that_does_not_exist(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"\$store\$_observation_ckpt\.7\.gz"):
         load_dqn_replay(FIXTURE, "Breakout", 1, suffixes=[0, 7], progress=False)
+
+
+def test_step_cap_episodes_are_truncated(truth):
+    ends = np.flatnonzero(truth["terminal"]) + 1
+    length = int(ends[1] - ends[0])  # pretend episode 1's length is the time limit
+    ds = load_dqn_replay(FIXTURE, "Breakout", 1, time_limit=length, progress=False)
+    assert ds.episode_lengths[1] == length and ds.truncated[1] and not ds.terminated[1]
+    assert ds.terminated[0] and ds.terminated[2]
