@@ -469,7 +469,6 @@ def _read_file_rows(
     n = e - s
     keep = n > 0
     if not keep.any():
-        _validate_padding(directory, f)
         return
     s, n, o = s[keep], n[keep], out_offsets[keep] + (s[keep] - sel_starts[keep])
     within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
@@ -489,9 +488,8 @@ def _read_file_rows(
     _stream_select(directory / file_name("observation", f.suffix), C, slots, out["observations"], out_rows, chunk_bytes)
 
 
-def _validate_padding(directory: Path, f: _File, actions: np.ndarray | None = None, rewards: np.ndarray | None = None) -> None:
-    if actions is None:
-        return
+def _validate_padding(directory: Path, f: _File, actions: np.ndarray, rewards: np.ndarray) -> None:
+    """Padding rows must hold action 0 and reward 0; anything else means the slot order is wrong."""
     pad_slots = f.slots()[f.pad_rows]
     if np.any(actions[pad_slots] != 0) or np.any(rewards[pad_slots] != 0):
         bad = int(pad_slots[np.flatnonzero((actions[pad_slots] != 0) | (rewards[pad_slots] != 0))[0]])
