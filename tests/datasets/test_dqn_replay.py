@@ -373,3 +373,13 @@ def test_step_cap_episodes_are_truncated(truth):
     ds = load_dqn_replay(FIXTURE, "Breakout", 1, time_limit=length, progress=False)
     assert ds.episode_lengths[1] == length and ds.truncated[1] and not ds.terminated[1]
     assert ds.terminated[0] and ds.terminated[2]
+
+
+def test_padding_rows_are_checked(fixture_copy):
+    f = replay_dir(fixture_copy, "Breakout", 1) / file_name("action", 0)
+    actions = np.load(gzip.open(f), allow_pickle=False)
+    actions[1] = 3  # slot 1 of file 0 is one of the run's first 3 padding rows
+    with gzip.open(f, "wb") as g:
+        np.save(g, actions, allow_pickle=False)
+    with pytest.raises(ValueError, match=r"action_ckpt\.0\.gz: slot 1 should be a padding row"):
+        load_dqn_replay(fixture_copy, "Breakout", 1, progress=False)
