@@ -97,8 +97,10 @@ def _gym_spec(name: str) -> gym.envs.registration.EnvSpec:
     except ModuleNotFoundError as exc:
         raise ValueError(f"environment {name!r}: cannot import its module: {exc}") from None
     except gym.error.Error as exc:  # NameNotFound, VersionNotFound, ... (with gym's suggestions)
+        close = difflib.get_close_matches(name, sorted(_atari_games().values()), n=1)
+        hint = f"did you mean the Atari game {close[0]!r}? " if close else ""
         raise ValueError(
-            f"unknown environment {name!r}: {exc}. Use an Atari game name (e.g. 'Seaquest') "
+            f"unknown environment {name!r}: {exc}. {hint}Use an Atari game name (e.g. 'Seaquest') "
             f"or a registered gymnasium id (e.g. 'HalfCheetah-v5', 'Pendulum-v1')"
         ) from None
 
