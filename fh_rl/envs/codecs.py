@@ -125,7 +125,12 @@ class DiscreteCodec(ActionCodec):
         torch_in = _is_torch(env_actions)
         if not torch_in:
             env_actions = np.asarray(env_actions)
-        if env_actions.dtype.is_floating_point if torch_in else not np.issubdtype(env_actions.dtype, np.integer):
+        integer = (
+            not (env_actions.dtype.is_floating_point or env_actions.dtype.is_complex)
+            if torch_in
+            else np.issubdtype(env_actions.dtype, np.integer)
+        )
+        if not integer:
             raise TypeError(f"discrete actions must be integers, got dtype {env_actions.dtype}")
         if (env_actions.numel() if torch_in else env_actions.size):
             lo, hi = int(env_actions.min()), int(env_actions.max())
