@@ -10,6 +10,11 @@ sticky actions and no-op starts, and MuJoCo's initial state), so its return
 does not depend on W or E as long as the policy's action for an observation
 history does not depend on the batch around it.
 
+Workers are fresh interpreters (``python -m fh_rl.envs._worker``) that import
+only fh_rl.envs and the environment libraries: not torch, and not the calling
+script (no ``if __name__ == "__main__"`` guard needed). They talk to this
+process over socket pairs (Linux and macOS).
+
 Failures are never silent: an exception in a worker, a worker that dies, or a
 worker that does not answer within ``step_timeout`` seconds raises
 :class:`RolloutError` naming the environment and the episode(s) it was running.
@@ -20,11 +25,14 @@ propagates (workers ignore SIGINT themselves, so one Ctrl-C stops cleanly).
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import multiprocessing.connection
-import signal
+import os
+import socket
+import subprocess
+import sys
 import time
 import traceback
+from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +43,6 @@ from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
 from fh_rl.envs.policy import Policy
 from fh_rl.envs.scores import normalized_score
 
-START_METHOD = "spawn"
-"""Worker start method: spawn is safe with torch (and its threads) in the parent."""
 STARTUP_TIMEOUT = 120.0
 """Seconds a worker may take to start and build its environments."""
 
@@ -61,6 +67,8 @@ class EvalResult:
     """(episodes,) int64 reset seed of each episode (``seed + i``)."""
     wall_seconds: float = 0.0
     """Wall-clock time of the evaluation, worker start-up included."""
+    startup_seconds: float = 0.0
+    """Part of ``wall_seconds`` spent starting workers and building environments."""
     policy_seconds: float = 0.0
     """Time spent inside the policy's begin/act/observe."""
     env_kwargs: dict = field(default_factory=dict)
@@ -69,6 +77,11 @@ class EvalResult:
     @property
     def steps(self) -> int:
         return int(self.lengths.sum())
+
+    @property
+    def steps_per_second(self) -> float:
+        """Environment steps per second after start-up."""
+        return self.steps / max(self.wall_seconds - self.startup_seconds, 1e-9)
 
     @property
     def normalized(self) -> np.ndarray | None:
@@ -139,8 +152,8 @@ class _EnvRunner:
             env.close()
 
 
-def _worker_main(conn, env_name: str, protocol: str | None, env_kwargs: dict, n_envs: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
+def serve(conn, env_name: str, protocol: str | None, env_kwargs: dict, n_envs: int) -> None:
+    """A worker's loop: build ``n_envs`` environments, then answer commands until "close"."""
     try:
         runner = _EnvRunner(env_name, protocol, env_kwargs, n_envs)
     except Exception:
@@ -153,10 +166,17 @@ def _worker_main(conn, env_name: str, protocol: str | None, env_kwargs: dict, n_
             if message[0] == "close":
                 break
             conn.send(runner.handle(message))
-    except (EOFError, BrokenPipeError):
+    except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # parent went away
     finally:
         runner.close()
+
+
+def _worker_environ() -> dict[str, str]:
+    """The parent's environment, with its import path, so workers import the same fh_rl."""
+    environ = dict(os.environ)
+    environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else os.getcwd() for p in sys.path)
+    return environ
 
 
 class _WorkerPool:
@@ -167,25 +187,27 @@ class _WorkerPool:
         self.timeout = timeout
         self.describe = describe  # worker index -> "episode(s) ..." for messages
         self.env_name = env_name
-        self.processes: list[mp.Process] = []
+        self.processes: list[subprocess.Popen] = []
         self.conns: list = []
         self._replies: dict[int, tuple] = {}
         if self.inline:
             self.runner = _EnvRunner(env_name, protocol, env_kwargs, n_envs)
             return
-        ctx = mp.get_context(START_METHOD)
+        environ = _worker_environ()
         for w in range(workers):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=_worker_main,
-                args=(child, env_name, protocol, env_kwargs, n_envs),
-                name=f"fh_rl-rollout-{w}",
-                daemon=True,
-            )
-            proc.start()
-            child.close()  # so that a dead worker reads as EOF here
+            parent, child = socket.socketpair()
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "fh_rl.envs._worker", str(child.fileno())],
+                    pass_fds=(child.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    env=environ,
+                )
+            finally:
+                child.close()  # the worker holds its own copy; a dead worker reads as EOF here
             self.processes.append(proc)
-            self.conns.append(parent)
+            self.conns.append(Connection(parent.detach()))
+            self.conns[-1].send((env_name, protocol, env_kwargs, n_envs))
         self.gather(range(workers), "starting", max(timeout, STARTUP_TIMEOUT))
 
     @property
@@ -198,14 +220,17 @@ class _WorkerPool:
             return
         try:
             self.conns[w].send(message)
-        except (BrokenPipeError, OSError):
+        except OSError:
             raise RolloutError(self._died(w, "sending to")) from None
 
     def _died(self, w: int, doing: str) -> str:
         proc = self.processes[w]
-        proc.join(0.5)
+        try:
+            proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
         return (
-            f"{self.env_name}: rollout worker {w} (pid {proc.pid}) died with exit code {proc.exitcode} "
+            f"{self.env_name}: rollout worker {w} (pid {proc.pid}) died with exit code {proc.returncode} "
             f"while {doing} {self.describe(w)}"
         )
 
@@ -230,7 +255,7 @@ class _WorkerPool:
         pending = {self.conns[w]: w for w in workers}
         replies = {}
         while pending:
-            ready = mp.connection.wait(list(pending), timeout=max(0.0, deadline - time.monotonic()))
+            ready = multiprocessing.connection.wait(list(pending), timeout=max(0.0, deadline - time.monotonic()))
             if not ready:
                 w = min(pending.values())
                 raise RolloutError(
@@ -254,18 +279,20 @@ class _WorkerPool:
             for conn in self.conns:
                 try:
                     conn.send(("close",))
-                except (BrokenPipeError, OSError):
+                except OSError:
                     pass
-            for proc in self.processes:
-                proc.join(5.0)
+        deadline = time.monotonic() + (5.0 if graceful else 0.0)
         for proc in self.processes:
-            if proc.is_alive():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 proc.terminate()
         for proc in self.processes:
-            proc.join(2.0)
-            if proc.is_alive():
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join()
+                proc.wait()
         for conn in self.conns:
             conn.close()
 
@@ -346,6 +373,7 @@ def evaluate(
     ok = False
     try:
         pool = _WorkerPool(env, protocol, env_kwargs, W, E, float(step_timeout), describe)
+        startup_seconds = time.perf_counter() - start
         while True:
             # Start new episodes in free slots, all workers in parallel.
             requests: dict[int, list[tuple[int, int, int]]] = {}
@@ -423,6 +451,7 @@ def evaluate(
         lengths=lengths,
         seeds=seeds,
         wall_seconds=time.perf_counter() - start,
+        startup_seconds=startup_seconds,
         policy_seconds=policy_seconds,
         env_kwargs=env_kwargs,
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,21 @@ import pytest
 from fh_rl.envs import EvalResult, RandomPolicy, RolloutError, evaluate, make_env, normalized_score
 
 FAULTY = "tests.envs.faulty_env:Faulty-v0"
+
+
+def live_workers() -> list[int]:
+    """Pids of this process's rollout workers that still exist (zombies included)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"fh_rl.envs._worker" in cmdline:
+            pids.append(int(proc.name))
+    return pids
 
 
 class PixelPolicy:
@@ -90,7 +106,7 @@ def test_returns_do_not_depend_on_workers():
         assert policy.max_slot < workers * per_worker
     assert result.returns.dtype == np.float64
     assert result.normalized[0] == pytest.approx(normalized_score("Seaquest", result.returns[0]))
-    assert mp.active_children() == []
+    assert live_workers() == []
 
 
 def test_mujoco_box_actions_in_process_and_workers():
@@ -106,26 +122,34 @@ def test_crashing_env_is_reported_with_env_and_episode():
                        r"RuntimeError: simulated crash at step 5"):  # fmt: skip
         evaluate(RandomPolicy(make_env(FAULTY).action_space, 0), FAULTY, 6, workers=2, progress=False,
                  env_kwargs={"fault": "raise", "fault_seed": 3})  # fmt: skip
-    assert mp.active_children() == []
+    assert live_workers() == []
 
 
 def test_dying_worker_is_reported():
     with pytest.raises(RolloutError, match=r"worker \d \(pid \d+\) died with exit code 3 while stepping episode\(s\) .*2 \(seed 2\)"):
         evaluate(RandomPolicy(make_env(FAULTY).action_space, 0), FAULTY, 4, workers=2, progress=False,
                  env_kwargs={"fault": "exit", "fault_seed": 2})  # fmt: skip
-    assert mp.active_children() == []
+    assert live_workers() == []
 
 
 def test_hanging_worker_is_reported():
     with pytest.raises(RolloutError, match=r"did not answer within 1 s while stepping episode\(s\) 1 \(seed 1\)"):
         evaluate(RandomPolicy(make_env(FAULTY).action_space, 0), FAULTY, 2, workers=2, progress=False,
                  step_timeout=1.0, env_kwargs={"fault": "hang", "fault_seed": 1})  # fmt: skip
-    assert mp.active_children() == []
+    assert live_workers() == []
 
 
 def test_faulty_env_without_fault_runs():
-    result = evaluate(RandomPolicy(make_env(FAULTY).action_space, 0), FAULTY, 7, workers=2, envs_per_worker=2,
-                      progress=False)  # fmt: skip
+    class Watching(RandomPolicy):
+        workers_seen = 0
+
+        def act(self, slots, observations):
+            self.workers_seen = max(self.workers_seen, len(live_workers()))
+            return super().act(slots, observations)
+
+    policy = Watching(make_env(FAULTY).action_space, 0)
+    result = evaluate(policy, FAULTY, 7, workers=2, envs_per_worker=2, progress=False)
+    assert policy.workers_seen == 2 and live_workers() == []
     np.testing.assert_array_equal(result.returns, np.full(7, 20.0))
     np.testing.assert_array_equal(result.lengths, np.full(7, 20))
 
@@ -145,4 +169,44 @@ def test_bad_arguments():
 
     with pytest.raises(ValueError, match="one action per slot"):
         evaluate(Short(policy.action_space), FAULTY, 4, workers=1, envs_per_worker=2, progress=False)
-    assert mp.active_children() == []
+    assert live_workers() == []
+
+
+CTRL_C_SCRIPT = """
+import sys
+from fh_rl.envs import RandomPolicy, evaluate, make_env
+
+class Announce(RandomPolicy):
+    def act(self, slots, observations):
+        print("stepping", flush=True)
+        return super().act(slots, observations)
+
+evaluate(Announce(make_env(sys.argv[1]).action_space), sys.argv[1], 4, workers=2, progress=False,
+         env_kwargs={"fault": "hang", "fault_seed": 0, "fault_step": 3})
+"""
+
+
+def test_ctrl_c_stops_all_workers():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT, FAULTY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "stepping"
+    time.sleep(0.5)  # episode 0's worker is now hanging in step 3
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # nothing of the process group survives
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail("rollout workers survived Ctrl-C")
