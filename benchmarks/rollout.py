@@ -25,7 +25,7 @@ from fh_rl.envs import RandomPolicy, evaluate, make_env
 
 CASES = {
     # env name -> (episode cap in agent steps, raw-loop steps, default envs per worker E)
-    "Seaquest": (300, 2000, 4),
+    "Seaquest": (500, 2000, 4),
     "HalfCheetah-v5": (500, 10000, 16),
 }
 

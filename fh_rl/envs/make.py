@@ -188,6 +188,7 @@ def _make_atari(game: str, protocol: str, seed: int | None, **kwargs: Any) -> gy
     env = gym.make(
         f"ALE/{game}-v5",
         frameskip=1,  # AtariPreprocessing is the only frame skipper
+        obs_type="grayscale",  # cheaper per-frame copy; AtariPreprocessing reads ALE's screens itself
         repeat_action_probability=float(settings["repeat_action_probability"]),
         full_action_space=False,
         max_num_frames_per_episode=0,  # no ALE frame cap; TimeLimit counts agent steps below

@@ -43,6 +43,8 @@ from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
 from fh_rl.envs.policy import Policy
 from fh_rl.envs.scores import normalized_score
 
+MAX_AUTO_ENVS_PER_WORKER = 16
+"""Cap on the default number of environments per worker."""
 STARTUP_TIMEOUT = 120.0
 """Seconds a worker may take to start and build its environments."""
 
@@ -307,7 +309,7 @@ def evaluate(
     env_kwargs: dict | None = None,
     progress: bool = True,
     step_timeout: float = 60.0,
-    envs_per_worker: int = 1,
+    envs_per_worker: int | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes of ``env`` with ``policy`` and return per-episode results.
 
@@ -324,16 +326,20 @@ def evaluate(
         step_timeout: seconds a worker may take for one step (or reset) of its
             environments before it is reported as hung.
         envs_per_worker: environments E per worker, stepped one after another;
-            W * E episodes run at once (more amortises the per-step policy
-            call and inter-process traffic).
+            W * E episodes run at once, which amortises the per-step policy
+            call and inter-process traffic. Default: enough to run all
+            episodes at once, at most :data:`MAX_AUTO_ENVS_PER_WORKER`.
     """
     if not isinstance(env, str):
         raise TypeError(f"env must be an environment name (workers build their own envs), got {type(env).__name__}")
-    for what, value in (("episodes", episodes), ("envs_per_worker", envs_per_worker)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{what} must be a positive int, got {value!r}")
+    if not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise ValueError(f"episodes must be a positive int, got {episodes!r}")
     if not isinstance(workers, (int, np.integer)) or workers < 0:
         raise ValueError(f"workers must be an int >= 0 (0 runs in-process), got {workers!r}")
+    if envs_per_worker is None:
+        envs_per_worker = min(MAX_AUTO_ENVS_PER_WORKER, math.ceil(episodes / max(workers, 1)))
+    if not isinstance(envs_per_worker, (int, np.integer)) or envs_per_worker < 1:
+        raise ValueError(f"envs_per_worker must be a positive int or None, got {envs_per_worker!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not step_timeout > 0:
