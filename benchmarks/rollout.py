@@ -4,8 +4,10 @@ For Atari (Seaquest, dqn-replay protocol) and MuJoCo (HalfCheetah-v5):
 a single raw environment stepped in a loop; ``evaluate`` with W = 1 and 2
 worker processes and a trivial (random) policy; and with a small neural
 policy (Nature CNN for Atari, 2x256 MLP for MuJoCo, torch on CPU, one batched
-call per step). Rates exclude worker start-up (reported separately); "model"
-is the policy's share of evaluation time.
+call per step). Rates exclude worker start-up (reported separately) and
+shut-down but include episode resets (an ALE reset with a seed reloads the ROM,
+about 0.2 s); "model" is the policy's share of the running time. Other load on
+the machine skews the ratios: the load average is printed first.
 
     PYTHONPATH=. python benchmarks/rollout.py            # about a minute on 2 cores
     PYTHONPATH=. python benchmarks/rollout.py --envs-per-worker 8
@@ -106,7 +108,7 @@ def main() -> None:
                 )  # fmt: skip
                 rate = result.steps_per_second
                 base = base or rate
-                share = result.policy_seconds / (result.wall_seconds - result.startup_seconds)
+                share = result.policy_seconds / result.run_seconds
                 print(
                     f"{name:<15} {label:<22} {W:>2} {E:>3} {result.steps:>7} {rate:>9.0f} {rate / base:>6.2f}x "
                     f"{100 * share:>5.1f}% {result.startup_seconds:>7.1f}"

@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -71,6 +72,8 @@ class EvalResult:
     """Wall-clock time of the evaluation, worker start-up included."""
     startup_seconds: float = 0.0
     """Part of ``wall_seconds`` spent starting workers and building environments."""
+    run_seconds: float = 0.0
+    """Part of ``wall_seconds`` spent running episodes (start-up and shut-down excluded)."""
     policy_seconds: float = 0.0
     """Time spent inside the policy's begin/act/observe."""
     env_kwargs: dict = field(default_factory=dict)
@@ -82,8 +85,8 @@ class EvalResult:
 
     @property
     def steps_per_second(self) -> float:
-        """Environment steps per second after start-up."""
-        return self.steps / max(self.wall_seconds - self.startup_seconds, 1e-9)
+        """Environment steps per second while running episodes (resets included)."""
+        return self.steps / max(self.run_seconds, 1e-9)
 
     @property
     def normalized(self) -> np.ndarray | None:
@@ -161,7 +164,7 @@ def serve(conn, env_name: str, protocol: str | None, env_kwargs: dict, n_envs: i
     except Exception:
         conn.send(("error", None, traceback.format_exc()))
         return
-    conn.send(("ok", None))
+    conn.send(("ok", runner.envs[0].action_space))
     try:
         while True:
             message = conn.recv()
@@ -194,6 +197,7 @@ class _WorkerPool:
         self._replies: dict[int, tuple] = {}
         if self.inline:
             self.runner = _EnvRunner(env_name, protocol, env_kwargs, n_envs)
+            self.action_space = self.runner.envs[0].action_space
             return
         environ = _worker_environ()
         for w in range(workers):
@@ -210,7 +214,7 @@ class _WorkerPool:
             self.processes.append(proc)
             self.conns.append(Connection(parent.detach()))
             self.conns[-1].send((env_name, protocol, env_kwargs, n_envs))
-        self.gather(range(workers), "starting", max(timeout, STARTUP_TIMEOUT))
+        self.action_space = self.gather(range(workers), "starting", max(timeout, STARTUP_TIMEOUT))[0]
 
     @property
     def size(self) -> int:
@@ -297,6 +301,25 @@ class _WorkerPool:
                 proc.wait()
         for conn in self.conns:
             conn.close()
+
+
+def _check_actions(actions: np.ndarray, n: int, space: gym.Space) -> np.ndarray:
+    """Validate the policy's actions for n slots against the env's action space."""
+    if isinstance(space, gym.spaces.Discrete):
+        expected = (n,)
+        if actions.shape == expected and not np.issubdtype(actions.dtype, np.integer):
+            raise TypeError(
+                f"policy.act returned {actions.dtype} actions for a {space} action space; return env action "
+                f"ids as integers (decode the model's bins with its ActionCodec)"
+            )
+    else:
+        expected = (n, *space.shape)
+    if actions.shape != expected:
+        raise ValueError(
+            f"policy.act returned actions of shape {actions.shape} for {n} observations; expected {expected} "
+            f"(one action per slot for {space})"
+        )
+    return actions
 
 
 def evaluate(
@@ -414,12 +437,7 @@ def evaluate(
             policy_seconds += time.perf_counter() - t
             if type(actions).__module__.startswith("torch"):
                 actions = actions.detach().cpu().numpy()
-            actions = np.asarray(actions)
-            if actions.ndim < 1 or len(actions) != len(slots):
-                raise ValueError(
-                    f"policy.act returned actions of shape {actions.shape} for {len(slots)} observations; "
-                    f"expected one action per slot"
-                )
+            actions = _check_actions(np.asarray(actions), len(slots), pool.action_space)
             offset = 0
             for w in active:
                 n = len(live_locals[w])
@@ -445,6 +463,7 @@ def evaluate(
                 bar.update(int(dones.sum()))
                 done_so_far = np.isin(np.arange(episodes), slot_episode, invert=True)[:next_episode]
                 bar.set_postfix(mean_return=f"{returns[:next_episode][done_so_far].mean():.1f}")
+        run_seconds = time.perf_counter() - start - startup_seconds
         ok = True
     finally:
         bar.close()
@@ -458,6 +477,7 @@ def evaluate(
         seeds=seeds,
         wall_seconds=time.perf_counter() - start,
         startup_seconds=startup_seconds,
+        run_seconds=run_seconds,
         policy_seconds=policy_seconds,
         env_kwargs=env_kwargs,
     )

@@ -167,8 +167,15 @@ def test_bad_arguments():
         def act(self, slots, observations):
             return super().act(slots, observations)[:1]
 
-    with pytest.raises(ValueError, match="one action per slot"):
+    with pytest.raises(ValueError, match=r"shape \(1,\) for 2 observations; expected \(2,\)"):
         evaluate(Short(policy.action_space), FAULTY, 4, workers=1, envs_per_worker=2, progress=False)
+
+    class Floats(RandomPolicy):
+        def act(self, slots, observations):
+            return super().act(slots, observations).astype(np.float32)
+
+    with pytest.raises(TypeError, match="float32 actions for a Discrete\(2\) action space"):
+        evaluate(Floats(policy.action_space), FAULTY, 2, workers=0, progress=False)
     assert live_workers() == []
 
 
