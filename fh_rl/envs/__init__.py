@@ -1,4 +1,16 @@
-"""fh_rl.envs: environment factories, action codecs, parallel rollout evaluation, normalised scores."""
+"""fh_rl.envs: environment factories, action codecs, parallel rollout evaluation, normalised scores.
+
+    from fh_rl.envs import evaluate, make_env, make_env_codec
+
+    env = make_env("Seaquest")                      # dqn-replay protocol, uint8 (4, 84, 84)
+    codec = make_env_codec("Seaquest", ordering="joystick")
+    bins = codec.encode(dataset_actions)            # (..., 1) int64, numpy or torch
+    result = evaluate(policy, "Seaquest", episodes=10, workers=2, seed=0, protocol="dt-paper")
+    result.returns, result.normalized, result.summary()
+
+``policy`` implements :class:`fh_rl.envs.policy.Policy` (begin/act/observe
+over slots) and returns environment actions (decode bins with the codec).
+"""
 
 from fh_rl.envs.codecs import (
     ActionCodec,
@@ -8,6 +20,7 @@ from fh_rl.envs.codecs import (
     codec_from_config,
     joystick_order,
     make_codec,
+    make_env_codec,
 )
 from fh_rl.envs.make import (
     ATARI_MAX_EPISODE_STEPS,
@@ -40,6 +53,7 @@ __all__ = [
     "evaluate",
     "joystick_order",
     "make_codec",
+    "make_env_codec",
     "make_env",
     "normalized_score",
     "resolve_protocol",

@@ -297,3 +297,20 @@ def codec_from_config(config: dict) -> ActionCodec:
     if config["type"] == "discrete":
         return DiscreteCodec(config["order"], config.get("ordering", "custom"), config.get("action_meanings"))
     return BoxCodec(config["low"], config["high"], config["num_bins"], config.get("sample_within_bin", False))
+
+
+def make_env_codec(
+    env_name: str,
+    num_bins: int | None = None,
+    ordering: str = "identity",
+    sample_within_bin: bool = False,
+) -> ActionCodec:
+    """``make_codec`` for an environment by name (Atari action meanings filled in)."""
+    from fh_rl.envs.make import make_env
+
+    env = make_env(env_name)
+    try:
+        meanings = env.unwrapped.get_action_meanings() if hasattr(env.unwrapped, "get_action_meanings") else None
+        return make_codec(env.action_space, num_bins, ordering, meanings, sample_within_bin)
+    finally:
+        env.close()

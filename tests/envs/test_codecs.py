@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fh_rl.envs import BoxCodec, codec_from_config, joystick_order, make_codec, make_env
+from fh_rl.envs import BoxCodec, codec_from_config, joystick_order, make_codec, make_env, make_env_codec
 
 LEADING = [(), (5,), (2, 3)]
 
@@ -28,6 +28,14 @@ def test_seaquest_joystick_order_is_the_papers():
     assert codec.num_bins == 18 and codec.action_dims == 1
     assert codec.decode(np.arange(18)[:, None]).tolist() == SEAQUEST_PAPER_ORDER
     assert codec.encode(np.array(SEAQUEST_PAPER_ORDER))[:, 0].tolist() == list(range(18))
+
+
+def test_codec_for_env_by_name():
+    codec = make_env_codec("ALE/Seaquest-v5", ordering="joystick")
+    assert codec.decode(np.arange(18)[:, None]).tolist() == SEAQUEST_PAPER_ORDER
+    hopper = make_env_codec("Hopper-v5", num_bins=8)
+    assert (hopper.action_dims, hopper.num_bins) == (3, 8)
+    np.testing.assert_allclose(hopper.low, -1.0)
 
 
 def test_joystick_order_for_minimal_action_sets():
