@@ -14,7 +14,8 @@ Protocols (``make_env(..., protocol=...)``):
     truncated after 27,000 agent steps (108,000 frames), no life-loss terminals.
 ``dt-paper``
     The Decision Transformer paper's evaluation: as above but without sticky
-    actions and with 1..30 no-op actions at the start of every episode.
+    actions and with 1..30 no-op frames (drawn from the episode's seed) at the
+    start of every episode.
 """
 
 from __future__ import annotations

@@ -116,6 +116,17 @@ def test_mujoco_box_actions_in_process_and_workers():
     np.testing.assert_array_equal(a.returns, b.returns)  # one slot: same action stream
     assert a.protocol is None and a.summary()["episodes"] == 3 and "normalized_mean" in a.summary()
 
+    class Recording(RandomPolicy):
+        def begin(self, slots, observations):
+            self.first = observations
+
+    raw = make_env("Hopper-v5").reset(seed=7)[0]
+    policy = Recording(env.action_space, 0)
+    stats = {"obs_mean": np.full(11, 0.5), "obs_std": np.full(11, 2.0)}
+    evaluate(policy, "Hopper-v5", 1, workers=1, seed=7, env_kwargs=stats, progress=False)
+    assert policy.first.dtype == np.float32
+    np.testing.assert_allclose(policy.first[0], (raw - 0.5) / 2.0, rtol=1e-5)
+
 
 def test_crashing_env_is_reported_with_env_and_episode():
     with pytest.raises(RolloutError, match=r"Faulty-v0: episode 3 failed in rollout worker \d while stepping: "
