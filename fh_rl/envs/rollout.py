@@ -199,6 +199,13 @@ class _WorkerPool:
             self.runner = _EnvRunner(env_name, protocol, env_kwargs, n_envs)
             self.action_space = self.runner.envs[0].action_space
             return
+        try:
+            self._start(env_name, protocol, env_kwargs, workers, n_envs)
+        except BaseException:
+            self.close(graceful=False)
+            raise
+
+    def _start(self, env_name, protocol, env_kwargs, workers, n_envs) -> None:
         environ = _worker_environ()
         for w in range(workers):
             parent, child = socket.socketpair()
@@ -214,7 +221,7 @@ class _WorkerPool:
             self.processes.append(proc)
             self.conns.append(Connection(parent.detach()))
             self.conns[-1].send((env_name, protocol, env_kwargs, n_envs))
-        self.action_space = self.gather(range(workers), "starting", max(timeout, STARTUP_TIMEOUT))[0]
+        self.action_space = self.gather(range(workers), "starting", max(self.timeout, STARTUP_TIMEOUT))[0]
 
     @property
     def size(self) -> int:
@@ -375,6 +382,7 @@ def evaluate(
     env_kwargs = dict(env_kwargs or {})
     name = canonical_env_name(env)
     protocol = resolve_protocol(env, protocol)
+    make_env(env, protocol=protocol, **env_kwargs).close()  # bad options fail here, as ValueError/TypeError
 
     W = min(workers, episodes)
     E = min(envs_per_worker, math.ceil(episodes / max(W, 1)))

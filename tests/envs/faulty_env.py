@@ -17,10 +17,13 @@ class FaultyEnv(gym.Env):
     """Counts steps; episodes last 20 steps, reward 1 per step.
 
     The episode reset with seed ``fault_seed`` misbehaves at step ``fault_step``:
-    ``fault="raise"`` raises, ``"hang"`` sleeps for an hour, ``"exit"`` kills the process.
+    ``fault="raise"`` raises, ``"hang"`` sleeps for an hour, ``"exit"`` kills the process;
+    ``"init-in-worker"`` fails to build in any process but ``parent_pid``.
     """
 
-    def __init__(self, fault: str = "raise", fault_seed: int = -1, fault_step: int = 5) -> None:
+    def __init__(self, fault: str = "raise", fault_seed: int = -1, fault_step: int = 5, parent_pid: int = -1) -> None:
+        if fault == "init-in-worker" and os.getpid() != parent_pid:
+            raise RuntimeError("simulated failure building the env in a worker")
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gym.spaces.Discrete(2)
         self.fault, self.fault_seed, self.fault_step = fault, fault_seed, fault_step

@@ -150,6 +150,21 @@ def test_hanging_worker_is_reported():
     assert live_workers() == []
 
 
+def test_worker_failing_to_start_is_reported_and_cleaned_up():
+    kwargs = {"fault": "init-in-worker", "parent_pid": os.getpid()}
+    with pytest.raises(RolloutError, match=r"Faulty-v0: \(no episode yet.*\) failed in rollout worker \d while "
+                       r"starting: RuntimeError: simulated failure building the env in a worker"):  # fmt: skip
+        evaluate(RandomPolicy(make_env(FAULTY).action_space, 0), FAULTY, 2, workers=2, progress=False,
+                 env_kwargs=kwargs)  # fmt: skip
+    assert live_workers() == []
+
+
+def test_bad_env_options_are_user_errors():
+    with pytest.raises(ValueError, match=r"unknown Atari option\(s\) \['frame_skip'\]"):
+        evaluate(RandomPolicy(make_env("Pong").action_space), "Pong", 2, workers=2, env_kwargs={"frame_skip": 4})
+    assert live_workers() == []
+
+
 def test_faulty_env_without_fault_runs():
     class Watching(RandomPolicy):
         workers_seen = 0
