@@ -223,10 +223,6 @@ class _WorkerPool:
             self.conns[-1].send((env_name, protocol, env_kwargs, n_envs))
         self.action_space = self.gather(range(workers), "starting", max(self.timeout, STARTUP_TIMEOUT))[0]
 
-    @property
-    def size(self) -> int:
-        return 1 if self.inline else len(self.processes)
-
     def send(self, w: int, message: tuple) -> None:
         if self.inline:
             self._replies[w] = self.runner.handle(message)
