@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import functools
 import re
 from typing import Any
@@ -213,6 +214,15 @@ def _make_atari(game: str, protocol: str, seed: int | None, **kwargs: Any) -> gy
     return env
 
 
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings to the "mujoco" logger instead of stderr plus a
+    MUJOCO_LOG.TXT in the working directory (unless a handler is already set)."""
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(lambda message: logging.getLogger("mujoco").warning(message))
+
+
 def make_env(
     name: str,
     protocol: str | None = None,
@@ -244,6 +254,8 @@ def make_env(
         return _make_atari(_atari_game(name), protocol, seed, **kwargs)
     if (obs_mean is None) != (obs_std is None):
         raise ValueError("pass both obs_mean and obs_std, or neither")
+    if kind == "mujoco":
+        _route_mujoco_warnings()
     try:
         env = gym.make(name, **kwargs)
     except TypeError as exc:

@@ -163,6 +163,14 @@ def test_mujoco_observation_normalisation():
         make_env("HalfCheetah-v5", obs_mean=mean)
 
 
+def test_mujoco_warnings_go_to_logging_not_a_log_file(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="mujoco"):
+        make_env("HalfCheetah-v5").reset(seed=0)  # its XML uses a deprecated attribute
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert any("settotalmass" in r.getMessage() for r in caplog.records)
+
+
 def test_control_env_passes_kwargs_to_gym():
     env = make_env("Pendulum-v1", max_episode_steps=7)
     env.reset(seed=0)
