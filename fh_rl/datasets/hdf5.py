@@ -1,0 +1,186 @@
+"""D4RL-layout HDF5 datasets (read and write) and local Minari datasets.
+
+D4RL layout: flat datasets ``observations`` (N, ...), ``actions`` (N,) or
+(N, A), ``rewards`` (N,), ``terminals`` (N,), ``timeouts`` (N,); an episode
+ends at a terminal (terminated) or a timeout (truncated); rows after the last
+end form a final episode marked truncated. Optional ``next_observations`` and
+``infos/*`` are ignored. fh_rl writes its own metadata as attributes of a
+``metadata`` group (``frame_stack``, ``name``, and what the caller passes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
+
+REQUIRED = ("observations", "actions", "rewards", "terminals")
+
+
+def write_hdf5(path: str | os.PathLike, dataset: TrajectoryDataset, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``dataset`` in the D4RL layout (gzip datasets), atomically.
+
+    The file is written to a temporary name in the target directory and
+    renamed into place, so an existing file is never half-overwritten.
+    ``metadata`` values must be str, numbers, or arrays of those.
+    """
+    path = Path(path).expanduser()
+    if not isinstance(dataset, TrajectoryDataset):
+        raise TypeError(f"write_hdf5 expects a TrajectoryDataset, got {type(dataset).__name__}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = dataset.num_transitions
+    ends = dataset.offsets[1:] - 1
+    terminals = np.zeros(n, bool)
+    timeouts = np.zeros(n, bool)
+    terminals[ends[dataset.terminated]] = True
+    timeouts[ends[~dataset.terminated]] = True  # every non-terminated episode end is a truncation
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+            obs = dataset.observations
+            chunks = (max(1, min(n, (1 << 20) // max(1, obs[:1].nbytes))), *obs.shape[1:])
+            d = f.create_dataset("observations", shape=obs.shape, dtype=obs.dtype, chunks=chunks, **kw)
+            step = chunks[0] * 16
+            for lo in range(0, n, step):  # streamed, so memory-mapped observations are never loaded whole
+                d[lo : lo + step] = obs[lo : lo + step]
+            f.create_dataset("actions", data=dataset.actions, **kw)
+            f.create_dataset("rewards", data=dataset.rewards, **kw)
+            f.create_dataset("terminals", data=terminals, **kw)
+            f.create_dataset("timeouts", data=timeouts, **kw)
+            meta = f.create_group("metadata")
+            meta.attrs["frame_stack"] = dataset.frame_stack
+            meta.attrs["name"] = dataset.name
+            meta.attrs["fh_rl_format"] = 1
+            for k, v in (metadata or {}).items():
+                meta.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _read(f: h5py.File, path: Path, key: str) -> np.ndarray:
+    if key not in f:
+        raise ValueError(f"{path}: missing dataset {key!r}; a D4RL-layout file needs {', '.join(REQUIRED)} (timeouts optional)")
+    obj = f[key]
+    if not isinstance(obj, h5py.Dataset):
+        raise ValueError(f"{path}: {key!r} is a group, expected a dataset")
+    return obj[()]
+
+
+def load_hdf5(path: str | os.PathLike, *, name: str | None = None) -> TrajectoryDataset:
+    """Read a D4RL-layout HDF5 file (terminals end episodes as terminated, timeouts as truncated)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no HDF5 file at {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    with f:
+        obs = _read(f, path, "observations")
+        actions = _read(f, path, "actions")
+        rewards = _read(f, path, "rewards").astype(np.float32).reshape(-1)
+        terminals = _read(f, path, "terminals").astype(bool).reshape(-1)
+        timeouts = _read(f, path, "timeouts").astype(bool).reshape(-1) if "timeouts" in f else np.zeros_like(terminals)
+        meta = dict(f["metadata"].attrs) if "metadata" in f and isinstance(f["metadata"], h5py.Group) else {}
+    n = len(rewards)
+    for key, arr in (("observations", obs), ("actions", actions), ("terminals", terminals), ("timeouts", timeouts)):
+        if len(arr) != n:
+            raise ValueError(f"{path}: {key!r} has {len(arr)} rows but 'rewards' has {n}")
+    if n == 0:
+        raise ValueError(f"{path}: the dataset is empty")
+    frame_stack = int(meta.get("frame_stack", 1))
+    if actions.ndim == 2 and actions.shape[1] == 1 and np.issubdtype(actions.dtype, np.integer):
+        actions = actions[:, 0]
+    if not np.issubdtype(actions.dtype, np.integer) and actions.ndim == 1:
+        actions = actions[:, None]  # a 1-D float action is a Box of dimension 1
+    ends = np.flatnonzero(terminals | timeouts) + 1
+    if len(ends) == 0 or ends[-1] != n:
+        ends = np.append(ends, n)  # trailing rows: a cut episode
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    terminated = terminals[ends - 1]
+    flat = {
+        "observations": obs,
+        "actions": actions,
+        "rewards": rewards,
+        "offsets": offsets,
+        "terminated": terminated,
+        "truncated": ~terminated,
+    }
+    return TrajectoryDataset(flat, frame_stack=frame_stack, name=name or str(meta.get("name", path.stem)), source={"hdf5": str(path)})
+
+
+def _minari_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    for candidate in (path / "data" / "main_data.hdf5", path / "main_data.hdf5"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{path}: no Minari data file (expected {path / 'data' / 'main_data.hdf5'})")
+
+
+def load_minari(dataset: str | os.PathLike, *, name: str | None = None) -> TrajectoryDataset:
+    """Import a local Minari dataset.
+
+    ``dataset`` is either a path (a Minari dataset directory holding
+    ``data/main_data.hdf5``, or that file), read directly with h5py, or a
+    Minari dataset id (e.g. ``"mujoco/hopper/medium-v0"``) resolved through an
+    installed ``minari`` package (``pip install "fh_rl[minari]"``).
+    Observations come as T+1 per episode; the last one is dropped.
+    """
+    path = Path(dataset).expanduser()
+    if not path.exists():
+        try:
+            import minari  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                f"loading the Minari dataset id {str(dataset)!r} needs the minari package: "
+                f'pip install "fh_rl[minari]" (or pass the path of a local Minari dataset directory)'
+            ) from exc
+        import minari
+
+        ds = minari.load_dataset(str(dataset))
+        path = Path(ds.spec.data_path)
+    h5 = _minari_file(path)
+    episodes = []
+    with h5py.File(h5, "r") as f:
+        keys = sorted((k for k in f.keys() if k.startswith("episode_")), key=lambda k: int(k.split("_")[1]))
+        if not keys:
+            raise ValueError(f"{h5}: no episode_<i> groups; is this a Minari dataset?")
+        for k in keys:
+            g = f[k]
+            for req in ("observations", "actions", "rewards", "terminations", "truncations"):
+                if req not in g:
+                    raise ValueError(f"{h5}: group {k!r} lacks {req!r}")
+            obs = g["observations"]
+            if not isinstance(obs, h5py.Dataset):
+                raise ValueError(f"{h5}: {k}/observations is a dict observation space; flatten it first")
+            obs = obs[()][:-1]
+            actions = g["actions"][()]
+            if not np.issubdtype(actions.dtype, np.integer) and actions.ndim == 1:
+                actions = actions[:, None]
+            term = g["terminations"][()]
+            trunc = g["truncations"][()]
+            episodes.append(
+                Episode(
+                    obs.astype(np.float32) if obs.ndim == 2 else obs,
+                    actions,
+                    g["rewards"][()].astype(np.float32),
+                    terminated=bool(term[-1]),
+                    truncated=bool(not term[-1]),
+                )
+            )
+            del trunc
+    return TrajectoryDataset(episodes, name=name or path.name, source={"minari": str(path)})
