@@ -1,0 +1,373 @@
+"""``python -m fh_rl.sweep``: train every point of a grid over heads, settings and seeds.
+
+    python -m fh_rl.sweep --config configs/default.yaml --heads linear fourier \\
+        --set head.num_frequencies=2,4,8,16 --seeds 0 1 2 --jobs 2
+
+A ``--set`` value with commas is a grid axis; without, a fixed override for
+every run. ``head.<param>`` settings apply only to the heads that take that
+parameter (the linear head gets no ``num_frequencies`` axis), so the example is
+1 + 4 = 5 head settings x 3 seeds = 15 runs.
+
+Every grid point trains in its own fixed directory ``<root>/<point>/`` (for
+example ``fourier-num_frequencies=8-seed1``), used as the run's ``run_root``,
+so the run itself lands in ``<root>/<point>/<env>/<agent>-<head>/seed<S>-<time>/``
+with its ``train.log`` next to it. Running the same sweep again resumes it: a
+point whose run has an ``eval.json`` is complete and skipped, one with a
+checkpoint but no ``eval.json`` continues with ``--resume``, and one that died
+before its first checkpoint starts again. Ctrl-C (or SIGTERM) asks the running
+jobs to checkpoint and stop. The sweep root also gets a TensorBoard
+custom-scalars layout, so ``tensorboard --logdir <root>`` overlays the heads'
+curves in one chart per metric. Then: ``python -m fh_rl.compare <root>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from fh_rl.cli import run_cli
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One training run of a sweep."""
+
+    head: str
+    seed: int
+    settings: tuple[tuple[str, str], ...]
+    """The grid-axis values of this point, ``(key, value)`` in the order the axes were given."""
+    fixed: tuple[str, ...] = ()
+    """``key=value`` overrides shared by every point this head takes."""
+
+    @property
+    def name(self) -> str:
+        """Directory name, unique and deterministic per point: ``fourier-num_frequencies=8-seed1``."""
+        parts = [self.head]
+        for key, value in self.settings:
+            short = key[len("head."):] if key.startswith("head.") else key
+            parts.append(f"{short}={value}")
+        parts.append(f"seed{self.seed}")
+        return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
+
+    def overrides(self) -> list[str]:
+        return [*self.fixed, *(f"{k}={v}" for k, v in self.settings)]
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did, point names in grid order."""
+
+    ran: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Point name -> the last line its training printed."""
+    interrupted: bool = False
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def _split_values(raw: str) -> list[str]:
+    """``2,4,8`` -> three values; a YAML list or mapping (``[0.9,0.95]``) stays one value."""
+    raw = raw.strip()
+    if raw.startswith(("[", "{")):
+        return [raw]
+    values = [v.strip() for v in raw.split(",")]
+    if any(not v for v in values):
+        raise ValueError(f"--set value {raw!r} has an empty item; write values as a comma list like 2,4,8")
+    return values
+
+
+def expand_grid(heads: Sequence[str], sets: Sequence[str], seeds: Sequence[int]) -> list[GridPoint]:
+    """Every (head, axis values, seed) combination; ``head.<param>`` applies only to heads taking ``param``."""
+    from fh_rl.heads import head_params
+
+    if not heads:
+        raise ValueError("--heads needs at least one head name, e.g. --heads linear fourier")
+    if not seeds:
+        raise ValueError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds must be distinct non-negative integers, got {list(seeds)}")
+    if len(set(heads)) != len(heads):
+        raise ValueError(f"--heads lists a head twice: {list(heads)}")
+    params = {h: head_params(h) for h in heads}  # unknown head -> ValueError listing the known ones
+    axes: list[tuple[str, list[str]]] = []
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r} must look like key=value or key=v1,v2,..., e.g. head.num_frequencies=4,8")
+        if key in ("seed", "run_root") or key == "head.name":
+            raise ValueError(f"--set {key}=... is chosen by the sweep; use --seeds, --root or --heads instead")
+        if any(key == k for k, _ in axes):
+            raise ValueError(f"--set {key} is given twice; put all its values in one comma list")
+        axes.append((key, _split_values(raw)))
+    for key, _ in axes:
+        if key.startswith("head.") and not any(key[5:] in params[h] for h in heads):
+            takers = ", ".join(f"{h}: {', '.join(params[h]) or 'none'}" for h in heads)
+            raise ValueError(f"--set {key}: none of the heads {list(heads)} takes {key[5:]!r} (parameters: {takers})")
+    points = []
+    for head in heads:
+        mine = [(k, v) for k, v in axes if not k.startswith("head.") or k[5:] in params[head]]
+        fixed = tuple(f"{k}={v[0]}" for k, v in mine if len(v) == 1)
+        grid = [(k, v) for k, v in mine if len(v) > 1]
+        for combo in itertools.product(*(v for _, v in grid)):
+            settings = tuple((k, val) for (k, _), val in zip(grid, combo))
+            for seed in seeds:
+                points.append(GridPoint(head=head, seed=seed, settings=settings, fixed=fixed))
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise ValueError("two grid points map to the same directory name; use values that differ in letters or digits")
+    return points
+
+
+# ----------------------------------------------------------------------------- state on disk
+
+
+def run_dirs_under(path: Path) -> list[Path]:
+    """Run directories (holding ``config.yaml``) below ``path``, sorted."""
+    if not path.is_dir():
+        return []
+    return sorted(p.parent for p in path.rglob("config.yaml"))
+
+
+def is_complete(run_dir: Path) -> bool:
+    """A run is complete when it finished its evaluation: ``eval.json`` exists and parses with results."""
+    try:
+        data = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data.get("results"))
+
+
+def expected_config(config: str | None, point: GridPoint, root: Path) -> dict[str, Any]:
+    from fh_rl.config import load_config
+
+    cfg = load_config(config, overrides=[*point.overrides(), f"run_root={root / point.name}"], head=point.head, seed=point.seed)
+    return cfg.to_dict()
+
+
+def _config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str | None:
+    for key in sorted(set(saved) | set(wanted)):
+        if prefix == "" and key == "run_root":
+            continue
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff = _config_difference(a, b, f"{prefix}{key}.")
+            if diff:
+                return diff
+        elif a != b:
+            return f"{prefix}{key}: {a!r} there, {b!r} now"
+    return None
+
+
+def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tuple[GridPoint, str, Path | None]]:
+    """``(point, action, run_dir)`` with action ``skip`` (complete), ``resume`` (has a checkpoint) or ``train``.
+
+    A run directory made with other settings than the sweep would use now is an
+    error (a changed config file or ``--set``): mixing them would compare unlike runs.
+    """
+    import yaml
+
+    actions = []
+    for point in points:
+        dirs = run_dirs_under(root / point.name)
+        wanted = None
+        for d in dirs:
+            try:
+                saved = yaml.safe_load((d / "config.yaml").read_text())
+            except (OSError, yaml.YAMLError):
+                saved = None
+            if not isinstance(saved, dict):
+                continue  # unreadable: treated as a failed start below
+            wanted = wanted or expected_config(config, point, root)
+            diff = _config_difference(saved, wanted)
+            if diff:
+                raise ValueError(
+                    f"{d} was trained with other settings than this sweep asks for ({diff}); "
+                    f"use another --root or remove that directory"
+                )
+        complete = [d for d in dirs if is_complete(d)]
+        if complete:
+            actions.append((point, "skip", complete[-1]))
+            continue
+        resumable = [d for d in dirs if (d / "checkpoints" / "last.pt").is_file()]
+        if resumable:
+            actions.append((point, "resume", resumable[-1]))
+        else:
+            actions.append((point, "train", None))
+    return actions
+
+
+def command(config: str | None, point: GridPoint, root: Path, resume: Path | None) -> list[str]:
+    """The ``python -m fh_rl.train`` command line of a point (or its ``--resume``)."""
+    cmd = [sys.executable, "-m", "fh_rl.train"]
+    if resume is not None:
+        return [*cmd, "--resume", str(resume), "--no-progress"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    cmd += ["--head", point.head, "--seed", str(point.seed)]
+    for item in [*point.overrides(), f"run_root={root / point.name}"]:
+        cmd += ["--set", item]
+    return [*cmd, "--no-progress"]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _child_env(jobs: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    if "OMP_NUM_THREADS" not in env:  # J jobs share the cores instead of each taking all of them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return env
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].strip() if lines else "(empty log)"
+
+
+def run_sweep(
+    points: Sequence[GridPoint],
+    root: str | os.PathLike,
+    *,
+    config: str | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> SweepResult:
+    """Train the points not yet complete, ``jobs`` at a time, as ``python -m fh_rl.train`` subprocesses."""
+    from tqdm.auto import tqdm
+
+    from fh_rl.compare import write_custom_scalars
+
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if config is not None and not Path(config).is_file():
+        raise FileNotFoundError(f"config file {str(config)!r} not found; pass --config with a YAML file under configs/")
+    root = Path(root)
+    actions = plan(points, root, config)
+    root.mkdir(parents=True, exist_ok=True)
+    write_custom_scalars(root)
+    result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
+    todo = [(p, a, d) for p, a, d in actions if a != "skip"]
+    env = _child_env(jobs)
+    running: dict[subprocess.Popen, tuple[GridPoint, Path]] = {}
+    stop: list[str] = []
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if not stop:
+            stop.append(signal.Signals(signum).name)
+            for proc in running:
+                proc.send_signal(signal.SIGINT)  # the trainer checkpoints and exits
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, request_stop)
+        except ValueError:  # not the main thread
+            pass
+    bar = tqdm(total=len(actions), initial=len(result.skipped), desc="sweep", unit="run", disable=not progress)
+    try:
+        queue = list(todo)
+        while queue or running:
+            while queue and len(running) < jobs and not stop:
+                point, action, run_dir = queue.pop(0)
+                point_dir = root / point.name
+                if action == "train":
+                    for d in run_dirs_under(point_dir):  # a start that died before its first checkpoint
+                        shutil.rmtree(d)
+                point_dir.mkdir(parents=True, exist_ok=True)
+                log_path = point_dir / "train.log"
+                with open(log_path, "a") as log:
+                    log.write(f"$ {' '.join(command(config, point, root, run_dir))}\n")
+                    log.flush()
+                    proc = subprocess.Popen(
+                        command(config, point, root, run_dir), stdout=log, stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                    )
+                running[proc] = (point, log_path)
+                (result.resumed if action == "resume" else result.ran).append(point.name)
+            if stop and not running:
+                break
+            if stop and queue:
+                queue.clear()
+            time.sleep(0.1)
+            for proc in [p for p in running if p.poll() is not None]:
+                point, log_path = running.pop(proc)
+                if proc.returncode != 0 and not (stop and proc.returncode in (130, 143)):
+                    result.failed[point.name] = f"exit {proc.returncode}: {_last_line(log_path)} (log: {log_path})"
+                bar.update(1)
+    finally:
+        bar.close()
+        for proc in running:  # only on an unexpected error in this loop
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    result.interrupted = bool(stop)
+    return result
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fh_rl.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=None, help="YAML config every run starts from (default: configs/default.yaml)")
+    parser.add_argument("--heads", nargs="+", default=None, help="heads to train (default: the config's head)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=V1[,V2...]",
+                        help="a fixed override, or a grid axis when it lists several values (repeatable)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds per grid point (default: the config's)")
+    parser.add_argument("--jobs", "-j", type=int, default=1, help="training runs at a time (default 1)")
+    parser.add_argument("--root", default=None,
+                        help="sweep directory (default: <run_root>/sweep-<config name>); rerun with the same one to resume")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run and exit")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+
+    from fh_rl.config import DEFAULT_CONFIG, load_config
+
+    base = load_config(args.config)
+    heads = args.heads or [base.head.name]
+    seeds = args.seeds if args.seeds is not None else [base.seed]
+    points = expand_grid(heads, args.sets, seeds)
+    config_name = Path(args.config).stem if args.config else DEFAULT_CONFIG.stem
+    root = Path(args.root) if args.root else Path(base.run_root) / f"sweep-{config_name}"
+    if args.dry_run:
+        for point, action, run_dir in plan(points, root, args.config):
+            print(f"{action:>6}  {point.name}: {' '.join(command(args.config, point, root, run_dir if action == 'resume' else None)[1:])}")
+        return 0
+    result = run_sweep(points, root, config=args.config, jobs=args.jobs, progress=not args.no_progress)
+    print(f"sweep {root}: {len(result.ran)} trained, {len(result.resumed)} resumed, "
+          f"{len(result.skipped)} already complete, {len(result.failed)} failed")
+    for name, why in result.failed.items():
+        print(f"  failed {name}: {why}")
+    if result.interrupted:
+        print(f"interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    if result.failed:
+        return 1
+    print(f"compare with: python -m fh_rl.compare {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
