@@ -9,12 +9,13 @@ import torch
 from fh_rl.agents import AgentConfig, build_agent
 from fh_rl.config import TrainConfig
 from fh_rl.trainer import Trainer, TrainingDiverged, load_checkpoint, lr_multiplier, parameter_groups
-from tests.standins import StandInCodec, StandInWindowSampler
+from fh_rl.datasets.sampling import WindowSampler
+from tests.agents.synthetic import codec_for, synthetic_dataset
 
 
 def make_trainer(tmp_path, steps=20, seed=0, head="fourier", **train_kwargs):
     torch.manual_seed(seed)
-    codec = StandInCodec(low=[-1.0], high=[1.0], num_bins=8)
+    codec = codec_for("box")
     agent = build_agent(
         AgentConfig(name="dt", embed_dim=16, n_layer=1, n_head=2, context_len=4, max_timestep=10, dropout=0.1),
         head=head,
@@ -22,8 +23,8 @@ def make_trainer(tmp_path, steps=20, seed=0, head="fourier", **train_kwargs):
         state_shape=(3,),
         codec=codec,
     )
-    sampler = StandInWindowSampler(batch_size=16, context_len=4, codec=codec, seed=seed)
-    val = [StandInWindowSampler(batch_size=16, context_len=4, codec=codec, seed=99).sample()]
+    sampler = WindowSampler(synthetic_dataset("box", episodes=20), 4, 16, seed=seed)
+    val = [WindowSampler(synthetic_dataset("box", seed=99), 4, 16, seed=99).sample()]
     cfg = TrainConfig(steps=steps, batch_size=16, lr=3e-3, warmup_tokens=64, checkpoint_every=7, log_every=5, val_every=10, **train_kwargs)
     return Trainer(agent, sampler, cfg, run_dir=tmp_path, context_len=4, val_batches=val, progress=False, checkpoint_extra={"config": {"x": 1}})
 

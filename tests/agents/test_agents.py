@@ -5,7 +5,8 @@ from fh_rl.agents import AgentConfig, available_agents, build_agent
 from fh_rl.agents.encoders import stack_frames
 from fh_rl.datasets.batch import TransitionBatch, WindowBatch
 from fh_rl.heads import available_heads
-from tests.standins import StandInCodec, StandInTransitionSampler, StandInWindowSampler
+from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
+from tests.agents.synthetic import codec_for, synthetic_dataset
 
 T = 4
 KINDS = ["discrete", "box", "frames"]
@@ -13,7 +14,7 @@ KINDS = ["discrete", "box", "frames"]
 
 def make(agent: str, head: str, kind: str, seed: int = 0):
     torch.manual_seed(seed)
-    codec = StandInCodec(discrete_n=6) if kind != "box" else StandInCodec(low=[-2.0, 0.0], high=[2.0, 1.0], num_bins=8)
+    codec = codec_for(kind)
     state_shape = (4, 84, 84) if kind == "frames" else (3,)
     cfg = AgentConfig(name=agent, embed_dim=16, n_layer=1, n_head=2, context_len=T, max_timestep=50, hidden_dim=16, dropout=0.0)
     model = build_agent(
@@ -25,8 +26,8 @@ def make(agent: str, head: str, kind: str, seed: int = 0):
         state_std=None if kind == "frames" else torch.tensor([1.0, 2.0, 3.0]),
         rtg_scale=10.0,
     )
-    Sampler = StandInWindowSampler if agent == "dt" else StandInTransitionSampler
-    sampler = Sampler(batch_size=6, context_len=T, codec=codec, frames=kind == "frames", seed=seed)
+    data = synthetic_dataset(kind, seed=seed)
+    sampler = WindowSampler(data, T, 6, seed=seed) if agent == "dt" else TransitionSampler(data, 6, seed=seed)
     return model, sampler
 
 
@@ -74,7 +75,7 @@ def test_dt_loss_ignores_padding_and_future(head):
 @pytest.mark.parametrize("kind", KINDS)
 def test_action_log_probs_normalised(agent, kind):
     model, _ = make(agent, "linear", kind)
-    b = StandInWindowSampler(batch_size=6, context_len=T, codec=model.codec, frames=kind == "frames").sample()
+    b = WindowSampler(synthetic_dataset(kind), T, 6).sample()
     states = stack_frames(b.states, T) if kind == "frames" else b.states
     lp = model.action_log_probs(states, model.action_bins(b.actions), b.returns_to_go, b.timesteps, b.mask)
     assert lp.shape == (6, model.action_dims, model.num_bins)
@@ -107,11 +108,11 @@ def test_bad_shapes_and_config_raise():
         long = torch.zeros(6, T + 1)
         model(torch.zeros(6, T + 1, 3), torch.zeros(6, T + 1, 2, dtype=torch.long), long, long.long())
     with pytest.raises(ValueError, match="divisible by agent.n_head"):
-        build_agent(AgentConfig(embed_dim=10, n_head=3), head="linear", state_shape=(3,), codec=StandInCodec(discrete_n=2))
+        build_agent(AgentConfig(embed_dim=10, n_head=3), head="linear", state_shape=(3,), codec=codec_for("discrete"))
     with pytest.raises(ValueError, match="unknown agent 'dtt'; did you mean 'dt'"):
-        build_agent(AgentConfig(name="dtt"), head="linear", state_shape=(3,), codec=StandInCodec(discrete_n=2))
+        build_agent(AgentConfig(name="dtt"), head="linear", state_shape=(3,), codec=codec_for("discrete"))
     with pytest.raises(ValueError, match="unknown head"):
-        build_agent(AgentConfig(name="bc"), head="fourrier", state_shape=(3,), codec=StandInCodec(discrete_n=2))
+        build_agent(AgentConfig(name="bc"), head="fourrier", state_shape=(3,), codec=codec_for("discrete"))
     bc, _ = make("bc", "linear", "box")
     with pytest.raises(ValueError, match="states must have shape"):
         bc(torch.zeros(6, 5))

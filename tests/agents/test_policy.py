@@ -5,7 +5,9 @@ import torch
 from fh_rl.agents import AgentConfig, build_agent
 from fh_rl.agents.policy import AgentPolicy
 from fh_rl.envs.policy import Policy
-from tests.standins import StandInCodec
+import gymnasium as gym
+
+from fh_rl.envs.codecs import make_codec
 
 
 def dt(codec, state_shape=(3,), T=3, reward_transform="none"):
@@ -15,7 +17,7 @@ def dt(codec, state_shape=(3,), T=3, reward_transform="none"):
 
 
 def test_context_returns_to_go_and_timesteps_per_slot():
-    agent = dt(StandInCodec(low=[-2.0], high=[2.0], num_bins=8), reward_transform="clip")
+    agent = dt(make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=8), reward_transform="clip")
     policy = AgentPolicy(agent, target_return=10.0, sample=False)
     assert isinstance(policy, Policy)
     obs = np.zeros((2, 3), np.float32)
@@ -39,7 +41,7 @@ def test_context_returns_to_go_and_timesteps_per_slot():
 
 
 def test_new_episode_resets_slot_and_left_pads():
-    agent = dt(StandInCodec(discrete_n=4))
+    agent = dt(make_codec(gym.spaces.Discrete(4)))
     policy = AgentPolicy(agent, target_return=5.0)
     policy.begin(np.array([0, 1]), np.zeros((2, 3)))
     policy.act(np.array([0, 1]), np.zeros((2, 3)))
@@ -52,7 +54,7 @@ def test_new_episode_resets_slot_and_left_pads():
 
 
 def test_sampling_is_seeded_and_frames_are_stacked():
-    agent = dt(StandInCodec(discrete_n=6), state_shape=(4, 84, 84))
+    agent = dt(make_codec(gym.spaces.Discrete(6)), state_shape=(4, 84, 84))
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (5, 2, 84, 84), dtype=np.uint8)
     runs = []
@@ -72,9 +74,7 @@ def test_sampling_is_seeded_and_frames_are_stacked():
 
 
 def test_rollout_with_real_environment():
-    from fh_rl.envs.codecs import make_codec
     from fh_rl.envs.rollout import evaluate
-    import gymnasium as gym
 
     agent = dt(make_codec(gym.spaces.Discrete(2)), state_shape=(4,))
     policy = AgentPolicy(agent, target_return=100.0, sample=True, seed=0)
