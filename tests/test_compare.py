@@ -1,0 +1,233 @@
+"""compare on run directories made by tiny real training runs (real Pendulum-v1, real HDF5, real checkpoints)."""
+
+import json
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from fh_rl import compare as compare_cli
+from fh_rl import train as train_cli
+from fh_rl.cli import run_cli
+
+TINY = [
+    "env.num_bins=16",
+    "agent.embed_dim=16",
+    "agent.n_layer=1",
+    "agent.n_head=2",
+    "agent.context_len=4",
+    "train.steps=6",
+    "train.batch_size=8",
+    "train.log_every=2",
+    "train.val_every=3",
+    "train.val_batches=2",
+    "train.checkpoint_every=6",
+    "train.warmup_tokens=16",
+    "train.pmf_states=0",
+    "eval.episodes=2",
+    "eval.workers=0",
+    "eval.target_quantile=0.75",
+    "dataset.val_fraction=0.25",
+]
+# (head, extra overrides, seeds): 4 linear seeds so the IQM trims, two Fourier settings.
+GRID = [
+    ("linear", [], [0, 1, 2, 3]),
+    ("fourier", ["head.num_frequencies=2"], [0, 1]),
+    ("fourier", ["head.num_frequencies=4"], [0, 1]),
+]
+
+
+@pytest.fixture(scope="module")
+def pendulum_hdf5(tmp_path_factory):
+    """8 short Pendulum-v1 episodes of a random policy, written with the project's HDF5 writer."""
+    from fh_rl.datasets import Episode, TrajectoryDataset, write_hdf5
+
+    env = gym.make("Pendulum-v1")
+    env.action_space.seed(0)
+    episodes = []
+    for i in range(8):
+        obs, _ = env.reset(seed=i)
+        O, A, R = [], [], []
+        for _ in range(25):
+            a = env.action_space.sample()
+            O.append(obs)
+            A.append(a)
+            obs, r, *_ = env.step(a)
+            R.append(r)
+        episodes.append(Episode(np.array(O, np.float32), np.array(A, np.float32), np.array(R, np.float32), False, True))
+    path = tmp_path_factory.mktemp("data") / "pendulum-tiny.hdf5"
+    write_hdf5(path, TrajectoryDataset(episodes, name="pendulum-tiny"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, pendulum_hdf5):
+    """Train every grid point in-process; returns (root, {(head, N, seed): run_dir})."""
+    root = tmp_path_factory.mktemp("runs")
+    made = {}
+    for head, extra, seeds in GRID:
+        for seed in seeds:
+            n = extra[0].split("=")[1] if extra else None
+            run_root = root / f"{head}-{n}-{seed}"
+            sets = [*TINY, *extra, f"dataset.path={pendulum_hdf5}", f"run_root={run_root}"]
+            argv = [a for s in sets for a in ("--set", s)] + ["--head", head, "--seed", str(seed), "--no-progress"]
+            assert run_cli(train_cli.main, argv) == 0
+            (run_dir,) = (run_root / "Pendulum-v1" / f"dt-{head}").iterdir()
+            made[(head, None if n is None else int(n), seed)] = run_dir
+    return root, made
+
+
+def test_grouping_and_statistics_match_numpy(runs):
+    root, made = runs
+    found, skipped = compare_cli.find_runs([root])
+    assert skipped == []
+    groups, dropped = compare_cli.group_runs(found)
+    assert dropped == []
+    assert list(groups) == ["Pendulum-v1"]
+    by_label = {g.label: g for g in groups["Pendulum-v1"]}
+    assert sorted(by_label) == sorted(["dt-linear", "dt-fourier num_frequencies=2", "dt-fourier num_frequencies=4"])
+    assert [g.label for g in groups["Pendulum-v1"]][0] == "dt-linear"  # linear first, then by N
+    for (head, n, seed), run_dir in made.items():
+        label = "dt-linear" if head == "linear" else f"dt-fourier num_frequencies={n}"
+        group = by_label[label]
+        assert run_dir in [r.path for r in group.runs]
+        assert group.head == head and (n is None or group.head_params["num_frequencies"] == n)
+    assert by_label["dt-linear"].seeds == [0, 1, 2, 3]
+
+    for group in groups["Pendulum-v1"]:
+        row = compare_cli.summarize(group)
+        per_seed = np.array([np.mean(json.loads((r.path / "eval.json").read_text())["results"][0]["returns"])
+                             for r in group.runs])
+        assert row["n_seeds"] == len(per_seed)
+        assert row["return"]["mean"] == pytest.approx(per_seed.mean())
+        x = np.sort(per_seed)
+        cut = int(0.25 * len(x))
+        assert row["return"]["iqm"] == pytest.approx(x[cut:len(x) - cut].mean())
+        # Percentile bootstrap of the mean, done directly with numpy.
+        rng = np.random.default_rng(123)
+        boot = per_seed[rng.integers(0, len(x), size=(40_000, len(x)))].mean(axis=1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        spread = np.ptp(per_seed)
+        assert row["return"]["ci_low"] == pytest.approx(lo, abs=0.03 * spread)
+        assert row["return"]["ci_high"] == pytest.approx(hi, abs=0.03 * spread)
+        assert x[0] <= row["return"]["ci_low"] <= row["return"]["mean"] <= row["return"]["ci_high"] <= x[-1]
+        assert row["normalized"] is None  # Pendulum has no reference scores
+        for m in ("nll", "accuracy", "smoothness"):
+            assert row["val"][m]["n"] == len(per_seed)
+            assert row["val"][m]["mean"] == pytest.approx(np.mean([r.val[m] for r in group.runs]))
+    linear = compare_cli.summarize(by_label["dt-linear"])["return"]
+    assert linear["n"] == 4 and linear["iqm"] != pytest.approx(linear["mean"])  # 4 seeds: the IQM really trims
+
+
+def test_validation_metrics_are_the_final_held_out_values(runs):
+    """val/nll and val/accuracy read by compare equal a direct recomputation from the checkpoint."""
+    from fh_rl.agents import agent_from_spec
+    from fh_rl.config import config_from_dict
+    from fh_rl.train import build_everything
+    from fh_rl.trainer import load_checkpoint
+
+    _, made = runs
+    run_dir = made[("fourier", 2, 1)]
+    run = compare_cli.load_run(run_dir)
+    state = load_checkpoint(run_dir)
+    cfg = config_from_dict(state["config"])
+    agent = agent_from_spec(cfg.agent, state["spec"], state["model"]).eval()
+    tokens = nll = acc = 0.0
+    with torch.no_grad():
+        for batch in build_everything(cfg, progress=False)["val_batches"]:
+            out = agent.loss(batch)
+            tokens += int(out.tokens)
+            nll += float(out.nll) * int(out.tokens)
+            acc += float(out.accuracy) * int(out.tokens)
+    assert run.val["nll"] == pytest.approx(nll / tokens, rel=1e-4)
+    assert run.val["accuracy"] == pytest.approx(acc / tokens, rel=1e-4)
+
+
+def test_cli_writes_outputs_and_skips_bad_run_dirs(runs, tmp_path, capsys):
+    root, made = runs
+    bad = tmp_path / "bad"
+    shutil.copytree(made[("linear", None, 0)], bad / "no-eval")
+    (bad / "no-eval" / "eval.json").unlink()
+    shutil.copytree(made[("linear", None, 1)], bad / "broken-eval")
+    (bad / "broken-eval" / "eval.json").write_text('{"results": [')
+    shutil.copytree(made[("linear", None, 2)], bad / "broken-config")
+    (bad / "broken-config" / "config.yaml").write_text("env: [unclosed\n")
+    (bad / "only-manifest").mkdir()
+    (bad / "only-manifest" / "manifest.json").write_text("{}")
+    out = tmp_path / "out"
+    assert run_cli(compare_cli.main, [str(root), str(bad), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "| dt-linear | 4 |" in captured.out
+    assert "| dt-fourier num_frequencies=2 | 2 |" in captured.out
+    result = json.loads((out / "comparison.json").read_text())
+    reasons = {s["path"].split("/")[-1]: s["reason"] for s in result["skipped"]}
+    assert "no eval.json" in reasons["no-eval"]
+    assert "eval.json is malformed" in reasons["broken-eval"]
+    assert "config.yaml unreadable" in reasons["broken-config"]
+    assert "no config.yaml" in reasons["only-manifest"]
+    assert "skipped" in captured.err and "no-eval" in captured.err
+    rows = result["environments"]["Pendulum-v1"]
+    assert [r["n_seeds"] for r in rows] == [4, 2, 2]
+    md = (out / "comparison.md").read_text()
+    assert "| dt-fourier num_frequencies=4 | 2 |" in md and "broken-eval" in md
+    for name in ("frequencies-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert name in md
+
+
+def test_duplicate_seed_keeps_one_run(runs, tmp_path):
+    root, made = runs
+    shutil.copytree(made[("fourier", 4, 0)], tmp_path / "copy")
+    found, _ = compare_cli.find_runs([root, tmp_path / "copy"], read_events=False)
+    groups, dropped = compare_cli.group_runs(found)
+    (g,) = [g for g in groups["Pendulum-v1"] if g.label == "dt-fourier num_frequencies=4"]
+    assert g.seeds == [0, 1]
+    assert len(dropped) == 1 and "duplicate of seed 0" in dropped[0]["reason"]
+
+
+def test_swept_non_head_setting_splits_groups(runs, tmp_path):
+    """A key that differs between runs (not only head parameters) is part of the group label."""
+    root, made = runs
+    other = tmp_path / "other"
+    shutil.copytree(made[("linear", None, 0)], other)
+    cfg = (other / "config.yaml").read_text().replace("steps: 6", "steps: 7")
+    (other / "config.yaml").write_text(cfg)
+    found, _ = compare_cli.find_runs([made[("linear", None, 0)], made[("linear", None, 1)], other], read_events=False)
+    groups, _ = compare_cli.group_runs(found)
+    assert sorted(g.label for g in groups["Pendulum-v1"]) == ["dt-linear train.steps=6", "dt-linear train.steps=7"]
+
+
+def test_statistics_edge_cases():
+    one = compare_cli.seed_statistics([3.0])
+    assert one["mean"] == 3.0 and one["ci_low"] is None and one["n"] == 1
+    same = compare_cli.seed_statistics([2.0, 2.0, 2.0])
+    assert same["ci_low"] == same["ci_high"] == 2.0
+    assert compare_cli.seed_statistics([None, float("nan")])["mean"] is None
+
+
+def test_no_runs_is_a_usage_error(tmp_path, capsys):
+    assert run_cli(compare_cli.main, [str(tmp_path)]) == 2
+    assert "no complete runs found" in capsys.readouterr().err
+    assert run_cli(compare_cli.main, [str(tmp_path / "missing")]) == 2
+
+
+def test_custom_scalars_layout(tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    path = compare_cli.write_custom_scalars(tmp_path)
+    assert compare_cli.write_custom_scalars(tmp_path) == path  # written once
+    layouts = []
+    for event in EventFileLoader(str(path)).Load():
+        for value in event.summary.value:
+            if value.tag == "custom_scalars__config__":
+                layout = layout_pb2.Layout()
+                layout.ParseFromString(value.tensor.string_val[0])
+                layouts.append(layout)
+    (layout,) = layouts
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts["held-out smoothness"] == [r"val/smoothness$"]
+    assert charts["return mean"] == [r"eval/return_mean/.*"]
+    assert {"held-out NLL", "held-out accuracy", "normalised return", "loss"} <= set(charts)
