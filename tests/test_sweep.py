@@ -1,0 +1,187 @@
+"""The sweep: grid expansion, and real `python -m fh_rl.train` jobs that resume after an interruption."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+from fh_rl import sweep
+from fh_rl.cli import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    """A tiny DT config on 8 short random Pendulum-v1 episodes (real HDF5)."""
+    from fh_rl.datasets import Episode, TrajectoryDataset, write_hdf5
+
+    d = tmp_path_factory.mktemp("sweepdata")
+    env = gym.make("Pendulum-v1")
+    env.action_space.seed(0)
+    episodes = []
+    for i in range(8):
+        obs, _ = env.reset(seed=i)
+        O, A, R = [], [], []
+        for _ in range(25):
+            a = env.action_space.sample()
+            O.append(obs)
+            A.append(a)
+            obs, r, *_ = env.step(a)
+            R.append(r)
+        episodes.append(Episode(np.array(O, np.float32), np.array(A, np.float32), np.array(R, np.float32), False, True))
+    write_hdf5(d / "p.hdf5", TrajectoryDataset(episodes, name="pendulum-tiny"))
+    cfg = {
+        "seed": 0,
+        "env": {"name": "Pendulum-v1", "num_bins": 16},
+        "dataset": {"format": "hdf5", "path": str(d / "p.hdf5"), "val_fraction": 0.25},
+        "agent": {"name": "dt", "embed_dim": 16, "n_layer": 1, "n_head": 2, "context_len": 4, "max_timestep": 200},
+        "head": {"name": "fourier", "num_frequencies": 4},
+        "train": {"steps": 6, "batch_size": 8, "log_every": 2, "val_every": 3, "val_batches": 2,
+                  "checkpoint_every": 3, "warmup_tokens": 16, "pmf_states": 0},
+        "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "sample": False},
+    }
+    path = d / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_grid_expansion_applies_head_params_only_to_heads_taking_them():
+    points = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=2,4,8,16", "train.lr=0.001"], [0, 1, 2])
+    names = [p.name for p in points]
+    assert len(points) == (1 + 4) * 3
+    assert names[:3] == ["linear-seed0", "linear-seed1", "linear-seed2"]
+    assert "fourier-num_frequencies=8-seed1" in names
+    linear = points[0]
+    assert linear.overrides() == ["train.lr=0.001"]
+    assert ("head.num_frequencies", "16") in points[-1].settings
+    # A single head value is a fixed override, only for the heads that take it.
+    points = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=8"], [0])
+    assert [p.overrides() for p in points] == [[], ["head.num_frequencies=8"]]
+    assert sweep.expand_grid(["fourier"], ["train.betas=[0.9,0.99]"], [0])[0].overrides() == ["train.betas=[0.9,0.99]"]
+
+
+@pytest.mark.parametrize(
+    "heads, sets, seeds, match",
+    [
+        (["linear"], ["head.num_frequencies=2,4"], [0], "none of the heads"),
+        (["linear"], ["train.steps"], [0], "key=value"),
+        (["linear"], ["train.steps=1,,2"], [0], "empty item"),
+        (["linear"], ["seed=1,2"], [0], "use --seeds"),
+        (["nope"], [], [0], "nope"),
+        (["linear"], [], [0, 0], "distinct"),
+        (["linear"], ["train.lr=1", "train.lr=2"], [0], "given twice"),
+    ],
+)
+def test_grid_errors(heads, sets, seeds, match):
+    with pytest.raises(ValueError, match=match):
+        sweep.expand_grid(heads, sets, seeds)
+
+
+def test_cli_bad_input_exits_2(capsys):
+    assert run_cli(sweep.main, ["--heads", "linear", "--set", "head.num_frequencies=2,4", "--dry-run"]) == 2
+    assert "none of the heads" in capsys.readouterr().err
+
+
+def _complete_runs(root):
+    return sorted(d for d in sweep.run_dirs_under(root) if sweep.is_complete(d))
+
+
+def test_interrupted_sweep_resumes_only_missing_runs(tiny_config, tmp_path, capsys):
+    root = tmp_path / "sweep"
+    grid = ["--config", str(tiny_config), "--heads", "linear", "fourier", "--set", "head.num_frequencies=2",
+            "--seeds", "0", "1", "--root", str(root), "--jobs", "2", "--no-progress"]
+    assert run_cli(sweep.main, grid) == 0
+    assert "4 trained" in capsys.readouterr().out
+    # A single head.num_frequencies value is a fixed override of the Fourier runs, not an axis of the names.
+    names = ["linear-seed0", "linear-seed1", "fourier-seed0", "fourier-seed1"]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(names)
+    assert len(_complete_runs(root)) == 4
+    assert list(root.glob("events.out.tfevents.*"))  # the custom-scalars layout
+    for name in names:
+        assert (root / name / "train.log").is_file()
+
+    # The states an interruption leaves behind:
+    (kept,) = sweep.run_dirs_under(root / "linear-seed0")
+    kept_mtime = (kept / "eval.json").stat().st_mtime_ns
+    shutil.rmtree(root / "linear-seed1")  # never started
+    (mid_eval,) = sweep.run_dirs_under(root / "fourier-seed0")
+    (mid_eval / "eval.json").unlink()  # trained and checkpointed, stopped before its evaluation finished
+    (dead,) = sweep.run_dirs_under(root / "fourier-seed1")
+    (dead / "eval.json").unlink()
+    shutil.rmtree(dead / "checkpoints")  # died before its first checkpoint
+    (root / "linear-seed0" / "stray").mkdir()  # unrelated clutter is left alone
+
+    points = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=2"], [0, 1])
+    result = sweep.run_sweep(points, root, config=str(tiny_config), jobs=2, progress=False)
+    assert result.skipped == ["linear-seed0"]
+    assert result.resumed == ["fourier-seed0"]
+    assert sorted(result.ran) == ["fourier-seed1", "linear-seed1"]
+    assert result.failed == {} and not result.interrupted
+    assert (kept / "eval.json").stat().st_mtime_ns == kept_mtime
+    assert (mid_eval / "eval.json").is_file()  # resumed in place
+    assert not dead.exists()  # the dead start was replaced by a fresh run
+    for name in names:
+        (run_dir,) = sweep.run_dirs_under(root / name)
+        assert sweep.is_complete(run_dir)
+    assert "--resume" in (root / "fourier-seed0" / "train.log").read_text()
+
+    # Nothing left to do; a changed setting is refused instead of mixing unlike runs.
+    again = sweep.run_sweep(points, root, config=str(tiny_config), jobs=2, progress=False)
+    assert again.ran == [] and again.resumed == [] and len(again.skipped) == 4
+    changed = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=2", "train.steps=7"], [0, 1])
+    with pytest.raises(ValueError, match="other settings than this sweep asks for .*train.steps: 6 there, 7 now"):
+        sweep.run_sweep(changed, root, config=str(tiny_config), jobs=1, progress=False)
+
+    # compare reads the sweep root directly.
+    from fh_rl import compare
+
+    runs, skipped = compare.find_runs([root], read_events=False)
+    groups, _ = compare.group_runs(runs)
+    assert skipped == []
+    assert sorted((g.label, tuple(g.seeds)) for g in groups["Pendulum-v1"]) == [
+        ("dt-fourier", (0, 1)), ("dt-linear", (0, 1))]
+
+
+def test_failed_run_is_reported_and_exit_1(tiny_config, tmp_path, capsys):
+    root = tmp_path / "sweep"
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["dataset"]["path"] = str(tmp_path / "missing.hdf5")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    assert run_cli(sweep.main, ["--config", str(bad), "--heads", "linear", "--root", str(root), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "1 failed" in out and "missing.hdf5" in out and "train.log" in out
+
+
+@pytest.mark.slow
+def test_sigint_stops_the_sweep_and_a_rerun_finishes_it(tiny_config, tmp_path):
+    """A real Ctrl-C: the running job checkpoints and stops; the rerun trains only what is missing."""
+    root = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "fh_rl.sweep", "--config", str(tiny_config), "--heads", "linear", "--seeds", "0", "1", "2",
+           "--root", str(root), "--no-progress", "--set", "train.steps=200", "--set", "train.checkpoint_every=10", "--set", "train.val_every=200"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((root / "linear-seed0").rglob("last.pt")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "resume" in err
+    assert not (root / "linear-seed1").exists()  # never started
+    (first,) = sweep.run_dirs_under(root / "linear-seed0")
+    assert (first / "checkpoints" / "last.pt").is_file()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 trained, 1 resumed, 0 already complete, 0 failed" in rerun.stdout
+    assert len(_complete_runs(root)) == 3
