@@ -134,12 +134,16 @@ class DensityDataset:
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, z), each (n,), with z drawn from its law truncated to [-1, 1] (by redrawing)."""
         x, y = self.sample_inputs(n, rng)
+        return x, y, self.sample_z_truncated(x, y, rng)
+
+    def sample_z_truncated(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """z given (x, y) conditioned on z in [-1, 1]: out-of-range draws are redrawn."""
         z = self.sample_z(x, y, rng)
         outside = np.flatnonzero(np.abs(z) > 1.0)
         while outside.size:
             z[outside] = self.sample_z(x[outside], y[outside], rng)
             outside = outside[np.abs(z[outside]) > 1.0]
-        return x, y, z
+        return z
 
 
 class GaussianDataset(DensityDataset):
