@@ -39,7 +39,11 @@ Metrics on the test split (true pmf p, predicted pmf q; the exact pmf, i.e.
 
 Outputs under ``--out``: ``results.json`` (every run and the aggregates),
 ``results.md`` (one table per dataset, mean +- std over seeds),
-``kl_smoothness_vs_frequencies.png`` and ``pmfs.png``.
+``kl_smoothness_vs_frequencies.png`` and ``pmfs.png``; ``runs.jsonl`` gets one
+line per finished run as the sweep goes, and ``--resume`` reuses them.
+
+Runs that share a head setting (all datasets and seeds) train together as one
+stacked model (:func:`train_group`), one such group per worker process.
 """
 
 from __future__ import annotations
@@ -606,6 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=5000)
     p.add_argument("--out", type=Path, required=True, help="output directory (created)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the runs OUT/runs.jsonl already holds for the same settings")  # fmt: skip
     p.add_argument("--replot", action="store_true",
                    help="train nothing: rebuild results.md and the figures from OUT/results.json")  # fmt: skip
     return p
@@ -633,6 +639,24 @@ def validate(args: argparse.Namespace) -> None:
         raise ValueError(f"--out {args.out} exists and is not a directory; pick a directory")
 
 
+def _run_key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def load_finished_runs(path: Path) -> dict[str, dict]:
+    """Runs recorded in ``runs.jsonl`` by an earlier (possibly killed) sweep, by config."""
+    if not path.is_file():
+        return {}
+    done = {}
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        done[_run_key(r["config"])] = r
+    return done
+
+
 def write_reports(result: dict, out: Path) -> str:
     """results.md and the figures from a results.json dict; returns the markdown."""
     md = markdown_tables(result["aggregate"], result["truth_smoothness"], result["meta"])
@@ -652,22 +676,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     validate(args)
     args.out.mkdir(parents=True, exist_ok=True)
     configs = expand_configs(args)
-    runs: list[dict] = []
+    log_path = args.out / "runs.jsonl"
+    done = load_finished_runs(log_path) if args.resume else {}
+    if not args.resume:
+        log_path.unlink(missing_ok=True)
+    todo = [c for c in configs if _run_key(asdict(c)) not in done]
+    runs: list[dict] = [done[_run_key(asdict(c))] for c in configs if _run_key(asdict(c)) in done]
     start = time.perf_counter()
     groups: dict[tuple, list[RunConfig]] = {}
-    for c in configs:
+    for c in todo:
         groups.setdefault(_group_key(c), []).append(c)
-    bar = tqdm(total=len(configs), desc="density runs", unit="run")
+    bar = tqdm(total=len(configs), initial=len(runs), desc="density runs", unit="run")
+
+    def finished(group_runs: list[dict]) -> None:
+        runs.extend(group_runs)
+        with open(log_path, "a") as f:  # one line per run, so a killed sweep can be resumed
+            f.write("".join(json.dumps(r) + "\n" for r in group_runs))
+        bar.update(len(group_runs))
+
     if args.jobs == 1:
         for group in groups.values():
-            runs.extend(train_group(group))
-            bar.update(len(group))
+            finished(train_group(group))
     else:
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(train_group, group): len(group) for group in groups.values()}
+            futures = [pool.submit(train_group, group) for group in groups.values()]
             for fut in as_completed(futures):
-                runs.extend(fut.result())
-                bar.update(futures[fut])
+                finished(fut.result())
     bar.close()
     key = {(r["config"]["dataset"], r["label"], r["config"]["seed"]): r for r in runs}
     runs = [key[(c.dataset, c.label, c.seed)] for c in configs]

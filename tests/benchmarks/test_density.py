@@ -130,7 +130,7 @@ def test_cli_end_to_end(tmp_path):
     cmd = [sys.executable, "-m", "fh_rl.benchmarks.density", "--heads", "linear", "fourier",
            "--datasets", "gaussian", "beta", "--frequencies", "4", "--gammas", "0", "1e-6",
            "--seeds", "1", "--epochs", "2", "--samples", "200", "--jobs", "2", "--out", str(out)]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "results.json").read_text())
     labels = {"linear", "fourier(N=4)", "fourier(N=4, gamma=1e-06)"}
@@ -147,10 +147,18 @@ def test_cli_end_to_end(tmp_path):
     assert "### gaussian" in md and "| linear |" in md and "0.170" in md
     for png in ("kl_smoothness_vs_frequencies.png", "pmfs.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((out / "runs.jsonl").read_text().splitlines()) == len(result["runs"])
+    # --resume reuses the recorded runs: a narrower sweep trains nothing and reports the same numbers
+    proc = subprocess.run([*cmd[:4], "linear", *cmd[6:], "--resume"], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    resumed = json.loads((out / "results.json").read_text())
+    assert [r["metrics"] for r in resumed["runs"]] == [r["metrics"] for r in result["runs"] if r["label"] == "linear"]
+    (out / "results.json").write_text(json.dumps(result))
     # the thin script under benchmarks/ rebuilds the report from results.json
     (out / "results.md").unlink()
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "density.py"), "--out", str(out), "--replot"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (out / "results.md").read_text() == md
 
