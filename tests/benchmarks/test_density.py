@@ -149,9 +149,7 @@ def test_cli_end_to_end(tmp_path):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "runs.jsonl").read_text().splitlines()) == len(result["runs"])
     # --resume reuses the recorded runs: a narrower sweep trains nothing and reports the same numbers
-    proc = subprocess.run([*cmd[:4], "linear", *cmd[6:], "--resume"], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    assert density.main(["--heads", "linear", *cmd[6:], "--resume"]) == 0  # in-process: no second start-up
     resumed = json.loads((out / "results.json").read_text())
     assert [r["metrics"] for r in resumed["runs"]] == [r["metrics"] for r in result["runs"] if r["label"] == "linear"]
     (out / "results.json").write_text(json.dumps(result))
