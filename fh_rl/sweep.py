@@ -185,8 +185,8 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
 
     actions = []
     for point in points:
+        wanted = expected_config(config, point, root)  # a bad key or value fails here, before any job starts
         dirs = run_dirs_under(root / point.name)
-        wanted = None
         for d in dirs:
             try:
                 saved = yaml.safe_load((d / "config.yaml").read_text())
@@ -194,7 +194,6 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
                 saved = None
             if not isinstance(saved, dict):
                 continue  # unreadable: treated as a failed start below
-            wanted = wanted or expected_config(config, point, root)
             diff = _config_difference(saved, wanted)
             if diff:
                 raise ValueError(

@@ -185,3 +185,10 @@ def test_sigint_stops_the_sweep_and_a_rerun_finishes_it(tiny_config, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert "2 trained, 1 resumed, 0 already complete, 0 failed" in rerun.stdout
     assert len(_complete_runs(root)) == 3
+
+
+def test_bad_setting_fails_before_any_job_starts(tiny_config, tmp_path):
+    points = sweep.expand_grid(["linear"], ["train.stepz=5"], [0])
+    with pytest.raises(ValueError, match="train.stepz"):
+        sweep.run_sweep(points, tmp_path / "sweep", config=str(tiny_config), progress=False)
+    assert not (tmp_path / "sweep").exists()
