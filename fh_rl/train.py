@@ -66,6 +66,8 @@ def load_dataset(cfg: Config, *, progress: bool = True):
 def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[str, Any]:
     """What the manifest and checkpoint record about the data: where, how big, and a content hash."""
     path = Path(cfg.dataset.path)
+    if cfg.dataset.format == "dqn-replay":
+        path = path / (cfg.dataset.game or cfg.env.name) / str(cfg.dataset.run) / "replay_logs"
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     returns = np.asarray(dataset.episode_returns, dtype=np.float64)
     return {
