@@ -165,26 +165,33 @@ def test_failed_run_is_reported_and_exit_1(tiny_config, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_sigint_stops_the_sweep_and_a_rerun_finishes_it(tiny_config, tmp_path):
-    """A real Ctrl-C: the running job checkpoints and stops; the rerun trains only what is missing."""
+    """A real Ctrl-C: the running job checkpoints and stops; the rerun does only what the disk says is missing."""
     root = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "fh_rl.sweep", "--config", str(tiny_config), "--heads", "linear", "--seeds", "0", "1", "2",
-           "--root", str(root), "--no-progress", "--set", "train.steps=200", "--set", "train.checkpoint_every=10", "--set", "train.val_every=200"]
+           "--root", str(root), "--no-progress", "--set", "train.steps=100", "--set", "train.checkpoint_every=5",
+           "--set", "train.val_every=100"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((root / "linear-seed0").rglob("last.pt")):
-        time.sleep(0.2)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "resume" in err
-    assert not (root / "linear-seed1").exists()  # never started
-    (first,) = sweep.run_dirs_under(root / "linear-seed0")
-    assert (first / "checkpoints" / "last.pt").is_file()
+    assert "run the same command again to resume" in err
+    assert not (root / "linear-seed2").exists()  # the queue stopped: the last point never started
+    complete_before = {d: (d / "eval.json").stat().st_mtime_ns for d in _complete_runs(root)}
+    points = sweep.expand_grid(["linear"], ["train.steps=100", "train.checkpoint_every=5", "train.val_every=100"], [0, 1, 2])
+    todo = sweep.plan(points, root, str(tiny_config))
+    counts = {a: sum(1 for _, act, _ in todo if act == a) for a in ("train", "resume", "skip")}
+    assert counts["train"] >= 1 and counts["skip"] == len(complete_before)
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert "2 trained, 1 resumed, 0 already complete, 0 failed" in rerun.stdout
+    assert (f"{counts['train']} trained, {counts['resume']} resumed, {counts['skip']} already complete, 0 failed"
+            in rerun.stdout)
     assert len(_complete_runs(root)) == 3
+    for d, mtime in complete_before.items():
+        assert (d / "eval.json").stat().st_mtime_ns == mtime
 
 
 def test_bad_setting_fails_before_any_job_starts(tiny_config, tmp_path):
