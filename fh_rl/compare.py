@@ -426,7 +426,7 @@ def _representatives(groups: list[Group]) -> list[tuple[Group, Run]]:
 def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray], np.ndarray]:
     """Each run's predicted pmfs ``(S, K)`` (first action dimension) at the same ``states`` held-out steps, and their target bins.
 
-    The held-out batch is rebuilt from the first run's config (its dataset and
+    The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
     validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
     """
     import torch
@@ -436,8 +436,10 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     from fh_rl.trainer import load_checkpoint
     from fh_rl.train import build_everything
 
-    cfg0 = config_from_dict(load_checkpoint(runs[0].path)["config"])
-    built = build_everything(cfg0, progress=False)
+    import yaml
+
+    cfg0 = config_from_dict(yaml.safe_load((runs[0].path / "config.yaml").read_text()))
+    built = build_everything(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
     if not built["val_batches"]:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
     batch = built["val_batches"][0]

@@ -231,3 +231,20 @@ def test_custom_scalars_layout(tmp_path):
     assert charts["held-out smoothness"] == [r"val/smoothness$"]
     assert charts["return mean"] == [r"eval/return_mean/.*"]
     assert {"held-out NLL", "held-out accuracy", "normalised return", "loss"} <= set(charts)
+
+
+def test_missing_dataset_skips_only_the_pmf_figure(runs, pendulum_hdf5, tmp_path):
+    _, made = runs
+    for key in [("linear", None, 0), ("fourier", 4, 0)]:
+        dst = tmp_path / "moved" / f"{key[0]}-{key[2]}"
+        shutil.copytree(made[key], dst)
+        cfg = (dst / "config.yaml").read_text()
+        (dst / "config.yaml").write_text(cfg.replace(str(pendulum_hdf5), "/nonexistent/pendulum.hdf5"))
+        assert "/nonexistent" in (dst / "config.yaml").read_text()
+    out = tmp_path / "out"
+    assert run_cli(compare_cli.main, [str(tmp_path / "moved"), "--out", str(out)]) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    (skip,) = result["skipped"]
+    assert skip["path"] == "pmfs-Pendulum-v1.png" and "not found" in skip["reason"]
+    assert (out / "frequencies-Pendulum-v1.png").is_file() and not (out / "pmfs-Pendulum-v1.png").exists()
+    assert [r["n_seeds"] for r in result["environments"]["Pendulum-v1"]] == [1, 1]
