@@ -5,15 +5,19 @@
 
 Shapes:
   atari:        4x84x84 frames, Nature CNN, 18 actions, D=128, 6 layers, 8 heads, context 30 (the paper)
-  pendulum:     3-d states, 1 action dim x 64 bins, D=64, 2 layers, 4 heads, context 20, batch 64 (configs/default.yaml)
-  halfcheetah:  17-d states, 6 action dims x 64 bins, D=128, 3 layers, 1 head, context 20, batch 64
+  pendulum:     3-d states (MLP encoder), 1 action dim x 64 bins, D=64, 2 layers, 4 heads, context 5, batch 64,
+                Fourier N=16 (configs/default.yaml)
+  halfcheetah:  17-d states, 6 action dims x 64 bins, D=128, 3 layers, 1 head, context 20, batch 64, Fourier N=16
+Fourier heads use gamma 1e-6 (the regulariser is computed).
 
 Each (shape, head) runs in a fresh subprocess (so peak memory is its own):
 a full training step is forward + backward + AdamW step on a fixed random
 WindowBatch, timed after warm-up. "head ms" times the head alone (forward +
 backward at the step's (B, T, D) input, same gamma), and "head share" is that
-over the step time; "vs linear" is the step-time difference to the linear
-head at the same shape (the Fourier head's cost over the linear head; target < 5%).
+over the step time; "vs linear" is the measured step-time difference to the
+linear head at the same shape, and "head extra" the head-only estimate of
+the same thing, (head ms - linear head ms) / linear step ms, which is far
+less noisy on a shared machine (the Fourier head's cost over the linear head; target < 5%).
 Peak memory: CUDA max_memory_allocated, or the process's peak RSS on CPU.
 """
 
@@ -32,11 +36,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 SHAPES = {
-    "atari": dict(state_shape=(4, 84, 84), discrete=18, embed_dim=128, n_layer=6, n_head=8, context_len=30, batch=128),
-    "pendulum": dict(state_shape=(3,), box_dims=1, bins=64, embed_dim=64, n_layer=2, n_head=4, context_len=20, batch=64),
-    "halfcheetah": dict(state_shape=(17,), box_dims=6, bins=64, embed_dim=128, n_layer=3, n_head=1, context_len=20, batch=64),
+    "atari": dict(state_shape=(4, 84, 84), discrete=18, embed_dim=128, n_layer=6, n_head=8, context_len=30, batch=128,
+                  hidden_layers=0, frequencies=8),
+    "pendulum": dict(state_shape=(3,), box_dims=1, bins=64, embed_dim=64, n_layer=2, n_head=4, context_len=5, batch=64,
+                     hidden_layers=2, frequencies=16),
+    "halfcheetah": dict(state_shape=(17,), box_dims=6, bins=64, embed_dim=128, n_layer=3, n_head=1, context_len=20,
+                        batch=64, hidden_layers=0, frequencies=16),
 }
-HEAD_PARAMS = {"linear": {}, "fourier": {"num_frequencies": 8, "regularization_gamma": 1e-6}}
 
 
 def run_one(shape: str, head: str, batch: int, device: str, steps: int, warmup: int, amp: bool, threads: int | None) -> dict:
@@ -64,8 +70,9 @@ def run_one(shape: str, head: str, batch: int, device: str, steps: int, warmup: 
         actions = torch.rand(B, T, A) * 2 - 1
         states = torch.randn(B, T, *s["state_shape"])
     cfg = AgentConfig(name="dt", embed_dim=s["embed_dim"], n_layer=s["n_layer"], n_head=s["n_head"],
-                      context_len=T, max_timestep=1000, dropout=0.1)
-    agent = build_agent(cfg, head=head, head_params=HEAD_PARAMS[head], state_shape=s["state_shape"], codec=codec).to(dev)
+                      context_len=T, max_timestep=1000, dropout=0.1, hidden_layers=s["hidden_layers"])
+    head_params = {"num_frequencies": s["frequencies"], "regularization_gamma": 1e-6} if head == "fourier" else {}
+    agent = build_agent(cfg, head=head, head_params=head_params, state_shape=s["state_shape"], codec=codec).to(dev)
     batch_ = WindowBatch(states, actions, torch.randn(B, T), torch.arange(T).expand(B, T).clone(),
                          torch.ones(B, T, dtype=torch.bool)).to(dev)
     opt = torch.optim.AdamW(parameter_groups(agent, 0.1), lr=1e-4, betas=(0.9, 0.95))
@@ -156,14 +163,17 @@ def main() -> None:
             rows.append(json.loads(next(l for l in out.stdout.splitlines() if l.startswith("ROW "))[4:]))
             print(f"  done {shape}/{head}", file=sys.stderr)
     linear = {r["shape"]: r["step_ms"] for r in rows if r["head"] == "linear"}
+    linear_head = {r["shape"]: r["head_ms"] for r in rows if r["head"] == "linear"}
     print(f"device: {rows[0]['device']}, bf16 autocast: {rows[0]['amp']}, timed steps: {steps}")
     print(f"{'shape':<12} {'head':<8} {'batch':>5} {'params':>9} {'step ms':>9} {'samples/s':>10} {'peak MB':>9} "
-          f"{'head ms':>8} {'head share':>10} {'vs linear':>9}")
+          f"{'head ms':>8} {'head share':>10} {'vs linear':>9} {'head extra':>10}")
     for r in rows:
         share = 100 * r["head_ms"] / r["step_ms"]
         delta = 100 * (r["step_ms"] / linear[r["shape"]] - 1)
+        extra = 100 * (r["head_ms"] - linear_head[r["shape"]]) / linear[r["shape"]]
         print(f"{r['shape']:<12} {r['head']:<8} {r['batch']:>5} {r['params']:>9,} {r['step_ms']:>9.1f} "
-              f"{r['samples_per_s']:>10.1f} {r['peak_mb']:>9.0f} {r['head_ms']:>8.2f} {share:>9.1f}% {delta:>+8.1f}%")
+              f"{r['samples_per_s']:>10.1f} {r['peak_mb']:>9.0f} {r['head_ms']:>8.2f} {share:>9.1f}% {delta:>+8.1f}% "
+              f"{extra:>+9.1f}%")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -102,3 +102,38 @@ def test_bad_files(tmp_path):
 
 def test_defaults_are_valid():
     Config()  # every field's default passes validation
+
+
+def _leaves(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.mark.parametrize("key, value", list(_leaves(load_config().to_dict())))
+def test_set_reaches_every_field(key, value):
+    """Every field of the default config can be set from the command line (here: to a changed, valid value)."""
+    if isinstance(value, bool):
+        new = not value
+    elif isinstance(value, int):
+        new = value + 2
+    elif isinstance(value, float):
+        new = value / 2
+    elif isinstance(value, list):
+        new = [x / 2 for x in value]
+    elif value is None:
+        new = {"dataset.game": "Pong", "dataset.suffixes": [0, 1], "dataset.max_transitions": 100,
+               "dataset.replay_sampling": "episodes", "dataset.rtg_scale": 10.0, "env.protocol": "dqn-replay",
+               "train.final_tokens": 1000, "train.threads": 1, "eval.target_returns": [1.0]}.get(key, None)
+    else:
+        new = {"env.name": "CartPole-v1", "env.ordering": "joystick", "dataset.format": "dqn-replay", "agent.name": "bc",
+               "head.name": "fourier", "train.device": "cpu", "eval.rtg_mode": "raw"}.get(key, value + "x")
+    new = {"agent.n_head": 2, "agent.embed_dim": 128, "dataset.val_fraction": 0.1, "train.min_lr_ratio": 0.2}.get(key, new)
+    raw = yaml.safe_dump(new, default_flow_style=True).strip().removesuffix("...").strip()
+    cfg = load_config(overrides=[f"{key}={raw}"])
+    got = cfg.to_dict()
+    for part in key.split("."):
+        got = got[part]
+    assert got == new, (key, raw, got)

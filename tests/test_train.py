@@ -92,6 +92,11 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
                 "val/nll", "val/accuracy", "val/smoothness", "val/pmf", f"eval/return_mean/{target}", f"eval/return_std/{target}"}
     assert expected <= tags, expected - tags
     assert any(p.name.startswith("events.out") for p in run_dir.iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    assert acc.PluginTagToContent("hparams")  # the run's hyperparameters for TensorBoard's HPARAMS table
     assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
 
     # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns

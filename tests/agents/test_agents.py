@@ -3,7 +3,7 @@ import torch
 
 from fh_rl.agents import AgentConfig, available_agents, build_agent
 from fh_rl.agents.encoders import stack_frames
-from fh_rl.datasets.batch import TransitionBatch, WindowBatch
+from fh_rl.datasets.batch import WindowBatch
 from fh_rl.heads import available_heads
 from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
 from tests.agents.synthetic import codec_for, synthetic_dataset
