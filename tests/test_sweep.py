@@ -1,6 +1,5 @@
 """The sweep: grid expansion, and real `python -m fh_rl.train` jobs that resume after an interruption."""
 
-import json
 import os
 import shutil
 import signal
