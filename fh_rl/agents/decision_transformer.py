@@ -139,6 +139,10 @@ class DecisionTransformer(Agent):
         B, T = returns_to_go.shape
         if T > self.context_len:
             raise ValueError(f"context of {T} steps exceeds agent.context_len = {self.context_len}")
+        if tuple(states.shape) != (B, T, *self.state_shape):
+            raise ValueError(
+                f"states must have shape ({B}, {T}, {', '.join(map(str, self.state_shape))}), got {tuple(states.shape)}"
+            )
         if action_bins.shape != (B, T, self.action_dims):
             raise ValueError(f"action_bins must have shape ({B}, {T}, {self.action_dims}), got {tuple(action_bins.shape)}")
         D = self.config.embed_dim

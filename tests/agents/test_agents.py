@@ -104,6 +104,8 @@ def test_bad_shapes_and_config_raise():
     b = sampler.sample()
     with pytest.raises(ValueError, match="action_bins must have shape"):
         model(b.states, torch.zeros(6, T, dtype=torch.long), b.returns_to_go, b.timesteps)
+    with pytest.raises(ValueError, match=r"states must have shape \(6, 4, 3\), got \(6, 4, 5\)"):
+        model(torch.zeros(6, T, 5), model.action_bins(b.actions), b.returns_to_go, b.timesteps)
     with pytest.raises(ValueError, match="exceeds agent.context_len"):
         long = torch.zeros(6, T + 1)
         model(torch.zeros(6, T + 1, 3), torch.zeros(6, T + 1, 2, dtype=torch.long), long, long.long())
