@@ -24,9 +24,16 @@ from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
 REQUIRED = ("observations", "actions", "rewards", "terminals")
 
 
-def write_hdf5(path: str | os.PathLike, dataset: TrajectoryDataset, metadata: dict[str, Any] | None = None) -> Path:
+def write_hdf5(
+    path: str | os.PathLike,
+    dataset: TrajectoryDataset,
+    metadata: dict[str, Any] | None = None,
+    infos: dict[str, np.ndarray] | None = None,
+) -> Path:
     """Write ``dataset`` in the D4RL layout (gzip datasets), atomically.
 
+    ``infos`` holds optional per-transition arrays (one row per transition),
+    written as ``infos/<key>`` like D4RL's.
     The file is written to a temporary name in the target directory and
     renamed into place, so an existing file is never half-overwritten.
     ``metadata`` values must be str, numbers, or arrays of those.
@@ -41,6 +48,9 @@ def write_hdf5(path: str | os.PathLike, dataset: TrajectoryDataset, metadata: di
     timeouts = np.zeros(n, bool)
     terminals[ends[dataset.terminated]] = True
     timeouts[ends[~dataset.terminated]] = True  # every non-terminated episode end is a truncation
+    for key, arr in (infos or {}).items():
+        if len(arr) != n:
+            raise ValueError(f"infos[{key!r}] has {len(arr)} rows but the dataset has {n} transitions")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -56,6 +66,10 @@ def write_hdf5(path: str | os.PathLike, dataset: TrajectoryDataset, metadata: di
             f.create_dataset("rewards", data=dataset.rewards, **kw)
             f.create_dataset("terminals", data=terminals, **kw)
             f.create_dataset("timeouts", data=timeouts, **kw)
+            if infos:
+                group = f.create_group("infos")
+                for key, arr in infos.items():
+                    group.create_dataset(key, data=np.asarray(arr), **kw)
             meta = f.create_group("metadata")
             meta.attrs["frame_stack"] = dataset.frame_stack
             meta.attrs["name"] = dataset.name

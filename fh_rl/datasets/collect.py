@@ -1,0 +1,416 @@
+"""Make offline datasets locally with Stable-Baselines3 agents.
+
+    python -m fh_rl.datasets.collect atari --game Breakout --steps 50000 --out datasets/dqn-replay
+    python -m fh_rl.datasets.collect control --env Pendulum-v1 --steps 10000 --out datasets/pendulum.hdf5
+
+``atari`` trains an SB3 DQN under the ``dqn-replay`` protocol and logs every
+transition it experiences, in order, through :class:`DQNReplayWriter`: the
+published dataset's "replay of a learning DQN", in its exact on-disk layout.
+Logged rewards are clipped to [-1, 1] (the DQN also learns from clipped
+rewards, as in the published data); each episode's raw game score goes to
+``episode_returns.json`` next to ``replay_logs``. SB3's own replay buffer
+(``--buffer-size``) may be much smaller than the log, so memory is bounded by
+it plus one file of ``--capacity`` rows.
+
+``control`` trains SB3 SAC and writes a D4RL-layout HDF5 of its whole replay
+(part "replay"), plus rollouts of the final policy ("expert") and optionally of
+the policy at half-time ("medium"); the behaviour returns of each part are in
+the file's metadata and ``infos/part`` tells each transition's part.
+
+Nothing half-written is ever left where a later run would read it: Atari logs
+go to a hidden ``.partial-*`` directory renamed into place at the end (and
+removed on failure); HDF5 files are written to a temp file and renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from fh_rl.cli import run_cli
+from fh_rl.datasets.dqn_replay import DQNReplayWriter, discover_suffixes, replay_dir
+from fh_rl.datasets.hdf5 import write_hdf5
+from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
+
+CONTROL_PARTS = ("replay", "medium", "expert")
+
+
+def _require_positive(name: str, value: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class _torch_threads:
+    """Run with ``n`` torch threads (restored after). SB3's networks are small: one thread
+    is usually fastest, and several on a busy machine spin-wait each other to a crawl."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        if self.n:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+class _ProgressCallback:
+    """Build an SB3 callback that advances a tqdm bar (imported lazily: SB3 is heavy)."""
+
+    @staticmethod
+    def make(total: int, desc: str, on_step: Callable[[Any], None] | None = None, enabled: bool = True):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Callback(BaseCallback):
+            def _on_training_start(self) -> None:
+                self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
+
+            def _on_step(self) -> bool:
+                if on_step is not None:
+                    on_step(self)
+                self.bar.update(self.training_env.num_envs)
+                return True
+
+            def _on_training_end(self) -> None:
+                self.bar.close()
+
+        return Callback()
+
+
+# --------------------------------------------------------------------------- control
+
+
+@dataclass
+class _EpisodeRecorder:
+    """Accumulates (obs, action, reward) of one vectorised env into episodes."""
+
+    obs: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+    episodes: list = field(default_factory=list)
+
+    def add(self, obs, action, reward, terminated: bool, truncated: bool) -> None:
+        self.obs.append(np.asarray(obs, np.float32))
+        self.actions.append(np.asarray(action, np.float32))
+        self.rewards.append(float(reward))
+        if terminated or truncated:
+            self.close(terminated, truncated)
+
+    def close(self, terminated: bool = False, truncated: bool = True) -> None:
+        if not self.obs:
+            return
+        self.episodes.append(
+            Episode(
+                observations=np.stack(self.obs),
+                actions=np.stack(self.actions),
+                rewards=np.asarray(self.rewards, np.float32),
+                terminated=terminated,
+                truncated=truncated,
+            )
+        )
+        self.obs, self.actions, self.rewards = [], [], []
+
+
+def rollout_episodes(env_id: str, policy, episodes: int, seed: int, desc: str, progress: bool = True) -> list[Episode]:
+    """Run ``policy.predict(obs, deterministic=True)`` for whole episodes, seeds ``seed + i``."""
+    env = gym.make(env_id)
+    rec = _EpisodeRecorder()
+    try:
+        for i in tqdm(range(episodes), desc=desc, unit="episode", disable=not progress, dynamic_ncols=True):
+            obs, _ = env.reset(seed=seed + i)
+            done = False
+            while not done:
+                action, _ = policy.predict(obs, deterministic=True)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                rec.add(obs, action, reward, terminated, truncated)
+                obs, done = next_obs, terminated or truncated
+    finally:
+        env.close()
+    return rec.episodes
+
+
+def collect_control(
+    env_id: str,
+    steps: int,
+    out: str | os.PathLike,
+    *,
+    expert_episodes: int = 100,
+    medium_episodes: int = 0,
+    seed: int = 0,
+    net_arch: Sequence[int] = (64, 64),
+    learning_starts: int = 1000,
+    threads: int | None = 1,
+    progress: bool = True,
+) -> Path:
+    """Train SAC on ``env_id`` for ``steps`` steps and write a D4RL-layout HDF5 to ``out``.
+
+    The file holds SAC's whole replay (every transition, in order, episodes
+    cut at the end of training marked truncated), then ``medium_episodes``
+    rollouts of the half-time policy and ``expert_episodes`` rollouts of the
+    final policy (deterministic actions, episode seeds ``seed + 10_000 + i``).
+    Returns the path written. Refuses to overwrite an existing file.
+    """
+    import torch
+    from stable_baselines3 import SAC
+
+    _require_positive("steps", steps)
+    for name, value in (("expert_episodes", expert_episodes), ("medium_episodes", medium_episodes)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    out = Path(out).expanduser()
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
+    probe = gym.make(env_id)
+    if not isinstance(probe.action_space, gym.spaces.Box):
+        raise ValueError(f"collect control needs a Box action space; {env_id} has {probe.action_space}")
+    probe.close()
+
+    torch.manual_seed(seed)
+    with _torch_threads(threads):
+        return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts,
+                                progress)
+
+
+def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress) -> Path:
+    from stable_baselines3 import SAC
+
+    model = SAC(
+        "MlpPolicy",
+        gym.make(env_id),
+        seed=seed,
+        learning_starts=min(learning_starts, steps),
+        policy_kwargs={"net_arch": list(net_arch)},
+        buffer_size=max(steps, 1),
+        verbose=0,
+        device="cpu",
+    )
+    replay = _EpisodeRecorder()
+    half = {"policy": None}
+
+    def on_step(cb) -> None:
+        info = cb.locals["infos"][0]
+        done = bool(cb.locals["dones"][0])
+        truncated = done and bool(info.get("TimeLimit.truncated", False))
+        # _last_obs is still the observation the action was taken in (SB3 stores the step after callbacks)
+        replay.add(cb.model._last_obs[0], cb.locals["actions"][0], cb.locals["rewards"][0], done and not truncated, truncated)
+        if medium_episodes and cb.num_timesteps == steps // 2:
+            half["policy"] = copy.deepcopy(cb.model.policy)
+
+    t0 = time.perf_counter()
+    model.learn(steps, callback=_ProgressCallback.make(steps, f"SAC {env_id}", on_step, progress))
+    replay.close(terminated=False, truncated=True)
+    train_seconds = time.perf_counter() - t0
+
+    parts = {"replay": replay.episodes}
+    if medium_episodes:
+        parts["medium"] = rollout_episodes(env_id, half["policy"], medium_episodes, seed + 20_000, "medium rollouts", progress)
+    if expert_episodes:
+        parts["expert"] = rollout_episodes(env_id, model, expert_episodes, seed + 10_000, "expert rollouts", progress)
+
+    episodes, part_ids, meta = [], [], {}
+    for name in CONTROL_PARTS:
+        if name not in parts:
+            continue
+        returns = np.array([float(ep.rewards.sum()) for ep in parts[name]])
+        meta[f"{name}_episodes"] = len(returns)
+        meta[f"{name}_return_mean"] = float(returns.mean()) if len(returns) else float("nan")
+        meta[f"{name}_return_std"] = float(returns.std()) if len(returns) else float("nan")
+        for ep in parts[name]:
+            episodes.append(ep)
+            part_ids.append(np.full(len(ep.rewards), CONTROL_PARTS.index(name), np.int8))
+    dataset = TrajectoryDataset(episodes, name=f"{env_id}-sac{steps}")
+    meta.update(
+        env_id=env_id,
+        algorithm="SAC",
+        sac_steps=int(steps),
+        seed=int(seed),
+        net_arch=json.dumps(list(net_arch)),
+        train_seconds=round(train_seconds, 1),
+        parts=json.dumps([p for p in CONTROL_PARTS if p in parts]),
+    )
+    return write_hdf5(out, dataset, metadata=meta, infos={"part": np.concatenate(part_ids)})
+
+
+# --------------------------------------------------------------------------- atari
+
+
+class ClipRewardKeepRaw(gym.RewardWrapper):
+    """Clip rewards to [-1, 1] (what the DQN learns from and the log stores); keep the raw one in ``info``."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["raw_reward"] = float(reward)
+        return obs, float(np.clip(reward, -1.0, 1.0)), terminated, truncated, info
+
+    def reward(self, reward):  # pragma: no cover - step() is overridden
+        return float(np.clip(reward, -1.0, 1.0))
+
+
+def collect_atari(
+    game: str,
+    steps: int,
+    root: str | os.PathLike,
+    *,
+    run: int = 1,
+    capacity: int = 100_000,
+    buffer_size: int | None = None,
+    seed: int = 0,
+    learning_starts: int | None = None,
+    threads: int | None = 1,
+    progress: bool = True,
+    on_transition: Callable[[np.ndarray, int, float, bool], None] | None = None,
+) -> Path:
+    """Train an SB3 DQN on ``game`` (``dqn-replay`` protocol) and log its experience as DQN-Replay.
+
+    Every transition (newest 84x84 frame of the state the action was taken
+    in, the action, the clipped reward, terminal = game over or the 27,000-step
+    cap) goes through :class:`DQNReplayWriter` with ``capacity`` rows per file.
+    ``on_transition(frame, action, clipped_reward, terminal)``, when given, sees
+    the same rows (for tests and custom side logs). Returns the run directory
+    ``<root>/<game>/<run>``; refuses to write over an existing one.
+    """
+    from stable_baselines3 import DQN
+
+    from fh_rl.envs import canonical_env_name, env_kind, make_env
+
+    _require_positive("steps", steps)
+    _require_positive("capacity", capacity)
+    if env_kind(game) != "atari":
+        raise ValueError(f"collect atari needs an Atari game, got {game!r}")
+    game = canonical_env_name(game)
+    root = Path(root).expanduser()
+    final = replay_dir(root, game, run).parent
+    if final.exists() and any(final.iterdir()):
+        raise FileExistsError(f"{final} already exists; pass another --run or --out, or delete it first")
+    partial_root = root / f".partial-{game}-{run}-{os.getpid()}"
+    if partial_root.exists():
+        shutil.rmtree(partial_root)
+    buffer_size = int(buffer_size or min(steps, 50_000))
+    learning_starts = int(learning_starts if learning_starts is not None else min(steps // 10, 50_000))
+
+    env = ClipRewardKeepRaw(make_env(game, protocol="dqn-replay"))
+    model = DQN(
+        "CnnPolicy",
+        env,
+        seed=seed,
+        buffer_size=buffer_size,
+        learning_starts=learning_starts,
+        learning_rate=1e-4,
+        batch_size=32,
+        train_freq=4,
+        target_update_interval=1000,
+        exploration_fraction=0.1,
+        exploration_final_eps=0.01,
+        optimize_memory_usage=True,
+        replay_buffer_kwargs={"handle_timeout_termination": False},
+        verbose=0,
+        device="cpu",
+    )
+    raw_returns: list[float] = []
+    lengths: list[int] = []
+    state = {"ret": 0.0, "len": 0}
+    try:
+        with DQNReplayWriter(partial_root, game, run, capacity=capacity) as writer:
+
+            def on_step(cb) -> None:
+                info = cb.locals["infos"][0]
+                frame = cb.model._last_obs[0, -1]  # newest frame of the state the action was taken in
+                action = int(cb.locals["actions"][0])
+                reward = float(cb.locals["rewards"][0])  # already clipped by ClipRewardKeepRaw
+                terminal = bool(cb.locals["dones"][0])  # game over or the step cap: both end the logged episode
+                writer.add(frame, action, reward, terminal)
+                if on_transition is not None:
+                    on_transition(frame, action, reward, terminal)
+                state["ret"] += info.get("raw_reward", reward)
+                state["len"] += 1
+                if terminal:
+                    raw_returns.append(state["ret"])
+                    lengths.append(state["len"])
+                    state.update(ret=0.0, len=0)
+
+            with _torch_threads(threads):
+                model.learn(steps, callback=_ProgressCallback.make(steps, f"DQN {game}", on_step, progress))
+        side = {
+            "game": game,
+            "run": run,
+            "steps": steps,
+            "capacity": capacity,
+            "seed": seed,
+            "protocol": "dqn-replay",
+            "episode_returns": raw_returns,
+            "episode_lengths": lengths,
+            "unfinished_episode": {"return": state["ret"], "length": state["len"]},
+        }
+        run_dir = replay_dir(partial_root, game, run).parent
+        (run_dir / "episode_returns.json").write_text(json.dumps(side, indent=1))
+        assert discover_suffixes(replay_dir(partial_root, game, run)), "writer produced no files"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # an empty directory only (checked above)
+            final.rmdir()
+        os.replace(run_dir, final)
+    finally:
+        env.close()
+        shutil.rmtree(partial_root, ignore_errors=True)
+    return final
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fh_rl.datasets.collect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="kind", required=True)
+    a = sub.add_parser("atari", help="SB3 DQN replay logged in the DQN-Replay layout")
+    a.add_argument("--game", required=True, help="Atari game, e.g. Breakout")
+    a.add_argument("--steps", type=int, required=True, help="agent steps (each 4 frames)")
+    a.add_argument("--out", required=True, help="data root; files go to OUT/<Game>/<run>/replay_logs")
+    a.add_argument("--run", type=int, default=1)
+    a.add_argument("--capacity", type=int, default=100_000, help="rows per replay file (published data: 1,000,000)")
+    a.add_argument("--buffer-size", type=int, default=None, help="SB3 replay buffer size (default min(steps, 50000))")
+    a.add_argument("--learning-starts", type=int, default=None)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=1, help="torch threads for the DQN (default 1)")
+    c = sub.add_parser("control", help="SB3 SAC replay (+ rollouts) as D4RL-layout HDF5")
+    c.add_argument("--env", required=True, help="gymnasium id with a Box action space, e.g. Pendulum-v1")
+    c.add_argument("--steps", type=int, required=True, help="SAC environment steps")
+    c.add_argument("--out", required=True, help="HDF5 file to write")
+    c.add_argument("--expert-episodes", type=int, default=100, help="rollouts of the final policy")
+    c.add_argument("--medium-episodes", type=int, default=0, help="rollouts of the half-time policy")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=1, help="torch threads for SAC (default 1)")
+    args = parser.parse_args(argv)
+    if args.kind == "atari":
+        path = collect_atari(args.game, args.steps, args.out, run=args.run, capacity=args.capacity,
+                             buffer_size=args.buffer_size, learning_starts=args.learning_starts, seed=args.seed,
+                             threads=args.threads)
+        side = json.loads((path / "episode_returns.json").read_text())
+        rets = side["episode_returns"]
+        print(f"wrote {path} ({len(rets)} finished episodes, raw return mean "
+              f"{np.mean(rets) if rets else float('nan'):.1f})")
+    else:
+        path = collect_control(args.env, args.steps, args.out, expert_episodes=args.expert_episodes,
+                               medium_episodes=args.medium_episodes, seed=args.seed, threads=args.threads)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
