@@ -168,8 +168,12 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
 # ----------------------------------------------------------------------------- build
 
 
-def build_everything(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
-    """Dataset, split, codec, agent, samplers and validation batches for ``cfg``."""
+def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """Dataset, split, codec, agent, samplers and validation batches for ``cfg``.
+
+    ``shard`` is ``(rank, world_size)`` under torchrun: the training sampler
+    yields this rank's share of each global batch of ``train.batch_size``.
+    """
     from fh_rl.agents import build_agent
     from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
     from fh_rl.envs import make_env
@@ -216,10 +220,10 @@ def build_everything(cfg: Config, *, progress: bool = True) -> dict[str, Any]:
     )
     B = cfg.train.batch_size
     if agent.sequence_model:
-        sampler = WindowSampler(train, cfg.agent.context_len, B, seed=cfg.seed)
+        sampler = WindowSampler(train, cfg.agent.context_len, B, seed=cfg.seed, shard=shard)
         val_sampler = WindowSampler(val, cfg.agent.context_len, B, seed=cfg.seed + 1) if val is not None else None
     else:
-        sampler = TransitionSampler(train, B, seed=cfg.seed)
+        sampler = TransitionSampler(train, B, seed=cfg.seed, shard=shard)
         val_sampler = TransitionSampler(val, B, seed=cfg.seed + 1) if val is not None else None
     val_batches = [val_sampler.sample() for _ in range(cfg.train.val_batches)] if val_sampler is not None else []
     return {
@@ -278,7 +282,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
 
-    from fh_rl.trainer import Trainer, TrainingDiverged, load_checkpoint
+    from fh_rl.distributed import check_batch_size, init_distributed, requested_world_size, shutdown
+
+    state, cfg, run_dir = _resolve_run(args)
+    check_batch_size(cfg.train.batch_size, requested_world_size())  # before joining: every rank fails the same way
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    ctx = init_distributed(device.type)
+    try:
+        return _train(args, argv, state, cfg, run_dir, device, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Config, Path | None]:
+    """The checkpoint (on ``--resume``), the config and the run directory (None: a new run)."""
+    from fh_rl.trainer import load_checkpoint
 
     state = None
     if args.resume is not None:
@@ -291,13 +311,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cfg = load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed)
         run_dir = None
+    return state, cfg, run_dir
 
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+
+def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
+           run_dir: Path | None, device: torch.device, ctx: Any) -> int:
+    """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
+    from fh_rl.distributed import broadcast_object, main_first, rank_seed
+    from fh_rl.trainer import Trainer, TrainingDiverged
+
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
     seed_everything(cfg.seed)
-    progress = not args.no_progress
-    built = build_everything(cfg, progress=progress)
+    progress = not args.no_progress and ctx.is_main
+    with main_first(ctx):  # rank 0 loads (and caches) the data first
+        built = build_everything(cfg, progress=progress, shard=ctx.shard)
+    if not ctx.is_main:
+        seed_everything(rank_seed(cfg.seed, ctx.rank))  # same initial weights, distinct dropout per rank
     agent = built["agent"]
     targets = [float(t) for t in state["eval_targets"]] if state else default_targets(cfg, built["returns"])
     identity = dataset_identity(cfg, built["dataset"], built["train"], built["val"])
@@ -307,15 +337,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"resume needs the same data"
         )
 
-    if run_dir is None:
+    if run_dir is None and ctx.is_main:
         run_dir = make_run_dir(cfg)
         save_config(cfg, run_dir / "config.yaml")
-        atomic_write_text(run_dir / "manifest.json", json.dumps(manifest(cfg, identity, targets, device, argv), indent=2) + "\n")
-    print(f"run directory: {run_dir}", file=sys.stderr)
+        info = manifest(cfg, identity, targets, device, argv)
+        info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
+        atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+    run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
+    if ctx.is_main:
+        print(f"run directory: {run_dir}" + (f" ({ctx.world_size} processes, {ctx.backend})" if ctx.enabled else ""),
+              file=sys.stderr)
 
-    from torch.utils.tensorboard import SummaryWriter
+    writer = None
+    if ctx.is_main:
+        from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(run_dir))
+        writer = SummaryWriter(str(run_dir))
     trainer = Trainer(
         agent,
         built["sampler"],
@@ -323,21 +360,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir=run_dir,
         context_len=cfg.context_len,
         device=device,
-        val_batches=built["val_batches"],
+        val_batches=built["val_batches"] if ctx.is_main else [],
         writer=writer,
         checkpoint_extra={"config": cfg.to_dict(), "spec": agent.spec(), "dataset": identity, "eval_targets": targets},
         progress=progress,
+        dist=ctx,
     )
     if state is not None:
         seed_everything(cfg.seed)
         trainer.load_state_dict(state)
-        print(f"resuming at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
+        if ctx.is_main:
+            print(f"resuming at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
-        writer.close()
-        print(f"error: {exc}", file=sys.stderr)
+        if writer is not None:
+            writer.close()
+        if ctx.is_main:
+            print(f"error: {exc}", file=sys.stderr)
         return 1
+    if not ctx.is_main:  # rank 0 evaluates and writes the summaries
+        return EXIT_SIGNAL.get(result.interrupted, 1) if result.interrupted else 0
     if result.interrupted:
         writer.close()
         print(f"stopped by {result.interrupted} at step {result.step}; continue with: "

@@ -7,6 +7,12 @@ decay on matmul weights only), linear warmup over tokens then cosine decay to
 atomic checkpoints that hold everything needed for an exact resume (model,
 optimiser, schedule, step, RNG states, sampler state, plus whatever the caller
 adds, e.g. the config), SIGINT/SIGTERM handling and a NaN guard.
+
+Given a :class:`~fh_rl.distributed.DistContext` of P processes (``torchrun``),
+the same loop trains with DistributedDataParallel: each rank's sampler yields
+its share of the global batch, the loss is weighted so that the averaged
+gradient is the global batch's, all ranks agree on when to stop, and only rank
+0 writes checkpoints and TensorBoard scalars (see :mod:`fh_rl.distributed`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 from torch import nn
 
 from fh_rl.config import TrainConfig
+from fh_rl.distributed import SINGLE, DistContext, gather_objects, global_step, rank_seed
 from fh_rl.metrics import smoothness
 from fh_rl.utils import atomic_torch_save
 
@@ -121,6 +128,10 @@ class Trainer:
         writer: a TensorBoard ``SummaryWriter`` (None: no event files).
         checkpoint_extra: added to every checkpoint (config, agent spec, dataset identity).
         progress: show a tqdm bar.
+        dist: the data-parallel context (default: a single process). With P > 1
+            processes the sampler must yield this rank's share of the global
+            batch (``shard=dist.shard``), and only rank 0 should get a writer
+            and validation batches.
     """
 
     def __init__(
@@ -136,8 +147,11 @@ class Trainer:
         writer: Any = None,
         checkpoint_extra: dict[str, Any] | None = None,
         progress: bool = True,
+        dist: DistContext = SINGLE,
     ) -> None:
         self.agent = agent
+        self.dist = dist
+        self._ddp: nn.Module | None = None
         self.sampler = sampler
         self.config = config
         self.run_dir = Path(run_dir)
@@ -175,8 +189,17 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        """Atomically write ``checkpoints/last.pt`` (a crash mid-write leaves the previous one intact)."""
-        atomic_torch_save(self.state_dict(), self.checkpoint_path)
+        """Atomically write ``checkpoints/last.pt`` (a crash mid-write leaves the previous one intact).
+
+        Data-parallel: every rank must call this (the ranks' RNG states are
+        gathered into ``rng_ranks``); only rank 0 writes.
+        """
+        rngs = gather_objects(rng_state(), self.dist)
+        if self.dist.is_main:
+            state = self.state_dict()
+            if self.dist.enabled:
+                state["rng_ranks"] = rngs
+            atomic_torch_save(state, self.checkpoint_path)
         self.last_good_checkpoint = self.checkpoint_path
         return self.checkpoint_path
 
@@ -186,8 +209,16 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.tokens = int(state["schedule"]["tokens"])
         self.step = int(state["step"])
-        self.sampler.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
+        self.sampler.load_state_dict(state["sampler"])  # identical on every rank: all draw the global batch
+        ranks = state.get("rng_ranks")
+        if self.dist.enabled and ranks is not None and len(ranks) == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank])
+        elif self.dist.is_main:
+            set_rng_state(state["rng"])
+        else:  # resumed with another number of processes: derive this rank's generators from the step
+            from fh_rl.utils import seed_everything
+
+            seed_everything(rank_seed(self.step, self.dist.rank))
         self.last_good_checkpoint = self.checkpoint_path if self.checkpoint_path.exists() else None
 
     # ------------------------------------------------------------------ loop
@@ -207,25 +238,37 @@ class Trainer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._request_stop)
         self.agent.to(self.device).train()
+        forward = self._loss_module()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         last_loss: float | None = None
         val_metrics: dict[str, float] = {}
         window_start, window_samples = time.perf_counter(), 0
+        stopping = False
         try:
-            while self.step < cfg.steps and self._stop is None:
+            while self.step < cfg.steps and not stopping:
                 batch = self.sampler.sample()
-                self.tokens += batch_tokens(batch)
+                batch = batch.to(self.device, non_blocking=True)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    out = forward(batch)
+                if self.dist.enabled:
+                    # One all-reduce: global tokens and loss, and whether any rank was signalled.
+                    g = global_step(out.tokens, out.nll, out.regularization, self._stop is not None, self.dist)
+                    tokens, loss_value, stopping = g.tokens, g.loss, g.stop
+                    nll_value, reg_value = g.nll, g.regularization
+                    loss = out.nll * g.weight + out.regularization
+                    if stopping and self._stop is None:
+                        self._stop = "SIGTERM"  # another rank was signalled: stop at the same step
+                else:
+                    tokens, loss_value, loss = batch_tokens(batch), float(out.loss.detach()), out.loss
+                    nll_value, reg_value = float(out.nll.detach()), float(out.regularization.detach())
+                self.tokens += int(tokens)
                 lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                batch = batch.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    out = self.agent.loss(batch)
-                loss_value = float(out.loss.detach())
                 if not math.isfinite(loss_value):
                     self._diverged("loss", loss_value, lr)
                 self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
+                loss.backward()
                 max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm))
                 if not math.isfinite(grad_norm):
@@ -233,7 +276,7 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 last_loss = loss_value
-                window_samples += len(batch)
+                window_samples += len(batch) * self.dist.world_size
                 bar.update(1)
 
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
@@ -245,8 +288,8 @@ class Trainer:
                         "train",
                         {
                             "loss": loss_value,
-                            "nll": float(out.nll.detach()),
-                            "regularization": float(out.regularization.detach()),
+                            "nll": nll_value,
+                            "regularization": reg_value,
                             "lr": lr,
                             "grad_norm": grad_norm,
                             "samples_per_s": throughput,
@@ -256,6 +299,8 @@ class Trainer:
                     val_metrics = self.validate()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
+                if not self.dist.enabled:
+                    stopping = self._stop is not None
             if self._stop is not None:
                 bar.write(f"{self._stop} received: checkpoint at step {self.step}")
                 self.save_checkpoint()
@@ -273,6 +318,17 @@ class Trainer:
             val_metrics=val_metrics,
             checkpoint=self.last_good_checkpoint,
         )
+
+    def _loss_module(self) -> Any:
+        """``batch -> AgentLoss``: the agent's ``loss``, through DistributedDataParallel when data-parallel."""
+        if not self.dist.enabled:
+            return self.agent.loss
+        if self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # Built once the agent is on its device; broadcasts rank 0's parameters.
+            self._ddp = DistributedDataParallel(_LossOf(self.agent), device_ids=None)
+        return self._ddp
 
     def _diverged(self, what: str, value: float, lr: float) -> None:
         kept = (
@@ -320,6 +376,17 @@ class Trainer:
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
             self.writer.add_image("val/pmf", pmf_image(*first, count=self.config.pmf_states), self.step, dataformats="CHW")
         return metrics
+
+
+class _LossOf(nn.Module):
+    """Wraps an agent so that DDP's ``forward`` is its ``loss`` (DDP hooks gradient sync into ``forward``)."""
+
+    def __init__(self, agent: nn.Module) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def forward(self, batch: Any) -> Any:
+        return self.agent.loss(batch)
 
 
 def pmf_image(pmf: torch.Tensor, targets: torch.Tensor, count: int = 8, height: int = 48) -> np.ndarray:

@@ -39,6 +39,20 @@ def _stacked_frames(dataset: TrajectoryDataset, last: np.ndarray, count: int) ->
     return frames
 
 
+def _check_shard(shard: tuple[int, int], batch_size: int) -> slice:
+    """The rows of a global batch that rank ``shard[0]`` of ``shard[1]`` keeps (contiguous, disjoint)."""
+    try:
+        rank, world = (int(x) for x in shard)
+    except (TypeError, ValueError):
+        raise TypeError(f"shard must be a (rank, world_size) pair of ints, got {shard!r}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"shard {shard!r} must satisfy 0 <= rank < world_size")
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} (the global batch) must be divisible by world_size {world}")
+    b = batch_size // world
+    return slice(rank * b, (rank + 1) * b)
+
+
 class _RngState:
     rng: np.random.Generator
 
@@ -65,10 +79,18 @@ class WindowSampler(_RngState):
         context_len: K, steps per window.
         batch_size: B, windows per batch.
         seed: seed of the sampler's generator.
+        shard: ``(rank, world_size)`` for data-parallel training: every rank
+            draws the same global batch of ``batch_size`` windows and returns
+            its own contiguous ``batch_size / world_size`` of them, so the
+            ranks' shares are disjoint and together are the 1-process batch.
     """
 
-    def __init__(self, dataset: TrajectoryDataset, context_len: int, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self, dataset: TrajectoryDataset, context_len: int, batch_size: int, seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         _check_common(dataset, batch_size)
+        self.rows = _check_shard(shard, batch_size)
         if not isinstance(context_len, int) or context_len < 1:
             raise ValueError(f"context_len must be a positive int, got {context_len!r}")
         self.dataset = dataset
@@ -78,7 +100,7 @@ class WindowSampler(_RngState):
 
     def sample(self) -> WindowBatch:
         ds, K, B = self.dataset, self.context_len, self.batch_size
-        last = self.rng.integers(0, ds.num_transitions, size=B)  # (B,) each window's last step
+        last = self.rng.integers(0, ds.num_transitions, size=B)[self.rows]  # (B,) -> (B/P,) each window's last step
         idx = last[:, None] - (K - 1) + np.arange(K)  # (B, K) flat step indices
         mask = idx >= ds.episode_start[last][:, None]  # (B, K)
         safe = np.where(mask, idx, 0)  # (B, K) padding points at row 0, zeroed below
@@ -110,17 +132,19 @@ class TransitionSampler(_RngState):
         dataset: the trajectories.
         batch_size: B, transitions per batch.
         seed: seed of the sampler's generator.
+        shard: ``(rank, world_size)``: keep this rank's share of the global batch (see :class:`WindowSampler`).
     """
 
-    def __init__(self, dataset: TrajectoryDataset, batch_size: int, seed: int = 0) -> None:
+    def __init__(self, dataset: TrajectoryDataset, batch_size: int, seed: int = 0, shard: tuple[int, int] = (0, 1)) -> None:
         _check_common(dataset, batch_size)
+        self.rows = _check_shard(shard, batch_size)
         self.dataset = dataset
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> TransitionBatch:
         ds = self.dataset
-        rows = self.rng.integers(0, ds.num_transitions, size=self.batch_size)  # (B,)
+        rows = self.rng.integers(0, ds.num_transitions, size=self.batch_size)[self.rows]  # (B,) -> (B/P,)
         if ds.is_frames:
             states = _stacked_frames(ds, rows, ds.frame_stack)  # (B, 4, H, W)
         else:
