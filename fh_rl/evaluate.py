@@ -5,6 +5,11 @@ loaded with ``weights_only=True``), evaluated by the rollout workers for each
 target return, and the results are printed as a table, written to the run's
 ``eval.json`` and logged as TensorBoard scalars ``eval/return_mean/target_<R>``,
 ``eval/return_std/...`` and ``eval/normalized/...``.
+
+``--backend ray [--address ADDR]`` spreads the episodes over ``--workers`` Ray
+actors instead of local worker processes (``pip install "fh_rl[ray]"``);
+episode i is reset with seed ``seed + i`` either way, so with argmax actions
+(``--argmax``) the per-episode returns are identical.
 """
 
 from __future__ import annotations
@@ -50,17 +55,44 @@ def run_evaluation(
     sample: bool = True,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Evaluate ``agent`` for each target return; one result dict per target (raw returns and normalised)."""
+    """Evaluate ``agent`` for each target return; one result dict per target (raw returns and normalised).
+
+    ``backend="ray"``: ``workers`` Ray actors (``gpus_per_worker`` GPUs each; the
+    policy runs on CUDA there when > 0, else on CPU) run contiguous chunks of
+    the episodes, with the same seed per episode as the local workers.
+    """
+    import copy
+    import functools
+
     from fh_rl.agents.policy import AgentPolicy
     from fh_rl.envs.rollout import evaluate
+
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be local or ray, got {backend!r}")
+    if backend == "ray":
+        from fh_rl.ray_backend import evaluate_on_ray, require_ray
+
+        require_ray()
+        if any(p.device.type != "cpu" for p in agent.parameters()):
+            agent = copy.deepcopy(agent).cpu()  # pickled to the actors; the caller's agent stays where it is
 
     if not agent.sequence_model:
         targets = [None]  # behavior cloning is not conditioned on a return: one evaluation
     results = []
     for i, target in enumerate(targets):
-        policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode, seed=seed + i)
-        res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
+        if backend == "ray":
+            factory = functools.partial(AgentPolicy, agent, target_return=target or 0.0, sample=sample, rtg_mode=rtg_mode,
+                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu")
+            res = evaluate_on_ray(factory, env_name, episodes, actors=max(workers, 1), seed=seed, protocol=protocol,
+                                  address=address, num_gpus=gpus_per_worker, progress=progress)
+        else:
+            policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode,
+                                 seed=seed + i)
+            res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
         returns = np.asarray(res.returns, dtype=np.float64)
         norm = [normalized(env_name, float(r)) for r in returns]
         results.append(
@@ -129,7 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--argmax", action="store_true", help="take the most likely bin instead of sampling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local worker processes, or --workers Ray actors (pip install \"fh_rl[ray]\")")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0: CPU policies)")
     args = parser.parse_args(argv)
+    if args.backend == "local" and args.address:
+        raise ValueError("--address needs --backend ray")
     for name in ("episodes", "workers"):
         value = getattr(args, name)
         if value is not None and value < (1 if name == "episodes" else 0):
@@ -160,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sample=cfg.eval.sample and not args.argmax,
         device=device,
         progress=not args.no_progress,
+        backend=args.backend,
+        address=args.address,
+        gpus_per_worker=args.gpus_per_worker,
     )
     print(format_table(results, cfg.env.name))
     run_dir = _run_dir_of(Path(args.checkpoint))

@@ -18,6 +18,12 @@ before its first checkpoint starts again. Ctrl-C (or SIGTERM) asks the running
 jobs to checkpoint and stop. The sweep root also gets a TensorBoard
 custom-scalars layout, so ``tensorboard --logdir <root>`` overlays the heads'
 curves in one chart per metric. Then: ``python -m fh_rl.compare <root>``.
+
+``--backend ray [--address ADDR]`` runs every point as a Ray task on a cluster
+(``--cpus-per-run``, ``--gpus-per-run``, ``--max-retries`` for runs whose node
+died) and collects the finished runs into the sweep directory, or trains in
+place with ``--shared-storage`` when the directory is on storage every node
+mounts; see :mod:`fh_rl.ray_backend`. Ray is the optional extra ``fh_rl[ray]``.
 """
 
 from __future__ import annotations
@@ -251,14 +257,31 @@ def run_sweep(
     config: str | None = None,
     jobs: int = 1,
     progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    max_retries: int = 3,
+    shared_storage: bool = False,
 ) -> SweepResult:
-    """Train the points not yet complete, ``jobs`` at a time, as ``python -m fh_rl.train`` subprocesses."""
+    """Train the points not yet complete: ``jobs`` at a time as ``python -m fh_rl.train`` subprocesses
+    (``backend="local"``), or as Ray tasks of ``num_cpus``/``num_gpus`` each (``backend="ray"``, see
+    :mod:`fh_rl.ray_backend`; ``address`` None starts a local Ray instance unless one is running)."""
     from tqdm.auto import tqdm
 
     from fh_rl.compare import write_custom_scalars
 
+    if backend not in ("local", "ray"):
+        raise ValueError(f"--backend must be local or ray, got {backend!r}")
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if backend == "ray":
+        from fh_rl.ray_backend import require_ray
+
+        require_ray()  # before planning anything: the one-line install hint
+        if not num_cpus > 0 or num_gpus < 0 or max_retries < 0:
+            raise ValueError(f"--cpus-per-run must be > 0, --gpus-per-run and --max-retries >= 0; "
+                             f"got {num_cpus}, {num_gpus}, {max_retries}")
     if config is not None and not Path(config).is_file():
         raise FileNotFoundError(f"config file {str(config)!r} not found; pass --config with a YAML file under configs/")
     root = Path(root)
@@ -267,6 +290,16 @@ def run_sweep(
     write_custom_scalars(root)
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
     todo = [(p, a, d) for p, a, d in actions if a != "skip"]
+    if backend == "ray":
+        bar = tqdm(total=len(actions), initial=len(result.skipped), desc="sweep (ray)", unit="run", disable=not progress)
+        try:
+            _run_on_ray(todo, root, config, result, bar, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
+                        max_retries=max_retries, shared_storage=shared_storage)
+        except KeyboardInterrupt:
+            result.interrupted = True
+        finally:
+            bar.close()
+        return result
     env = _child_env(jobs)
     running: dict[subprocess.Popen, tuple[GridPoint, Path]] = {}
     stop: list[str] = []
@@ -325,6 +358,46 @@ def run_sweep(
     return result
 
 
+def _run_on_ray(todo, root: Path, config: str | None, result: SweepResult, bar: Any, *, address: str | None,
+                num_cpus: float, num_gpus: float, max_retries: int, shared_storage: bool) -> None:
+    """One Ray task per point; finished runs are unpacked into ``root`` (or were written there, shared storage)."""
+    from fh_rl.config import DEFAULT_CONFIG
+    from fh_rl.ray_backend import pack_dir, run_ray_tasks, unpack_dir
+
+    config_text = Path(config or DEFAULT_CONFIG).read_text()
+    shared_root = str(root.resolve()) if shared_storage else None
+    jobs = []
+    for point, action, run_dir in todo:
+        point_dir = root / point.name
+        if action == "train":
+            for d in run_dirs_under(point_dir):  # a start that died before its first checkpoint
+                shutil.rmtree(d)
+        args = ["--head", point.head, "--seed", str(point.seed), "--no-progress"]
+        for item in point.overrides():
+            args += ["--set", item]
+        resume_rel = str(run_dir.relative_to(point_dir)) if action == "resume" else None
+        archive = pack_dir(point_dir) if action == "resume" and not shared_storage else None
+        jobs.append({"args": args, "point_name": point.name, "config_text": config_text, "archive": archive,
+                     "resume_rel": resume_rel, "shared_root": shared_root})
+        (result.resumed if action == "resume" else result.ran).append(point.name)
+
+    def on_done(job: dict[str, Any], out: dict[str, Any] | None, error: str | None) -> None:
+        name = job["point_name"]
+        log_path = root / name / "train.log"
+        if out is None:
+            result.failed[name] = f"Ray gave up after {max_retries} retries: {error}"
+        else:
+            if out.get("archive") is not None:
+                unpack_dir(out["archive"], root / name)
+            if out["returncode"] != 0:
+                result.failed[name] = f"exit {out['returncode']}: {out['last_line']} (log: {log_path})"
+        bar.update(1)
+
+    if jobs:
+        run_ray_tasks(jobs, address=address, num_cpus=num_cpus, num_gpus=num_gpus, max_retries=max_retries,
+                      on_done=on_done)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -339,6 +412,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", default=None,
                         help="sweep directory (default: <run_root>/sweep-<config name>); rerun with the same one to resume")
     parser.add_argument("--dry-run", action="store_true", help="print what would run and exit")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local subprocesses (--jobs at a time) or Ray tasks on a cluster (pip install \"fh_rl[ray]\")")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (auto, ray://HOST:10001 or HOST:6379); default: start a local Ray instance")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs each run asks for (default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs each run asks for (default 0)")
+    parser.add_argument("--max-retries", type=int, default=3, help="Ray: retries of a run whose worker or node died (default 3)")
+    parser.add_argument("--shared-storage", action="store_true",
+                        help="Ray: --root is on storage every node mounts at the same path; train in place instead of copying runs back")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
 
@@ -354,7 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for point, action, run_dir in plan(points, root, args.config):
             print(f"{action:>6}  {point.name}: {' '.join(command(args.config, point, root, run_dir if action == 'resume' else None)[1:])}")
         return 0
-    result = run_sweep(points, root, config=args.config, jobs=args.jobs, progress=not args.no_progress)
+    if args.backend == "local" and (args.address or args.shared_storage):
+        raise ValueError("--address and --shared-storage need --backend ray")
+    result = run_sweep(points, root, config=args.config, jobs=args.jobs, progress=not args.no_progress,
+                       backend=args.backend, address=args.address, num_cpus=args.cpus_per_run,
+                       num_gpus=args.gpus_per_run, max_retries=args.max_retries, shared_storage=args.shared_storage)
     print(f"sweep {root}: {len(result.ran)} trained, {len(result.resumed)} resumed, "
           f"{len(result.skipped)} already complete, {len(result.failed)} failed")
     for name, why in result.failed.items():

@@ -1,0 +1,79 @@
+"""Ray: a tiny sweep as Ray tasks on a local instance, read by compare; evaluation over Ray actors."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from fh_rl import sweep
+from fh_rl.cli import run_cli
+from tests.tiny_run import REPO, write_tiny_config
+
+
+def test_missing_ray_gives_the_pip_command(tmp_path, monkeypatch, capsys):
+    config = write_tiny_config(tmp_path)
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when it is not installed
+    args = ["--config", str(config), "--root", str(tmp_path / "s"), "--backend", "ray", "--no-progress"]
+    assert run_cli(sweep.main, args) == 2
+    assert 'pip install "fh_rl[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, capsys):
+    from fh_rl import compare
+
+    config = write_tiny_config(tmp_path)
+    root = tmp_path / "sweep"
+    args = ["--config", str(config), "--heads", "linear", "fourier", "--seeds", "0", "1", "--root", str(root),
+            "--backend", "ray", "--cpus-per-run", "1", "--no-progress"]
+    assert run_cli(sweep.main, args) == 0
+    assert "4 trained, 0 resumed, 0 already complete, 0 failed" in capsys.readouterr().out
+    runs = sweep.run_dirs_under(root)
+    assert len(runs) == 4 and all(sweep.is_complete(d) for d in runs)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["fourier-seed0", "fourier-seed1",
+                                                                     "linear-seed0", "linear-seed1"]
+    assert all((root / p / "train.log").is_file() for p in ("linear-seed0", "fourier-seed1"))
+
+    # A run stopped before its evaluation travels to a task with its checkpoint and resumes there.
+    (stopped,) = sweep.run_dirs_under(root / "fourier-seed0")
+    (stopped / "eval.json").unlink()
+    assert run_cli(sweep.main, args) == 0
+    assert "0 trained, 1 resumed, 3 already complete, 0 failed" in capsys.readouterr().out
+    assert sweep.is_complete(stopped)
+    assert "resuming at step 6 of 6" in (root / "fourier-seed0" / "train.log").read_text()
+
+    assert run_cli(compare.main, [str(root), "--out", str(tmp_path / "cmp")]) == 0
+    table = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    text = json.dumps(table)
+    assert "linear" in text and "fourier" in text
+    assert (tmp_path / "cmp" / "comparison.md").is_file()
+
+
+@pytest.mark.slow
+def test_ray_evaluation_matches_local_workers(local_ray, tmp_path):
+    from fh_rl.config import load_config
+    from fh_rl.evaluate import run_evaluation
+    from fh_rl.train import build_everything
+
+    cfg = load_config(write_tiny_config(tmp_path))
+    agent = build_everything(cfg, progress=False)["agent"].eval()
+    kwargs = dict(env_name="Pendulum-v1", targets=[-300.0], episodes=5, workers=2, seed=7, sample=False, progress=False)
+    local = run_evaluation(agent, **kwargs)
+    remote = run_evaluation(agent, backend="ray", **kwargs)
+    assert remote[0]["seeds"] == local[0]["seeds"] == list(range(7, 12))
+    assert remote[0]["returns"] == local[0]["returns"]  # the same actions for the same seeds: identical returns
+    assert remote[0]["lengths"] == local[0]["lengths"]
+    assert len(set(np.round(local[0]["returns"], 3))) > 1  # the seeds gave different episodes
