@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from fh_rl.config import TrainConfig
-from fh_rl.distributed import SINGLE, DistContext, gather_objects, global_step, rank_seed
+from fh_rl.distributed import SINGLE, DistContext, barrier, gather_objects, global_step, rank_seed
 from fh_rl.metrics import smoothness
 from fh_rl.utils import atomic_torch_save
 
@@ -192,7 +192,7 @@ class Trainer:
         """Atomically write ``checkpoints/last.pt`` (a crash mid-write leaves the previous one intact).
 
         Data-parallel: every rank must call this (the ranks' RNG states are
-        gathered into ``rng_ranks``); only rank 0 writes.
+        gathered into ``rng_ranks``); only rank 0 writes, and all return once it has.
         """
         rngs = gather_objects(rng_state(), self.dist)
         if self.dist.is_main:
@@ -200,6 +200,7 @@ class Trainer:
             if self.dist.enabled:
                 state["rng_ranks"] = rngs
             atomic_torch_save(state, self.checkpoint_path)
+        barrier(self.dist)  # on return the file exists for every rank
         self.last_good_checkpoint = self.checkpoint_path
         return self.checkpoint_path
 

@@ -100,3 +100,63 @@ def test_torchrun_rejects_a_global_batch_it_cannot_split(tmp_path):
     assert proc.returncode != 0
     assert "train.batch_size 7 is the global batch and must be divisible by the number of processes (2)" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _trainer(run_dir, ctx, seed=0):
+    from fh_rl.agents import AgentConfig, build_agent
+    from fh_rl.config import TrainConfig
+    from fh_rl.distributed import rank_seed
+    from fh_rl.trainer import Trainer
+    from tests.agents.synthetic import codec_for
+
+    torch.manual_seed(seed)
+    agent = build_agent(
+        AgentConfig(name="dt", embed_dim=16, n_layer=1, n_head=2, context_len=4, max_timestep=10, dropout=0.1),
+        head="fourier", head_params={"regularization_gamma": 1e-3}, state_shape=(3,), codec=codec_for("box"),
+    )
+    if ctx.rank:
+        torch.manual_seed(rank_seed(seed, ctx.rank))  # as fh_rl.train does: distinct dropout per rank
+    sampler = WindowSampler(synthetic_dataset("box", episodes=20), 4, 16, seed=seed, shard=ctx.shard)
+    cfg = TrainConfig(steps=8, batch_size=16, lr=3e-3, warmup_tokens=64, checkpoint_every=3, log_every=5, val_every=10)
+    return Trainer(agent, sampler, cfg, run_dir=run_dir, context_len=4, progress=False, dist=ctx)
+
+
+def _resume_worker(rank, tmp, world):
+    import signal
+
+    import torch.distributed as dist
+
+    from fh_rl.distributed import DistContext
+    from tests.test_trainer import interrupt_at
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
+    ctx = DistContext(rank=rank, world_size=world, local_rank=rank, backend="gloo")
+    try:
+        full = _trainer(tmp / "full", ctx)
+        full.fit()
+        part = _trainer(tmp / "part", ctx)
+        if rank == 1:
+            interrupt_at(part, 4, signal.SIGINT)  # only rank 1 is signalled: both must stop after step 4
+        result = part.fit()
+        assert result.interrupted is not None and result.step == 4, result
+        resumed = _trainer(tmp / "part", ctx, seed=123)  # different init: everything comes from the checkpoint
+        resumed.load_state_dict(load_checkpoint(tmp / "part"))
+        assert resumed.step == 4
+        resumed.fit()
+        for (name, a), b in zip(full.agent.state_dict().items(), resumed.agent.state_dict().values()):
+            assert torch.equal(a, b), f"rank {rank}: {name} differs after resume"
+        assert full.tokens == resumed.tokens
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_resume_matches_an_uninterrupted_run(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_resume_worker, args=(tmp_path, 2), nprocs=2, join=True)
+    (ckpt,) = (tmp_path / "part").rglob("*.pt")  # rank 0 alone wrote, atomically
+    state = load_checkpoint(tmp_path / "part")
+    assert state["step"] == 8 and len(state["rng_ranks"]) == 2
+    assert sorted(p.name for p in (tmp_path / "full").rglob("*") if p.is_file()) == ["last.pt"]

@@ -57,8 +57,9 @@ def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, c
 
     assert run_cli(compare.main, [str(root), "--out", str(tmp_path / "cmp")]) == 0
     table = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    text = json.dumps(table)
-    assert "linear" in text and "fourier" in text
+    rows = table["environments"]["Pendulum-v1"]
+    assert sorted((r["head"], r["n_seeds"], sorted(r["seeds"])) for r in rows) == [("fourier", 2, [0, 1]), ("linear", 2, [0, 1])]
+    assert not [s for s in table["skipped"] if "eval.json" in s.get("reason", "")]
     assert (tmp_path / "cmp" / "comparison.md").is_file()
 
 
