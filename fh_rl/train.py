@@ -8,6 +8,10 @@
 Each run writes ``runs/<env>/<agent>-<head>/seed<S>-<time>/``: ``config.yaml``
 (resolved), ``manifest.json`` (versions, git commit, dataset identity, seeds,
 evaluation protocol), ``checkpoints/last.pt``, TensorBoard events and ``eval.json``.
+
+Data-parallel: ``torchrun --standalone --nproc-per-node P -m fh_rl.train ...``
+trains the same run on P processes (``train.batch_size`` stays the global
+batch; rank 0 alone writes and evaluates; see :mod:`fh_rl.distributed`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +31,9 @@ import torch
 from fh_rl.cli import run_cli
 from fh_rl.config import Config, config_from_dict, load_config, save_config
 from fh_rl.utils import atomic_write_text, resolve_device, seed_everything
+
+if TYPE_CHECKING:
+    from fh_rl.distributed import DistContext
 
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -315,7 +322,7 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
-           run_dir: Path | None, device: torch.device, ctx: Any) -> int:
+           run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object, main_first, rank_seed
     from fh_rl.trainer import Trainer, TrainingDiverged
