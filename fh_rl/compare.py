@@ -29,6 +29,7 @@ against the number of frequencies, the linear head as a band) and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -439,6 +440,8 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     import yaml
 
     cfg0 = config_from_dict(yaml.safe_load((runs[0].path / "config.yaml").read_text()))
+    # The runs' own data or nothing: never build a missing dataset (dataset.build) just to draw a figure.
+    cfg0 = dataclasses.replace(cfg0, dataset=dataclasses.replace(cfg0.dataset, build=None))
     built = build_everything(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
     if not built["val_batches"]:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")

@@ -27,9 +27,12 @@ import yaml
 from fh_rl.agents.base import AGENTS, AgentConfig
 from fh_rl.heads import HEADS, available_heads, head_params
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = Path("configs") / "default.yaml"
+"""The default config, looked up in the working directory, then in the checkout that holds the package."""
+_PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 DATASET_FORMATS = ("hdf5", "dqn-replay")
+DATASET_BUILDERS = ("sac",)
 ORDERINGS = ("identity", "joystick")
 RTG_MODES = ("transformed", "raw")
 
@@ -77,9 +80,27 @@ class DatasetConfig:
     """Fraction of episodes held out for validation metrics (0 disables validation)."""
     rtg_scale: float | None = None
     """Returns-to-go are divided by this inside the model; None: the largest absolute episode return."""
+    build: str | None = None
+    """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name``
+    and writes its replay plus rollouts of the final policy (``python -m fh_rl.datasets.collect control``);
+    None: a missing dataset is an error."""
+    build_steps: int = 10_000
+    """``build: sac``: SAC environment steps."""
+    build_expert_episodes: int = 100
+    """``build: sac``: rollouts of the final SAC policy added to its replay."""
+    build_medium_episodes: int = 0
+    """``build: sac``: rollouts of the half-time SAC policy added as well."""
+    build_seed: int = 0
+    """``build: sac``: seed of the SAC run (fixed, so every run that builds the file builds the same data)."""
 
     def __post_init__(self) -> None:
         _choice(self, "format", DATASET_FORMATS)
+        if self.build is not None:
+            _choice(self, "build", DATASET_BUILDERS)
+        _positive(self, "build_steps")
+        for name in ("build_expert_episodes", "build_medium_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"dataset.{name} must be >= 0, got {getattr(self, name)}")
         if not self.path:
             raise ValueError("dataset.path must name a file or directory")
         _positive(self, "run")
@@ -260,7 +281,9 @@ def load_config(
     ``head`` switches the head; parameters in the file meant for another head are then dropped.
     ``overrides`` are ``key=value`` strings with dotted keys (values parsed as YAML).
     """
-    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if path is None:
+        path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else _PACKAGED_CONFIGS / "default.yaml"
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} not found; pass --config with a YAML file under configs/")
     try:

@@ -40,6 +40,18 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def class_decorator(self, name: str, base: type, base_label: str) -> Callable[[type], type]:
+        """Decorator registering a subclass of ``base`` under ``name`` (sets ``cls.registry_name``)."""
+
+        def decorator(cls: type) -> type:
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise TypeError(f"registering {self.kind} {name!r} expects a subclass of {base_label}, got {cls!r}")
+            self.add(name, cls)
+            cls.registry_name = name
+            return cls
+
+        return decorator
+
     def add(self, name: str, obj: T) -> None:
         if name in self._entries:
             raise ValueError(

@@ -45,6 +45,13 @@ def load_dataset(cfg: Config, *, progress: bool = True):
     """The configured dataset as a ``TrajectoryDataset`` (FileNotFoundError naming the path when missing)."""
     d = cfg.dataset
     path = Path(d.path)
+    if not path.exists() and d.build is not None:
+        if d.format != "hdf5":
+            raise ValueError(
+                f"dataset {str(path)!r} not found and dataset.build={d.build!r} makes HDF5 files only; for "
+                f"DQN-Replay data run `python -m fh_rl.datasets.collect atari` or set dataset.build=null"
+            )
+        build_dataset(cfg, progress=progress)
     if not path.exists():
         raise FileNotFoundError(
             f"dataset {str(path)!r} not found (dataset.path in the config); make one with "
@@ -67,6 +74,42 @@ def load_dataset(cfg: Config, *, progress: bool = True):
         protocol=d.replay_sampling,
         progress=progress,
     )
+
+
+def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
+    """Make the configured dataset (``dataset.build``) when it is missing, once, under a file lock.
+
+    Several runs started together (a sweep) wait for the first to finish building
+    instead of training SAC twice; the file appears atomically when complete.
+    """
+    import fcntl
+
+    from fh_rl.datasets.collect import collect_control
+
+    d = cfg.dataset
+    path = Path(d.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return path
+        parts = [f"SAC for {d.build_steps:,} steps on {cfg.env.name}", f"{d.build_expert_episodes} rollouts of its final policy"]
+        if d.build_medium_episodes:
+            parts.append(f"{d.build_medium_episodes} of its half-time policy")
+        print(f"dataset {path} not found: building it ({', '.join(parts)}); it is cached there for later runs",
+              file=sys.stderr)
+        t0 = time.perf_counter()
+        collect_control(
+            cfg.env.name,
+            d.build_steps,
+            path,
+            expert_episodes=d.build_expert_episodes,
+            medium_episodes=d.build_medium_episodes,
+            seed=d.build_seed,
+            progress=progress,
+        )
+        print(f"dataset built in {time.perf_counter() - t0:.0f} s: {path}", file=sys.stderr)
+    return path
 
 
 def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[str, Any]:

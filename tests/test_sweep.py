@@ -8,8 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import yaml
 
@@ -20,29 +18,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory):
+def tiny_config(tmp_path_factory, pendulum_hdf5):
     """A tiny DT config on 8 short random Pendulum-v1 episodes (real HDF5)."""
-    from fh_rl.datasets import Episode, TrajectoryDataset, write_hdf5
-
     d = tmp_path_factory.mktemp("sweepdata")
-    env = gym.make("Pendulum-v1")
-    env.action_space.seed(0)
-    episodes = []
-    for i in range(8):
-        obs, _ = env.reset(seed=i)
-        O, A, R = [], [], []
-        for _ in range(25):
-            a = env.action_space.sample()
-            O.append(obs)
-            A.append(a)
-            obs, r, *_ = env.step(a)
-            R.append(r)
-        episodes.append(Episode(np.array(O, np.float32), np.array(A, np.float32), np.array(R, np.float32), False, True))
-    write_hdf5(d / "p.hdf5", TrajectoryDataset(episodes, name="pendulum-tiny"))
     cfg = {
         "seed": 0,
         "env": {"name": "Pendulum-v1", "num_bins": 16},
-        "dataset": {"format": "hdf5", "path": str(d / "p.hdf5"), "val_fraction": 0.25},
+        "dataset": {"format": "hdf5", "path": str(pendulum_hdf5), "val_fraction": 0.25},
         "agent": {"name": "dt", "embed_dim": 16, "n_layer": 1, "n_head": 2, "context_len": 4, "max_timestep": 200},
         "head": {"name": "fourier", "num_frequencies": 4},
         "train": {"steps": 6, "batch_size": 8, "log_every": 2, "val_every": 3, "val_batches": 2,

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 
@@ -32,29 +30,6 @@ TINY = [
     "eval.workers=0",
     "dataset.val_fraction=0.25",
 ]
-
-
-@pytest.fixture(scope="module")
-def pendulum_hdf5(tmp_path_factory):
-    """8 short Pendulum-v1 episodes of a random policy, written with the project's HDF5 writer."""
-    from fh_rl.datasets import Episode, TrajectoryDataset, write_hdf5
-
-    env = gym.make("Pendulum-v1")
-    env.action_space.seed(0)
-    episodes = []
-    for i in range(8):
-        obs, _ = env.reset(seed=i)
-        O, A, R = [], [], []
-        for _ in range(25):
-            a = env.action_space.sample()
-            O.append(obs)
-            A.append(a)
-            obs, r, *_ = env.step(a)
-            R.append(r)
-        episodes.append(Episode(np.array(O, np.float32), np.array(A, np.float32), np.array(R, np.float32), False, True))
-    path = tmp_path_factory.mktemp("data") / "pendulum-tiny.hdf5"
-    write_hdf5(path, TrajectoryDataset(episodes, name="pendulum-tiny"))
-    return path
 
 
 def args_for(tmp_path, data, *extra, steps=8):
@@ -157,7 +132,10 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
     [
         (["--set", "train.stepz=3"], "unknown config key 'train.stepz'; did you mean train.steps?"),
         (["--head", "fourrier"], "unknown head 'fourrier'; did you mean 'fourier'?"),
-        (["--set", "dataset.path=/nonexistent/data.hdf5"], "dataset '/nonexistent/data.hdf5' not found"),
+        (["--set", "dataset.path=/nonexistent/data.hdf5", "--set", "dataset.build=null"],
+         "dataset '/nonexistent/data.hdf5' not found"),
+        (["--set", "dataset.path=/nonexistent/replay", "--set", "dataset.format=dqn-replay"],
+         "dataset.build='sac' makes HDF5 files only"),
         (["--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' not found"),
     ],
 )
@@ -165,6 +143,24 @@ def test_bad_input_exits_2_with_one_line(tmp_path, pendulum_hdf5, capsys, extra,
     assert run_cli(train_cli.main, args_for(tmp_path, pendulum_hdf5) + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_missing_dataset_is_built_once_and_reused(tmp_path, capsys):
+    """dataset.build=sac: a missing dataset is made with SB3 SAC (tiny here), cached, and reused by the next run."""
+    data = tmp_path / "datasets" / "pendulum-built.hdf5"
+    build = ["--set", "dataset.build=sac", "--set", "dataset.build_steps=200", "--set", "dataset.build_expert_episodes=2"]
+    assert run_cli(train_cli.main, args_for(tmp_path, data, "--head", "linear", *build, steps=2)) == 0
+    err = capsys.readouterr().err
+    assert f"dataset {data} not found: building it (SAC for 200 steps on Pendulum-v1, 2 rollouts" in err
+    from fh_rl.datasets import load_hdf5
+
+    built = load_hdf5(data)
+    assert built.num_transitions == 200 + 2 * 200 and len(built) == 1 + 2
+    stamp = data.stat().st_mtime_ns
+    assert run_cli(train_cli.main, args_for(tmp_path, data, "--head", "fourier", *build, steps=2)) == 0
+    assert "building it" not in capsys.readouterr().err
+    assert data.stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in data.parent.iterdir()) == [".pendulum-built.hdf5.lock", "pendulum-built.hdf5"]
 
 
 @pytest.mark.slow
@@ -178,15 +174,10 @@ def test_cli_subprocess_exit_code(tmp_path):
     assert proc.returncode == 2 and "not found" in proc.stderr
 
 
-FIXTURE = Path("/work/shared/fixtures/dqn-replay")
-for _parent in Path(__file__).resolve().parents:
-    if (_parent / "shared" / "fixtures" / "dqn-replay").is_dir():
-        FIXTURE = _parent / "shared" / "fixtures" / "dqn-replay"
-        break
+FIXTURE = REPO / "tests" / "fixtures" / "dqn-replay"  # written by Dopamine's own replay logger
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="the Dopamine-written DQN-Replay fixture is not available")
 def test_atari_preset_on_dopamine_fixture(tmp_path):
     """The Breakout preset, shrunk: frames, joystick codec, clipped RTG, real ALE evaluation."""
     sets = [*TINY, "train.steps=3", f"dataset.path={FIXTURE}", "dataset.max_transitions=null",

@@ -30,14 +30,7 @@ AGENTS: Registry[type["Agent"]] = Registry("agent", entry_point_group="fh_rl.age
 def register_agent(name: str):
     """Class decorator adding an :class:`Agent` subclass to the registry under ``name``."""
 
-    def decorator(cls: type["Agent"]) -> type["Agent"]:
-        if not (isinstance(cls, type) and issubclass(cls, Agent)):
-            raise TypeError(f"register_agent({name!r}) expects a subclass of fh_rl.agents.Agent, got {cls!r}")
-        AGENTS.add(name, cls)
-        cls.registry_name = name
-        return cls
-
-    return decorator
+    return AGENTS.class_decorator(name, Agent, "fh_rl.agents.Agent")
 
 
 def available_agents() -> list[str]:

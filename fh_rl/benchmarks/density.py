@@ -50,10 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -67,6 +64,7 @@ from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
+from fh_rl.atomic import atomic_write_text
 from fh_rl.cli import run_cli
 from fh_rl.heads import available_heads, build_head, head_params
 from fh_rl.metrics import smoothness
@@ -596,10 +594,7 @@ def plot(agg: dict, runs: list[dict], out: Path) -> list[Path]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Make offline datasets locally with Stable-Baselines3 agents.
 
     python -m fh_rl.datasets.collect atari --game Breakout --steps 50000 --out datasets/dqn-replay
-    python -m fh_rl.datasets.collect control --env Pendulum-v1 --steps 10000 --out datasets/pendulum.hdf5
+    python -m fh_rl.datasets.collect control --env Pendulum-v1 --steps 10000 --out datasets/pendulum-v1-sac-mixed.hdf5
 
 ``atari`` trains an SB3 DQN under the ``dqn-replay`` protocol and logs every
 transition it experiences, in order, through :class:`DQNReplayWriter`: the
@@ -168,7 +168,6 @@ def collect_control(
     Returns the path written. Refuses to overwrite an existing file.
     """
     import torch
-    from stable_baselines3 import SAC
 
     _require_positive("steps", steps)
     for name, value in (("expert_episodes", expert_episodes), ("medium_episodes", medium_episodes)):

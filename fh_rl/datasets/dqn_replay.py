@@ -42,6 +42,7 @@ import tempfile
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -49,6 +50,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from fh_rl.atomic import atomic_path
 from fh_rl.datasets.trajectory import TrajectoryDataset
 
 STORE = "$store$_"
@@ -742,22 +744,13 @@ class DQNReplayWriter:
             "add_count": np.array(add_count, dtype=np.int64),
             "invalid_range": self._invalid_range(),
         }
-        temps = []
-        try:
+        # All six files are written to temp names first and renamed together at the end of the
+        # block; on any error every temp file is removed. A reader never sees a half-written file.
+        with ExitStack() as stack:
             for key in KEYS:
-                final = self.directory / file_name(key, self.log_count)
-                fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", dir=self.directory)
-                temps.append((tmp, final))
-                with os.fdopen(fd, "wb") as raw:
-                    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as gz:
-                        np.save(gz, arrays[key], allow_pickle=False)
-            for tmp, final in temps:
-                os.replace(tmp, final)
-        except BaseException:
-            for tmp, _ in temps:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            raise
+                tmp = stack.enter_context(atomic_path(self.directory / file_name(key, self.log_count)))
+                with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as gz:
+                    np.save(gz, arrays[key], allow_pickle=False)
         self.log_count += 1
 
     def close(self) -> None:

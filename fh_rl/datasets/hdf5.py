@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from fh_rl.atomic import atomic_path
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
@@ -51,36 +51,28 @@ def write_hdf5(
     for key, arr in (infos or {}).items():
         if len(arr) != n:
             raise ValueError(f"infos[{key!r}] has {len(arr)} rows but the dataset has {n} transitions")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-            obs = dataset.observations
-            chunks = (max(1, min(n, (1 << 20) // max(1, obs[:1].nbytes))), *obs.shape[1:])
-            d = f.create_dataset("observations", shape=obs.shape, dtype=obs.dtype, chunks=chunks, **kw)
-            step = chunks[0] * 16
-            for lo in range(0, n, step):  # streamed, so memory-mapped observations are never loaded whole
-                d[lo : lo + step] = obs[lo : lo + step]
-            f.create_dataset("actions", data=dataset.actions, **kw)
-            f.create_dataset("rewards", data=dataset.rewards, **kw)
-            f.create_dataset("terminals", data=terminals, **kw)
-            f.create_dataset("timeouts", data=timeouts, **kw)
-            if infos:
-                group = f.create_group("infos")
-                for key, arr in infos.items():
-                    group.create_dataset(key, data=np.asarray(arr), **kw)
-            meta = f.create_group("metadata")
-            meta.attrs["frame_stack"] = dataset.frame_stack
-            meta.attrs["name"] = dataset.name
-            meta.attrs["fh_rl_format"] = 1
-            for k, v in (metadata or {}).items():
-                meta.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+        obs = dataset.observations
+        chunks = (max(1, min(n, (1 << 20) // max(1, obs[:1].nbytes))), *obs.shape[1:])
+        d = f.create_dataset("observations", shape=obs.shape, dtype=obs.dtype, chunks=chunks, **kw)
+        step = chunks[0] * 16
+        for lo in range(0, n, step):  # streamed, so memory-mapped observations are never loaded whole
+            d[lo : lo + step] = obs[lo : lo + step]
+        f.create_dataset("actions", data=dataset.actions, **kw)
+        f.create_dataset("rewards", data=dataset.rewards, **kw)
+        f.create_dataset("terminals", data=terminals, **kw)
+        f.create_dataset("timeouts", data=timeouts, **kw)
+        if infos:
+            group = f.create_group("infos")
+            for key, arr in infos.items():
+                group.create_dataset(key, data=np.asarray(arr), **kw)
+        meta = f.create_group("metadata")
+        meta.attrs["frame_stack"] = dataset.frame_stack
+        meta.attrs["name"] = dataset.name
+        meta.attrs["fh_rl_format"] = 1
+        for k, v in (metadata or {}).items():
+            meta.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
     return path
 
 

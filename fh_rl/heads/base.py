@@ -69,14 +69,7 @@ class Head(nn.Module):
 def register_head(name: str):
     """Class decorator adding a :class:`Head` subclass to the registry under ``name``."""
 
-    def decorator(cls: type[Head]) -> type[Head]:
-        if not (isinstance(cls, type) and issubclass(cls, Head)):
-            raise TypeError(f"register_head({name!r}) expects a subclass of fh_rl.heads.Head, got {cls!r}")
-        HEADS.add(name, cls)
-        cls.registry_name = name
-        return cls
-
-    return decorator
+    return HEADS.class_decorator(name, Head, "fh_rl.heads.Head")
 
 
 def available_heads() -> list[str]:

@@ -15,8 +15,12 @@ p(x) = |A(x)|^2 / (2 r_0) (Fejer-Riesz), and the 2 r_0 cancels in step 5. So
 ``[Re A, Im A]`` at the K bin centres is one real matmul of the coefficients
 with a fixed (2(N+1), 2K) cos/sin matrix, and the pmf is the normalised
 squared magnitude: no autocorrelation, no complex numbers, no loop over rows.
-The autocorrelation is computed (by FFT) only for the regulariser, only when
-gamma > 0. All density math runs in float32 (float64 for float64 inputs),
+The autocorrelation is needed only for the regulariser (only when gamma > 0):
+|A(x)|^2 = sum_{|k|<=N} r_k exp(i pi k x) is a trigonometric polynomial of degree
+N, so its r_k are the exact DFT of M = 2N+1 equispaced samples of |A|^2 (no
+aliasing since 2N < M). That is a fixed bilinear map made of two small real
+matmuls (samples, then the DFT), with no complex autograd and no FFT call.
+All density math runs in float32 (float64 for float64 inputs),
 also under autocast.
 
 Note: with ``eps > 0`` the returned log-probabilities exponentiate to
@@ -93,8 +97,15 @@ class FourierHead(Head):
             self.proj.weight.div_(init_scale)
             self.proj.bias.div_(init_scale)
         self.register_buffer("basis", fourier_basis(self.bin_centers, num_frequencies), persistent=False)
-        k = torch.arange(num_frequencies + 1, dtype=torch.float32)
-        self.register_buffer("reg_weights", 2.0 * math.pi**2 * k**2, persistent=False)
+        k = torch.arange(num_frequencies + 1, dtype=torch.float64)
+        self.register_buffer("reg_weights", (2.0 * math.pi**2 * k**2).float(), persistent=False)
+        # Autocorrelation as the DFT of M = 2N+1 equispaced samples of |A(x)|^2 on [-1, 1).
+        M = 2 * num_frequencies + 1
+        x = -1.0 + 2.0 * torch.arange(M, dtype=torch.float64) / M
+        self.register_buffer("sample_basis", fourier_basis(x, num_frequencies).float(), persistent=False)
+        angle = math.pi * x[:, None] * k[None, :]  # (M, N+1)
+        dft = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) / M  # (M, 2(N+1)): -> [Re r_k, Im r_k]
+        self.register_buffer("sample_dft", dft.float(), persistent=False)
 
     def extra_repr(self) -> str:
         return (
@@ -120,19 +131,25 @@ class FourierHead(Head):
         """Exact pmf ``(..., A, K)`` (without the ``eps`` of ``log_probs``)."""
         return self._pmf_from_coefficients(self.coefficients(h))
 
-    def autocorrelation(self, coef: torch.Tensor) -> torch.Tensor:
-        """Complex r_k = sum_j a_{j+k} conj(a_j), k = 0..N, shape (..., A, N+1), by FFT."""
-        N1 = self.num_frequencies + 1
+    def _autocorrelation_parts(self, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Re r_k, Im r_k), k = 0..N, each (..., A, N+1): the DFT of samples of |A(x)|^2."""
+        N1, M = self.num_frequencies + 1, 2 * self.num_frequencies + 1
         with torch.autocast(device_type=coef.device.type, enabled=False):
             coef = self._full_precision(coef)
-            a = torch.complex(coef[..., :N1], coef[..., N1:])  # (..., A, N+1)
-            spec = torch.fft.fft(a, n=2 * N1)  # zero-padded: no wrap-around for k <= N
-            return torch.fft.ifft(spec.abs().square())[..., :N1]  # (..., A, N+1)
+            re_im = coef @ self.sample_basis.to(coef.dtype)  # (..., A, 2(N+1)) -> (..., A, 2M)
+            power = re_im[..., :M].square() + re_im[..., M:].square()  # |A(x_m)|^2, (..., A, M)
+            r = power @ self.sample_dft.to(coef.dtype)  # (..., A, M) -> (..., A, 2(N+1))
+            return r[..., :N1], r[..., N1:]
+
+    def autocorrelation(self, coef: torch.Tensor) -> torch.Tensor:
+        """Complex r_k = sum_j a_{j+k} conj(a_j), k = 0..N, shape (..., A, N+1)."""
+        re, im = self._autocorrelation_parts(coef)
+        return torch.complex(re, im)
 
     def regularization(self, coef: torch.Tensor) -> torch.Tensor:
         """gamma * 2 * mean over rows of sum_k 2 pi^2 k^2 |r_k|^2 (rows: every (..., A))."""
-        r = self.autocorrelation(coef)
-        per_row = (r.abs().square() * self.reg_weights.to(r.real.dtype)).sum(dim=-1)  # (..., A)
+        re, im = self._autocorrelation_parts(coef)
+        per_row = ((re.square() + im.square()) * self.reg_weights.to(re.dtype)).sum(dim=-1)  # (..., A)
         return self.regularization_gamma * 2.0 * per_row.mean()
 
     def forward(self, h: torch.Tensor) -> HeadOutput:

@@ -13,9 +13,8 @@ import pytest
 from fh_rl.datasets import DQNReplayWriter, load_dqn_replay
 from fh_rl.datasets.dqn_replay import KEYS, file_name, replay_dir
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "dqn-replay"
-if not FIXTURE.is_dir():
-    FIXTURE = Path("/work/shared/fixtures/dqn-replay")
+# Written by Dopamine's own replay logger (tests/fixtures/README.md).
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dqn-replay"
 TRUTH = FIXTURE / "Breakout" / "truth.npz"
 
 
