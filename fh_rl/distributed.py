@@ -23,9 +23,8 @@ The rules that make a P-process run the same run as a 1-process one:
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -137,18 +136,6 @@ def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
-
-
-@contextmanager
-def main_first(ctx: DistContext) -> Iterator[None]:
-    """Rank 0 runs the block first (e.g. building a dataset cache), then the others."""
-    if not ctx.is_main:
-        barrier(ctx)
-    try:
-        yield
-    finally:
-        if ctx.is_main:
-            barrier(ctx)
 
 
 def rank_seed(seed: int, rank: int) -> int:

@@ -367,15 +367,14 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
 def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
            run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
-    from fh_rl.distributed import broadcast_object, main_first, rank_seed
+    from fh_rl.distributed import broadcast_object, rank_seed
     from fh_rl.trainer import Trainer, TrainingDiverged
 
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     seed_everything(cfg.seed)
     progress = not args.no_progress and ctx.is_main
-    with main_first(ctx):  # rank 0 loads (and caches) the data first
-        built = build_everything(cfg, progress=progress, shard=ctx.shard)
+    built = build_everything(cfg, progress=progress, shard=ctx.shard)  # every rank; a dataset build is locked
     if not ctx.is_main:
         seed_everything(rank_seed(cfg.seed, ctx.rank))  # same initial weights, distinct dropout per rank
     agent = built["agent"]

@@ -57,8 +57,8 @@ def _files(root):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path):
-    config = write_tiny_config(tmp_path)
+def test_two_gloo_processes_match_one_process(tmp_path, pendulum_hdf5):
+    config = write_tiny_config(tmp_path, pendulum_hdf5)
     common = ["--config", str(config), "--no-eval", "--no-progress"]
     env = child_env()
     two = subprocess.run(
@@ -91,8 +91,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_rejects_a_global_batch_it_cannot_split(tmp_path):
-    config = write_tiny_config(tmp_path, batch_size=7)
+def test_torchrun_rejects_a_global_batch_it_cannot_split(tmp_path, pendulum_hdf5):
+    config = write_tiny_config(tmp_path, pendulum_hdf5, batch_size=7)
     proc = subprocess.run(
         [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "fh_rl.train",
          "--config", str(config), "--no-eval", "--no-progress", "--set", f"run_root={tmp_path / 'runs'}"],

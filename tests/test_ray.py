@@ -13,8 +13,8 @@ from fh_rl.cli import run_cli
 from tests.tiny_run import REPO, write_tiny_config
 
 
-def test_missing_ray_gives_the_pip_command(tmp_path, monkeypatch, capsys):
-    config = write_tiny_config(tmp_path)
+def test_missing_ray_gives_the_pip_command(tmp_path, pendulum_hdf5, monkeypatch, capsys):
+    config = write_tiny_config(tmp_path, pendulum_hdf5)
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when it is not installed
     args = ["--config", str(config), "--root", str(tmp_path / "s"), "--backend", "ray", "--no-progress"]
     assert run_cli(sweep.main, args) == 2
@@ -36,10 +36,10 @@ def local_ray():
 
 
 @pytest.mark.slow
-def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, capsys):
+def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, pendulum_hdf5, capsys):
     from fh_rl import compare
 
-    config = write_tiny_config(tmp_path)
+    config = write_tiny_config(tmp_path, pendulum_hdf5)
     root = tmp_path / "sweep"
     args = ["--config", str(config), "--heads", "linear", "fourier", "--seeds", "0", "1", "--root", str(root),
             "--backend", "ray", "--cpus-per-run", "1", "--no-progress"]
@@ -68,12 +68,12 @@ def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, c
 
 
 @pytest.mark.slow
-def test_ray_evaluation_matches_local_workers(local_ray, tmp_path):
+def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5):
     from fh_rl.config import load_config
     from fh_rl.evaluate import run_evaluation
     from fh_rl.train import build_everything
 
-    cfg = load_config(write_tiny_config(tmp_path))
+    cfg = load_config(write_tiny_config(tmp_path, pendulum_hdf5))
     agent = build_everything(cfg, progress=False)["agent"].eval()
     kwargs = dict(env_name="Pendulum-v1", targets=[-300.0], episodes=5, workers=2, seed=7, sample=False, progress=False)
     local = run_evaluation(agent, **kwargs)
