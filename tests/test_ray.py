@@ -82,3 +82,20 @@ def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5
     assert remote[0]["returns"] == local[0]["returns"]  # the same actions for the same seeds: identical returns
     assert remote[0]["lengths"] == local[0]["lengths"]
     assert len(set(np.round(local[0]["returns"], 3))) > 1  # the seeds gave different episodes
+
+
+@pytest.mark.slow
+def test_ray_sweep_on_shared_storage_trains_in_place(local_ray, tmp_path, pendulum_hdf5, capsys):
+    import yaml
+
+    config = write_tiny_config(tmp_path, pendulum_hdf5, steps=2)
+    root = tmp_path / "shared"
+    args = ["--config", str(config), "--heads", "linear", "--seeds", "0", "1", "--root", str(root),
+            "--backend", "ray", "--shared-storage", "--max-retries", "1", "--no-progress"]
+    assert run_cli(sweep.main, args) == 0
+    assert "2 trained, 0 resumed, 0 already complete, 0 failed" in capsys.readouterr().out
+    runs = sweep.run_dirs_under(root)
+    assert len(runs) == 2 and all(sweep.is_complete(d) for d in runs)
+    for d in runs:  # trained where it lies, not in a scratch directory copied back
+        run_root = yaml.safe_load((d / "config.yaml").read_text())["run_root"]
+        assert run_root == str((root / d.relative_to(root).parts[0]).resolve())
