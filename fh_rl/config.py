@@ -51,9 +51,14 @@ class EnvConfig:
     """Discrete action order: ``identity`` or ``joystick`` (the paper's direction ordering)."""
     sample_within_bin: bool = False
     """Continuous actions: decode to a uniform sample within the chosen bin instead of its centre."""
+    margin_bins: int = 0
+    """Continuous actions: never-target bins added beyond each bound, so the head sees num_bins + 2*margin_bins
+    bins. Keeps a Fourier head's periodic density from linking the two extreme actions (p(-1) = p(1))."""
 
     def __post_init__(self) -> None:
         _positive(self, "num_bins", minimum=2)
+        if not isinstance(self.margin_bins, int) or self.margin_bins < 0:
+            raise ValueError(f"env.margin_bins must be an integer >= 0, got {self.margin_bins!r}")
         _choice(self, "ordering", ORDERINGS)
 
 

@@ -248,6 +248,7 @@ def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, in
             ordering=cfg.env.ordering,
             action_meanings=meanings,
             sample_within_bin=cfg.env.sample_within_bin,
+            margin_bins=cfg.env.margin_bins if isinstance(env.action_space, gym.spaces.Box) else 0,
         )
     finally:
         env.close()

@@ -161,14 +161,22 @@ class DiscreteCodec(ActionCodec):
 class BoxCodec(ActionCodec):
     """Each dimension of a Box quantised into K equal bins over [low, high].
 
+    With ``margin_bins`` = m > 0 the head sees K + 2m bins: m bins of the same
+    width on each side beyond the bounds, never a target, decoding to the
+    nearest bound's bin. The Fourier head's density is periodic on [-1, 1]
+    (p(-1) = p(1)), so without a margin a peak at one bound (a saturated
+    torque) also lifts the bins at the other bound; the margin keeps the two
+    extremes apart.
+
     Args:
         low, high: (A,) finite bounds with low < high.
-        num_bins: K.
+        num_bins: K, bins over [low, high].
         sample_within_bin: decode to a uniform sample within the bin (when an
             ``rng`` is given to ``decode``) instead of the bin centre.
+        margin_bins: m, extra bins beyond each bound (``num_bins`` then reports K + 2m).
     """
 
-    def __init__(self, low, high, num_bins: int, sample_within_bin: bool = False):
+    def __init__(self, low, high, num_bins: int, sample_within_bin: bool = False, margin_bins: int = 0):
         low = np.asarray(low, dtype=np.float64).reshape(-1)
         high = np.asarray(high, dtype=np.float64).reshape(-1)
         if low.shape != high.shape or low.size == 0:
@@ -182,11 +190,15 @@ class BoxCodec(ActionCodec):
             raise ValueError(f"Box action bounds need low < high, got low={low.tolist()} high={high.tolist()}")
         if not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
             raise ValueError(f"num_bins must be an int >= 2, got {num_bins!r}")
-        self.num_bins = int(num_bins)
+        if not isinstance(margin_bins, (int, np.integer)) or margin_bins < 0:
+            raise ValueError(f"margin_bins must be an int >= 0, got {margin_bins!r}")
+        self.action_bins = int(num_bins)  # K, over [low, high]
+        self.margin_bins = int(margin_bins)
+        self.num_bins = self.action_bins + 2 * self.margin_bins  # what the head sees
         self.action_dims = low.size
         self.low = low
         self.high = high
-        self.width = (high - low) / self.num_bins  # (A,)
+        self.width = (high - low) / self.action_bins  # (A,)
         self.sample_within_bin = bool(sample_within_bin)
         self._torch_tables: dict[Any, tuple] = {}
 
@@ -213,11 +225,12 @@ class BoxCodec(ActionCodec):
                 f"Box actions must have shape (..., A) with A = {self.action_dims}, got {tuple(env_actions.shape)}"
             )
         low, width = self._tables(env_actions)
+        m, K = self.margin_bins, self.action_bins
         if torch_in:
             bins = ((env_actions.double() - low) / width).floor().long()
-            return bins.clamp_(0, self.num_bins - 1)
+            return bins.clamp_(0, K - 1) + m
         bins = np.floor((env_actions.astype(np.float64) - low) / width).astype(np.int64)
-        return np.clip(bins, 0, self.num_bins - 1)
+        return np.clip(bins, 0, K - 1) + m
 
     def decode(self, bins, rng=None):
         """Bins (..., A) -> env actions (..., A) float32: the bin centre, or a
@@ -226,26 +239,33 @@ class BoxCodec(ActionCodec):
         torch_in = _is_torch(bins)
         bins = self._check_bins(bins if torch_in else np.asarray(bins))
         low, width = self._tables(bins)
+        m, K = self.margin_bins, self.action_bins
         sample = self.sample_within_bin and rng is not None
         if torch_in:
             import torch
 
+            inner = (bins - m).clamp(0, K - 1)  # margin bins decode to the nearest bound's bin
             offset = torch.rand(bins.shape, generator=rng, dtype=torch.float64, device=bins.device) if sample else 0.5
-            return (low + (bins.double() + offset) * width).float()
+            return (low + (inner.double() + offset) * width).float()
+        inner = np.clip(bins - m, 0, K - 1)
         offset = rng.random(bins.shape) if sample else 0.5
-        return (low + (bins + offset) * width).astype(np.float32)
+        return (low + (inner + offset) * width).astype(np.float32)
 
     def config(self) -> dict:
         return {
             "type": "box",
             "low": self.low.tolist(),
             "high": self.high.tolist(),
-            "num_bins": self.num_bins,
+            "num_bins": self.action_bins,
             "sample_within_bin": self.sample_within_bin,
+            "margin_bins": self.margin_bins,
         }
 
     def __repr__(self) -> str:
-        return f"BoxCodec(A={self.action_dims}, K={self.num_bins}, sample_within_bin={self.sample_within_bin})"
+        return (
+            f"BoxCodec(A={self.action_dims}, K={self.action_bins}, margin_bins={self.margin_bins}, "
+            f"sample_within_bin={self.sample_within_bin})"
+        )
 
 
 def make_codec(
@@ -254,6 +274,7 @@ def make_codec(
     ordering: str = "identity",
     action_meanings: Sequence[str] | None = None,
     sample_within_bin: bool = False,
+    margin_bins: int = 0,
 ) -> ActionCodec:
     """The codec for an action space.
 
@@ -265,6 +286,7 @@ def make_codec(
             e.g. ``env.unwrapped.get_action_meanings()``).
         action_meanings: meanings of the discrete env actions.
         sample_within_bin: Box: decode to a uniform sample within the bin.
+        margin_bins: Box: extra never-target bins beyond each bound (see :class:`BoxCodec`).
     """
     if isinstance(action_space, gym.spaces.Discrete):
         n = int(action_space.n)
@@ -285,7 +307,11 @@ def make_codec(
         if ordering != "identity":
             raise ValueError(f"ordering={ordering!r} applies to Discrete action spaces only")
         return BoxCodec(
-            action_space.low, action_space.high, DEFAULT_BOX_BINS if num_bins is None else num_bins, sample_within_bin
+            action_space.low,
+            action_space.high,
+            DEFAULT_BOX_BINS if num_bins is None else num_bins,
+            sample_within_bin,
+            margin_bins,
         )
     raise TypeError(f"no action codec for {type(action_space).__name__} action spaces; expected Discrete or Box")
 
@@ -296,7 +322,13 @@ def codec_from_config(config: dict) -> ActionCodec:
         raise ValueError(f"not an action codec config (needs type 'discrete' or 'box'): {config!r}")
     if config["type"] == "discrete":
         return DiscreteCodec(config["order"], config.get("ordering", "custom"), config.get("action_meanings"))
-    return BoxCodec(config["low"], config["high"], config["num_bins"], config.get("sample_within_bin", False))
+    return BoxCodec(
+        config["low"],
+        config["high"],
+        config["num_bins"],
+        config.get("sample_within_bin", False),
+        config.get("margin_bins", 0),
+    )
 
 
 def make_env_codec(

@@ -104,9 +104,26 @@ def test_box_bin_edges_bounds_and_sampling():
     np.testing.assert_allclose(codec.decode(np.array([[2]])), [[0.25]])
 
 
+def test_box_margin_bins_are_never_targets_and_decode_to_the_bounds():
+    codec = BoxCodec([-2.0], [2.0], num_bins=4, margin_bins=3)
+    assert codec.num_bins == 4 + 2 * 3 and codec.action_bins == 4
+    actions = np.array([[-2.0], [-1.5], [-0.5], [0.5], [1.99], [2.0], [-9.0], [9.0]])
+    bins = codec.encode(actions)[:, 0]
+    assert bins.tolist() == [3, 3, 4, 5, 6, 6, 3, 6]  # inner bins 3..6 only
+    np.testing.assert_array_equal(codec.encode(torch.as_tensor(actions)).numpy()[:, 0], bins)
+    # every head bin decodes; margin bins give the nearest bound's bin centre
+    decoded = codec.decode(np.arange(10)[:, None])[:, 0]
+    np.testing.assert_allclose(decoded, [-1.5, -1.5, -1.5, -1.5, -0.5, 0.5, 1.5, 1.5, 1.5, 1.5])
+    np.testing.assert_allclose(codec.decode(torch.arange(10)[:, None]).numpy()[:, 0], decoded)
+    np.testing.assert_array_equal(codec.encode(codec.decode(bins[:, None])), bins[:, None])
+    with pytest.raises(ValueError, match="margin_bins must be an int >= 0"):
+        BoxCodec([-1.0], [1.0], num_bins=4, margin_bins=-1)
+
+
 @pytest.mark.parametrize(
     "space, kwargs",
     [
+        (gym.spaces.Box(-2.0, 2.0, (1,)), {"num_bins": 16, "margin_bins": 4}),
         (gym.spaces.Discrete(18), {"ordering": "joystick", "action_meanings": make_env("Seaquest").unwrapped.get_action_meanings()}),
         (gym.spaces.Box(-1.0, 1.0, (6,)), {"num_bins": 32, "sample_within_bin": True}),
     ],
