@@ -54,8 +54,8 @@ def main() -> None:
     torch.manual_seed(0)
     variants = VARIANTS + [(n, {}) for n in available_heads() if n not in {v[0] for v in VARIANTS}]
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} forward+backward passes\n")
-    print(f"{'shape':<10} {'head':<34} {'ms':>8} {'x linear':>9}")
-    print("-" * 64)
+    print(f"{'shape':<10} {'head':<56} {'ms':>8} {'x linear':>9}")
+    print("-" * 86)
     for shape_name, s in SHAPES.items():
         h = torch.randn(s["rows"], s["in_features"], requires_grad=True)
         target = torch.randint(s["num_bins"], (s["rows"], s["action_dims"], 1))
@@ -65,7 +65,7 @@ def main() -> None:
             t = time_head(head, h, target, args.repeats)
             base = t if name == "linear" else base
             label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
-            print(f"{shape_name:<10} {label:<34} {t * 1e3:>8.3f} {t / base:>8.2f}x")
+            print(f"{shape_name:<10} {label:<56} {t * 1e3:>8.3f} {t / base:>8.2f}x")
         print()
 
 
