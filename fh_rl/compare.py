@@ -40,6 +40,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fh_rl.atomic import save_figure
 from fh_rl.cli import run_cli
 
 CONFIDENCE = 0.95
@@ -395,10 +396,7 @@ def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path |
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{env}: Fourier head vs number of frequencies (linear head as a band)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _representatives(groups: list[Group]) -> list[tuple[Group, Run]]:
@@ -484,10 +482,7 @@ def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Pat
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{env}: learned action distributions on the same held-out states")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _slug(env: str) -> str:

@@ -64,7 +64,7 @@ from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
-from fh_rl.atomic import atomic_write_text
+from fh_rl.atomic import atomic_write_text, save_figure
 from fh_rl.cli import run_cli
 from fh_rl.heads import available_heads, build_head, head_params
 from fh_rl.metrics import smoothness
@@ -558,9 +558,7 @@ def plot(agg: dict, runs: list[dict], out: Path) -> list[Path]:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    paths.append(out / "kl_smoothness_vs_frequencies.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(save_figure(fig, out / "kl_smoothness_vs_frequencies.png", dpi=110))
 
     # pmfs of a few test points: first seed, headline settings (prefer N = 12, gamma = 0 and 1e-6)
     first_seed = min(r["config"]["seed"] for r in runs)
@@ -587,14 +585,8 @@ def plot(agg: dict, runs: list[dict], out: Path) -> list[Path]:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    paths.append(out / "pmfs.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(save_figure(fig, out / "pmfs.png", dpi=110))
     return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -663,7 +655,7 @@ def load_finished_runs(path: Path) -> dict[str, dict]:
 def write_reports(result: dict, out: Path) -> str:
     """results.md and the figures from a results.json dict; returns the markdown."""
     md = markdown_tables(result["aggregate"], result["truth_smoothness"], result["meta"])
-    _atomic_write(out / "results.md", md + "\n")
+    atomic_write_text(out / "results.md", md + "\n")
     plot(result["aggregate"], result["runs"], out)
     return md
 
@@ -721,7 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "torch": torch.__version__,
     }
     result = {"meta": meta, "aggregate": agg, "truth_smoothness": truth, "runs": runs}
-    _atomic_write(args.out / "results.json", json.dumps(result, indent=1))
+    atomic_write_text(args.out / "results.json", json.dumps(result, indent=1))
     print(write_reports(result, args.out))
     print(f"wrote {args.out / 'results.json'}, results.md and figures in {meta['wall_seconds']:.0f} s")
     return 0
