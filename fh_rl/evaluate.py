@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from fh_rl.cli import run_cli
+from fh_rl.envs import resolve_protocol
 from fh_rl.utils import atomic_write_text
 
 
@@ -121,9 +122,11 @@ def log_results(writer: Any, results: list[dict[str, Any]], step: int) -> None:
             writer.add_scalar(f"eval/normalized/{tag}", r["normalized_mean"], step)
 
 
-def format_table(results: list[dict[str, Any]], env_name: str) -> str:
-    """A plain-text table: one row per target return."""
-    lines = [f"{env_name}: {results[0]['rtg_mode']} returns-to-go, {'sampled' if results[0]['sample'] else 'argmax'} actions"]
+def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | None = None) -> str:
+    """A plain-text table: one row per target return, headed by the evaluation settings (protocol included)."""
+    protocol = resolve_protocol(env_name, protocol)
+    where = f"{env_name} ({protocol} protocol)" if protocol else env_name
+    lines = [f"{where}: {results[0]['rtg_mode']} returns-to-go, {'sampled' if results[0]['sample'] else 'argmax'} actions"]
     lines.append(f"{'target':>12} {'episodes':>8} {'return mean':>12} {'std':>10} {'normalized':>10}")
     for r in results:
         norm = "-" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f}"
@@ -202,11 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         address=args.address,
         gpus_per_worker=args.gpus_per_worker,
     )
-    print(format_table(results, cfg.env.name))
+    print(format_table(results, cfg.env.name, protocol))
     run_dir = _run_dir_of(Path(args.checkpoint))
     payload = {
         "env": cfg.env.name,
-        "protocol": protocol,
+        "protocol": resolve_protocol(cfg.env.name, protocol),
         "checkpoint_step": int(state["step"]),
         "seed": seed,
         "results": results,

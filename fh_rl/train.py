@@ -30,6 +30,7 @@ import torch
 
 from fh_rl.cli import run_cli
 from fh_rl.config import Config, config_from_dict, load_config, save_config
+from fh_rl.envs import resolve_protocol
 from fh_rl.utils import atomic_write_text, resolve_device, seed_everything
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
         "seeds": {"run": cfg.seed, "sampler": cfg.seed, "validation": cfg.seed + 1, "eval": cfg.seed + cfg.eval.seed},
         "eval_protocol": {
             "env": cfg.env.name,
-            "protocol": cfg.env.protocol,
+            "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
             "episodes": cfg.eval.episodes,
             "targets": targets,
             "rtg_mode": cfg.eval.rtg_mode,
@@ -456,9 +457,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
             progress=progress,
         )
         log_results(writer, results, result.step)
-        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": cfg.env.protocol, "checkpoint_step": result.step,
+        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol), "checkpoint_step": result.step,
                                   "seed": seed, "results": results})
-        print(format_table(results, cfg.env.name))
+        print(format_table(results, cfg.env.name, cfg.env.protocol))
         metrics["eval/return_mean"] = results[0]["return_mean"]
         if results[0]["normalized_mean"] is not None:
             metrics["eval/normalized"] = results[0]["normalized_mean"]
