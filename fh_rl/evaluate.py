@@ -22,9 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from fh_rl.atomic import atomic_write_text
 from fh_rl.cli import run_cli
 from fh_rl.envs import resolve_protocol
-from fh_rl.utils import atomic_write_text
 
 
 def target_tag(target: float | None) -> str:
@@ -69,7 +69,7 @@ def run_evaluation(
     import copy
     import functools
 
-    from fh_rl.agents.policy import AgentPolicy
+    from fh_rl.agents.inference import AgentPolicy
     from fh_rl.envs.rollout import evaluate
 
     if backend not in ("local", "ray"):

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
+from fh_rl.atomic import atomic_write_text
 from fh_rl.cli import run_cli
 from fh_rl.config import Config, config_from_dict, load_config, save_config
 from fh_rl.envs import resolve_protocol
-from fh_rl.utils import atomic_write_text, resolve_device, seed_everything
+from fh_rl.utils import resolve_device, seed_everything
 
 if TYPE_CHECKING:
     from fh_rl.distributed import DistContext

@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from fh_rl.atomic import atomic_torch_save
 from fh_rl.config import TrainConfig
 from fh_rl.distributed import SINGLE, DistContext, barrier, gather_objects, global_step, rank_seed
 from fh_rl.metrics import smoothness
-from fh_rl.utils import atomic_torch_save
+from fh_rl.plots import pmf_image
 
 CHECKPOINT_FORMAT = "fh_rl.checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -388,28 +389,6 @@ class _LossOf(nn.Module):
 
     def forward(self, batch: Any) -> Any:
         return self.agent.loss(batch)
-
-
-def pmf_image(pmf: torch.Tensor, targets: torch.Tensor, count: int = 8, height: int = 48) -> np.ndarray:
-    """A (3, H, W) uint8 image: bar charts of ``count`` predicted pmfs (first action dim), one per row.
-
-    Bars are blue, scaled to each pmf's maximum; the target bin's column is
-    tinted red. Drawn with numpy (no plotting library in the training loop).
-    """
-    count = min(count, pmf.shape[0])
-    K = pmf.shape[-1]
-    px = max(1, 256 // K)  # pixels per bin
-    p = pmf[:count, 0].float().cpu().numpy()  # (count, K)
-    p = p / np.maximum(p.max(axis=1, keepdims=True), 1e-12)
-    rows = np.arange(height)[::-1][None, :, None]  # (1, H, 1) pixel height from the bottom
-    filled = rows < np.round(p * height)[:, None, :]  # (count, H, K)
-    img = np.full((count, height, K, 3), 255, dtype=np.uint8)
-    img[filled] = (31, 119, 180)
-    tgt = targets[:count, 0].cpu().numpy()
-    img[np.arange(count), :, tgt] = np.where(filled[np.arange(count), :, tgt][..., None], (214, 39, 40), (250, 200, 200))
-    img[:, -1] = 0  # a dark baseline separating rows
-    img = np.repeat(img, px, axis=2).reshape(count * height, K * px, 3)  # (count, H, K*px, 3) -> (count*H, W, 3)
-    return img.transpose(2, 0, 1)  # (3, H_total, W)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

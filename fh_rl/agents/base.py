@@ -5,7 +5,7 @@ An agent is an ``nn.Module`` that owns the math: it turns a sampler batch
 loss, and a context of states (and, for sequence models, returns-to-go,
 actions and timesteps) into the log-pmf of the next action. The trainer owns
 the optimiser, the schedule and the loop; rollouts go through
-:class:`fh_rl.agents.policy.AgentPolicy`.
+:class:`fh_rl.agents.inference.AgentPolicy`.
 
 An agent is rebuilt from ``(AgentConfig, head name + params, spec)`` alone:
 ``spec`` (:meth:`Agent.spec`) holds the state shape, the action codec's config
