@@ -176,14 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < (1 if name == "episodes" else 0):
             raise ValueError(f"--{name} must be >= {1 if name == 'episodes' else 0}, got {value}")
 
-    from fh_rl.agents import agent_from_spec
-    from fh_rl.config import config_from_dict
-    from fh_rl.trainer import load_checkpoint
+    from fh_rl.build import load_agent
     from fh_rl.utils import resolve_device
 
-    state = load_checkpoint(args.checkpoint)
-    cfg = config_from_dict(state["config"])
-    agent = agent_from_spec(cfg.agent, state["spec"], state["model"])
+    cfg, agent, state = load_agent(args.checkpoint)
     device = resolve_device(args.device)
     targets = args.targets or state.get("eval_targets") or [0.0]
     protocol = args.protocol if args.protocol is not None else cfg.env.protocol

@@ -33,6 +33,7 @@ from torch import nn
 from fh_rl.atomic import atomic_torch_save
 from fh_rl.config import TrainConfig
 from fh_rl.distributed import SINGLE, DistContext, barrier, gather_objects, global_step, rank_seed
+from fh_rl.heads import normalized_pmf
 from fh_rl.metrics import smoothness
 from fh_rl.plots import pmf_image
 
@@ -363,8 +364,7 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                     out = self.agent.loss(batch)
                 n = int(out.tokens)
-                pmf = out.log_probs.float().exp()  # (M, A, K)
-                pmf = pmf / pmf.sum(-1, keepdim=True)
+                pmf = normalized_pmf(out.log_probs)  # (M, A, K)
                 total += n
                 nll += float(out.nll) * n
                 acc += float(out.accuracy) * n

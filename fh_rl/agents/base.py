@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from fh_rl.datasets.trajectory import REWARD_TRANSFORMS
 from fh_rl.heads import build_head
 from fh_rl.registry import Registry
 
@@ -83,20 +84,6 @@ class AgentLoss(NamedTuple):
     tokens: torch.Tensor
     log_probs: torch.Tensor
     targets: torch.Tensor
-
-
-REWARD_TRANSFORMS = ("none", "clip")
-
-
-def transform_reward(rewards, transform: str):
-    """Apply the dataset's reward transform (``clip``: sign-clip to [-1, 1] as DQN-Replay stores)."""
-    import numpy as np
-
-    if transform == "none":
-        return rewards
-    if transform == "clip":
-        return np.clip(rewards, -1.0, 1.0)
-    raise ValueError(f"unknown reward transform {transform!r}; expected one of {REWARD_TRANSFORMS}")
 
 
 class Agent(nn.Module):

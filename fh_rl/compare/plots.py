@@ -100,30 +100,24 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
     """
     import torch
-
-    from fh_rl.agents import agent_from_spec
-    from fh_rl.config import config_from_dict
-    from fh_rl.trainer import load_checkpoint
-    from fh_rl.train import build_everything
-
     import yaml
+
+    from fh_rl.build import held_out_batches, load_agent
+    from fh_rl.config import config_from_dict
+    from fh_rl.heads import normalized_pmf
 
     cfg0 = config_from_dict(yaml.safe_load((runs[0].path / "config.yaml").read_text()))
     # The runs' own data or nothing: never build a missing dataset (dataset.build) just to draw a figure.
     cfg0 = dataclasses.replace(cfg0, dataset=dataclasses.replace(cfg0.dataset, build=None))
-    built = build_everything(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
-    if not built["val_batches"]:
+    batches = held_out_batches(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
+    if not batches:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
-    batch = built["val_batches"][0]
     pmfs, targets = [], None
     for run in runs:
-        state = load_checkpoint(run.path)
-        cfg = config_from_dict(state["config"])
-        agent = agent_from_spec(cfg.agent, state["spec"], state["model"]).eval()
+        _, agent, _ = load_agent(run.path)
         with torch.no_grad():
-            out = agent.loss(batch)
-        pmf = out.log_probs.float().exp()  # (M, A, K)
-        pmf = (pmf / pmf.sum(-1, keepdim=True))[:, 0].numpy()  # (M, K): first action dimension
+            out = agent.eval().loss(batches[0])
+        pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
         idx = np.linspace(0, len(pmf) - 1, min(states, len(pmf))).round().astype(int)
         pmfs.append(pmf[idx])
         targets = out.targets[idx, 0].numpy()
