@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from fh_rl.atomic import atomic_write_text
-from fh_rl.build import build
+from fh_rl.build import Built, build
 from fh_rl.cli import run_cli
 from fh_rl.config import Config, config_from_dict, load_config, save_config
 from fh_rl.envs import resolve_protocol
@@ -224,20 +224,56 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
     return state, cfg, run_dir
 
 
-def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
-           run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
-    """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
-    from fh_rl.distributed import broadcast_object, rank_seed
-    from fh_rl.trainer import Trainer, TrainingDiverged
+def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext") -> Path:
+    """A new run directory holding the resolved ``config.yaml`` and ``manifest.json`` (``info`` + the process layout)."""
+    run_dir = make_run_dir(cfg)
+    save_config(cfg, run_dir / "config.yaml")
+    info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
+    atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+    return run_dir
 
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
+
+def evaluate_run(agent: Any, cfg: Config, targets: list[float], run_dir: Path, writer: Any, step: int, *,
+                 device: torch.device, progress: bool) -> dict[str, float]:
+    """The run's evaluation rollouts: ``eval.json``, TensorBoard scalars, the printed table; returns its hparams metrics."""
+    from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+
+    seed = cfg.seed + cfg.eval.seed
+    results = run_evaluation(
+        agent,
+        env_name=cfg.env.name,
+        targets=targets,
+        episodes=cfg.eval.episodes,
+        workers=cfg.eval.workers,
+        seed=seed,
+        protocol=cfg.env.protocol,
+        rtg_mode=cfg.eval.rtg_mode,
+        sample=cfg.eval.sample,
+        device=device,
+        progress=progress,
+    )
+    log_results(writer, results, step)
+    write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
+                              "checkpoint_step": step, "seed": seed, "results": results})
+    print(format_table(results, cfg.env.name, cfg.env.protocol))
+    metrics = {"eval/return_mean": results[0]["return_mean"]}
+    if results[0]["normalized_mean"] is not None:
+        metrics["eval/normalized"] = results[0]["normalized_mean"]
+    return metrics
+
+
+def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
+               progress: bool) -> tuple[Built, list[float], dict[str, Any]]:
+    """The run's parts (every rank; a dataset build is locked), its evaluation targets and its dataset identity.
+
+    On resume the targets are the checkpoint's, and the data must hash as it did when the run started.
+    """
+    from fh_rl.distributed import rank_seed
+
     seed_everything(cfg.seed)
-    progress = not args.no_progress and ctx.is_main
-    built = build(cfg, progress=progress, shard=ctx.shard)  # every rank; a dataset build is locked
+    built = build(cfg, progress=progress, shard=ctx.shard)
     if not ctx.is_main:
         seed_everything(rank_seed(cfg.seed, ctx.rank))  # same initial weights, distinct dropout per rank
-    agent = built.agent
     targets = [float(t) for t in state["eval_targets"]] if state else default_targets(cfg, built.dataset.episode_returns)
     identity = dataset_identity(cfg, built.dataset, built.train, built.val)
     if state is not None and state["dataset"]["content_hash"] != identity["content_hash"]:
@@ -245,13 +281,23 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
             f"the dataset at {cfg.dataset.path!r} changed since this run started (content hash differs); "
             f"resume needs the same data"
         )
+    return built, targets, identity
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
+           run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
+    """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
+    from fh_rl.distributed import broadcast_object
+    from fh_rl.trainer import Trainer, TrainingDiverged
+
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    progress = not args.no_progress and ctx.is_main
+    built, targets, identity = _build_run(cfg, state, ctx, progress=progress)
+    agent = built.agent
 
     if run_dir is None and ctx.is_main:
-        run_dir = make_run_dir(cfg)
-        save_config(cfg, run_dir / "config.yaml")
-        info = manifest(cfg, identity, targets, device, argv)
-        info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
-        atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+        run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, argv), ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:
         print(f"run directory: {run_dir}" + (f" ({ctx.world_size} processes, {ctx.backend})" if ctx.enabled else ""),
@@ -298,29 +344,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
 
     metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
     if not args.no_eval:
-        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
-
-        seed = cfg.seed + cfg.eval.seed
-        results = run_evaluation(
-            agent,
-            env_name=cfg.env.name,
-            targets=targets,
-            episodes=cfg.eval.episodes,
-            workers=cfg.eval.workers,
-            seed=seed,
-            protocol=cfg.env.protocol,
-            rtg_mode=cfg.eval.rtg_mode,
-            sample=cfg.eval.sample,
-            device=device,
-            progress=progress,
-        )
-        log_results(writer, results, result.step)
-        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol), "checkpoint_step": result.step,
-                                  "seed": seed, "results": results})
-        print(format_table(results, cfg.env.name, cfg.env.protocol))
-        metrics["eval/return_mean"] = results[0]["return_mean"]
-        if results[0]["normalized_mean"] is not None:
-            metrics["eval/normalized"] = results[0]["normalized_mean"]
+        metrics.update(evaluate_run(agent, cfg, targets, run_dir, writer, result.step, device=device, progress=progress))
     write_hparams(writer, cfg, metrics)
     writer.close()
     print(f"done: {run_dir}", file=sys.stderr)

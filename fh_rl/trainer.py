@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -251,34 +251,9 @@ class Trainer:
             while self.step < cfg.steps and not stopping:
                 batch = self.sampler.sample()
                 batch = batch.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    out = forward(batch)
-                if self.dist.enabled:
-                    # One all-reduce: global tokens and loss, and whether any rank was signalled.
-                    g = global_step(out.tokens, out.nll, out.regularization, self._stop is not None, self.dist)
-                    tokens, loss_value, stopping = g.tokens, g.loss, g.stop
-                    nll_value, reg_value = g.nll, g.regularization
-                    loss = out.nll * g.weight + out.regularization
-                    if stopping and self._stop is None:
-                        self._stop = "SIGTERM"  # another rank was signalled: stop at the same step
-                else:
-                    tokens, loss_value, loss = batch_tokens(batch), float(out.loss.detach()), out.loss
-                    nll_value, reg_value = float(out.nll.detach()), float(out.regularization.detach())
-                self.tokens += int(tokens)
-                lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                if not math.isfinite(loss_value):
-                    self._diverged("loss", loss_value, lr)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm))
-                if not math.isfinite(grad_norm):
-                    self._diverged("gradient norm", grad_norm, lr)
-                self.optimizer.step()
-                self.step += 1
-                last_loss = loss_value
+                done = self._step(forward, batch)
+                stopping = done.stop
+                last_loss = done.loss
                 window_samples += len(batch) * self.dist.world_size
                 bar.update(1)
 
@@ -286,18 +261,9 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     throughput = window_samples / max(elapsed, 1e-9)
                     window_start, window_samples = time.perf_counter(), 0
-                    bar.set_postfix(loss=f"{loss_value:.4f}", samples_per_s=f"{throughput:.0f}")
-                    self._scalars(
-                        "train",
-                        {
-                            "loss": loss_value,
-                            "nll": nll_value,
-                            "regularization": reg_value,
-                            "lr": lr,
-                            "grad_norm": grad_norm,
-                            "samples_per_s": throughput,
-                        },
-                    )
+                    bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=f"{throughput:.0f}")
+                    logged = {k: v for k, v in done._asdict().items() if k != "stop"}  # loss, nll, ..., grad_norm
+                    self._scalars("train", {**logged, "samples_per_s": throughput})
                 if self.val_batches and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     val_metrics = self.validate()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
@@ -321,6 +287,39 @@ class Trainer:
             val_metrics=val_metrics,
             checkpoint=self.last_good_checkpoint,
         )
+
+    def _step(self, forward: Any, batch: Any) -> "_StepStats":
+        """One optimiser step on ``batch`` (the schedule's learning rate, clipping, the NaN guard)."""
+        cfg = self.config
+        stop = False
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = forward(batch)
+        if self.dist.enabled:
+            # One all-reduce: global tokens and loss, and whether any rank was signalled.
+            g = global_step(out.tokens, out.nll, out.regularization, self._stop is not None, self.dist)
+            tokens, loss_value, stop = g.tokens, g.loss, g.stop
+            nll_value, reg_value = g.nll, g.regularization
+            loss = out.nll * g.weight + out.regularization
+            if stop and self._stop is None:
+                self._stop = "SIGTERM"  # another rank was signalled: stop at the same step
+        else:
+            tokens, loss_value, loss = batch_tokens(batch), float(out.loss.detach()), out.loss
+            nll_value, reg_value = float(out.nll.detach()), float(out.regularization.detach())
+        self.tokens += int(tokens)
+        lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if not math.isfinite(loss_value):
+            self._diverged("loss", loss_value, lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm))
+        if not math.isfinite(grad_norm):
+            self._diverged("gradient norm", grad_norm, lr)
+        self.optimizer.step()
+        self.step += 1
+        return _StepStats(loss_value, nll_value, reg_value, lr, grad_norm, stop)
 
     def _loss_module(self) -> Any:
         """``batch -> AgentLoss``: the agent's ``loss``, through DistributedDataParallel when data-parallel."""
@@ -378,6 +377,17 @@ class Trainer:
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
             self.writer.add_image("val/pmf", pmf_image(*first, count=self.config.pmf_states), self.step, dataformats="CHW")
         return metrics
+
+
+class _StepStats(NamedTuple):
+    """What one optimiser step logs (global values under data parallelism) and whether all ranks stop after it."""
+
+    loss: float
+    nll: float
+    regularization: float
+    lr: float
+    grad_norm: float
+    stop: bool
 
 
 class _LossOf(nn.Module):
