@@ -94,22 +94,25 @@ def run_evaluation(
             policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode,
                                  seed=seed + i)
             res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
-        returns = np.asarray(res.returns, dtype=np.float64)
-        norm = [normalized(env_name, float(r)) for r in returns]
-        results.append(
-            {
-                "target_return": None if target is None else float(target),
-                "rtg_mode": rtg_mode,
-                "sample": sample,
-                "returns": returns.tolist(),
-                "lengths": np.asarray(res.lengths).tolist(),
-                "seeds": np.asarray(res.seeds).tolist(),
-                "return_mean": float(returns.mean()),
-                "return_std": float(returns.std()),
-                "normalized_mean": None if any(n is None for n in norm) else float(np.mean(norm)),
-            }
-        )
+        results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample))
     return results
+
+
+def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool) -> dict[str, Any]:
+    """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean."""
+    returns = np.asarray(res.returns, dtype=np.float64)
+    norm = [normalized(env_name, float(r)) for r in returns]
+    return {
+        "target_return": None if target is None else float(target),
+        "rtg_mode": rtg_mode,
+        "sample": sample,
+        "returns": returns.tolist(),
+        "lengths": np.asarray(res.lengths).tolist(),
+        "seeds": np.asarray(res.seeds).tolist(),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "normalized_mean": None if any(n is None for n in norm) else float(np.mean(norm)),
+    }
 
 
 def log_results(writer: Any, results: list[dict[str, Any]], step: int) -> None:
@@ -150,7 +153,7 @@ def _run_dir_of(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fh_rl.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="run directory (uses checkpoints/last.pt) or a .pt checkpoint")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per target return (default: the run's eval.episodes)")
@@ -168,7 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="local worker processes, or --workers Ray actors (pip install \"fh_rl[ray]\")")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0: CPU policies)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.backend == "local" and args.address:
         raise ValueError("--address needs --backend ray")
     for name in ("episodes", "workers"):
