@@ -5,8 +5,8 @@ Datasets keep environment action ids / values; a codec converts whole batches
 and back. Letters: A action dimensions (1 for a discrete action), K bins.
 
 - :class:`DiscreteCodec`: a permutation of ``Discrete(K)`` so that neighbouring
-  bins are similar actions (``ordering="joystick"``, DESIGN.md "Actions"), or
-  the identity.
+  bins are similar actions (``ordering="joystick"``: the paper's direction
+  order, :data:`JOYSTICK_ORDER`), or the identity.
 - :class:`BoxCodec`: each of the A dimensions of a Box quantised into K equal
   bins over ``[low, high]``; decoding gives the bin centre, or a uniform sample
   within the bin.
