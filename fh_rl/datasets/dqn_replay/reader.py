@@ -97,7 +97,8 @@ def load_dqn_replay(
         cache_path = subset_cache_path(cache_dir, directory, wanted, params)
         cached = load_cache(cache_path)
         if cached is not None:
-            return TrajectoryDataset(cached, frame_stack=4, name=name, source={**params, "root": str(root), "cache": str(cache_path)})
+            return TrajectoryDataset(cached, frame_stack=4, name=name, source={**params, "root": str(root), "cache": str(cache_path)},
+                                     reward_transform="clip")
 
     files = plan_files(directory, wanted, workers)
     if not files:
@@ -116,7 +117,7 @@ def load_dqn_replay(
     if cache_path is not None:
         save_cache(cache_path, flat, {"params": params, "key": cache_path.name})
         source["cache"] = str(cache_path)
-    return TrajectoryDataset(flat, frame_stack=4, name=name, source=source)
+    return TrajectoryDataset(flat, frame_stack=4, name=name, source=source, reward_transform="clip")
 
 
 def _wanted_suffixes(directory: Path, suffixes: Iterable[int] | None, hint: str) -> list[int]:
