@@ -4,7 +4,9 @@
   again: no paragraph of 120 characters or more appears verbatim (whitespace
   aside) in two pages.
 - Every relative link in README.md and docs/*.md reaches an existing file,
-  and its #anchor an existing heading (GitHub's heading slugs).
+  and its #anchor an existing heading (GitHub's heading slugs); every
+  repository path (``fh_rl/heads/base.py``) and dotted name
+  (``fh_rl.envs.evaluate``) in their inline code exists.
 - Every command shown for one of fh_rl's command lines (``python -m fh_rl.*``,
   ``torchrun ... -m fh_rl.train``, ``python benchmarks/*.py``) is accepted by
   that command's real argument parser, and its ``--config``/``--set``/``--head``
@@ -196,6 +198,61 @@ def test_heading_slugs_follow_github(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("# Add your own head\n\n## `fh_rl.heads`: the API (v2)\n\n## Add your own head\n\n```\n# not a heading\n```\n")
     assert heading_slugs(page) == {"add-your-own-head", "fh_rlheads-the-api-v2", "add-your-own-head-1"}
+
+
+# ----------------------------------------------------------------------------- names
+
+PATH_NAME = re.compile(r"(?<![\w./-])((?:fh_rl|benchmarks|configs|tests|docs)/[\w./-]*)")
+MODULE_NAME = re.compile(r"(?<![\w./-])(fh_rl(?:\.\w+)+)(?![\w/])")
+
+
+def named_paths_and_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, name) of every repository path and dotted fh_rl name in the inline code of a page's prose."""
+    names = []
+    for block in blocks(path.read_text()):
+        if block.kind == "prose":
+            for span in re.finditer(r"`([^`]+)`", block.text):
+                line = block.line + block.text.count("\n", 0, span.start())
+                names += [(line, m.group(1)) for m in PATH_NAME.finditer(span.group(1))]
+                names += [(line, m.group(1)) for m in MODULE_NAME.finditer(span.group(1))]
+    return names
+
+
+def resolves(dotted: str) -> bool:
+    """``fh_rl.envs.evaluate`` names a module, or an attribute of the longest module prefix."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            if importlib.util.find_spec(".".join(parts[:i])) is not None:
+                break
+        except (ImportError, AttributeError, ValueError):
+            pass
+    else:
+        return False
+    obj = importlib.import_module(".".join(parts[:i]))
+    for attr in parts[i:]:
+        if not hasattr(obj, attr):
+            return False
+        obj = getattr(obj, attr)
+    return True
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_named_files_and_modules_exist(page):
+    missing = [
+        f"{rel(page)}:{line}: {name}"
+        for line, name in named_paths_and_modules(page)
+        if not ((REPO / name).exists() if "/" in name else resolves(name))
+    ]
+    assert not missing, "the docs name files or modules the code does not have (renamed? update the page):\n" + "\n".join(missing)
+
+
+def test_name_checker_sees_renames():
+    assert resolves("fh_rl.envs.evaluate") and resolves("fh_rl.heads.base.HeadOutput") and resolves("fh_rl.train")
+    assert not resolves("fh_rl.envs.evaluat") and not resolves("fh_rl.no_such_module.x")
+    text = "Use `fh_rl/heads/base.py`, `fh_rl.heads.build_head(...)` and `\"fh_rl.checkpoint/1\"`."
+    assert [m.group(1) for m in PATH_NAME.finditer(text)] == ["fh_rl/heads/base.py"]
+    assert [m.group(1) for m in MODULE_NAME.finditer(text)] == ["fh_rl.heads.build_head"]
 
 
 # ----------------------------------------------------------------------------- commands
