@@ -627,7 +627,8 @@ def load_dqn_replay(
         cache_path = cache_path / "dqn_replay" / f"{game}-{run}-{key}"
         cached = _load_cache(cache_path)
         if cached is not None:
-            return TrajectoryDataset(cached, frame_stack=4, name=name, source={**params, "root": str(root), "cache": str(cache_path)})
+            return TrajectoryDataset(cached, frame_stack=4, name=name, source={**params, "root": str(root), "cache": str(cache_path)},
+                                     reward_transform="clip")
 
     files = _plan_files(directory, wanted, workers)
     if not files:
@@ -668,7 +669,7 @@ def load_dqn_replay(
     if cache_path is not None:
         _save_cache(cache_path, flat, {"params": params, "key": cache_path.name})
         source["cache"] = str(cache_path)
-    return TrajectoryDataset(flat, frame_stack=4, name=name, source=source)
+    return TrajectoryDataset(flat, frame_stack=4, name=name, source=source, reward_transform="clip")
 
 
 # --------------------------------------------------------------------------- writer
