@@ -203,7 +203,7 @@ def test_heading_slugs_follow_github(tmp_path):
 
 # ----------------------------------------------------------------------------- names
 
-PATH_NAME = re.compile(r"(?<![\w./-])((?:fh_rl|benchmarks|configs|tests|docs)/[\w./-]*)")
+PATH_NAME = re.compile(r"(?<![\w./-])((?:fh_rl|benchmarks|configs|tests)/[\w./-]*)")
 MODULE_NAME = re.compile(r"(?<![\w./-])(fh_rl(?:\.\w+)+)(?![\w/])")
 
 
