@@ -182,8 +182,7 @@ def test_a_repeated_paragraph_is_found_however_it_is_wrapped(tmp_path, monkeypat
 # ----------------------------------------------------------------------------- links
 
 
-@pytest.mark.parametrize("page", PAGES, ids=rel)
-def test_relative_links_resolve(page):
+def dead_links(page: Path) -> list[str]:
     broken = []
     for line, target in relative_links(page):
         path_part, _, anchor = target.partition("#")
@@ -192,7 +191,27 @@ def test_relative_links_resolve(page):
             broken.append(f"{rel(page)}:{line}: {target} (no such file)")
         elif anchor and dest.suffix == ".md" and anchor not in heading_slugs(dest):
             broken.append(f"{rel(page)}:{line}: {target} (no heading with anchor #{anchor} in {dest.name})")
+    return broken
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_relative_links_resolve(page):
+    broken = dead_links(page)
     assert not broken, "dead links:\n" + "\n".join(broken)
+
+
+def test_dead_links_are_found(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    (tmp_path / "other.md").write_text("# Other page\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n[ok](other.md#other-page), [self](#page), [web](https://example.org/x.md),\n"
+        "[gone](missing.md) and [bad anchor](other.md#nope); `[code](missing.md)` is not a link.\n"
+    )
+    assert dead_links(page) == [
+        "page.md:4: missing.md (no such file)",
+        "page.md:4: other.md#nope (no heading with anchor #nope in other.md)",
+    ]
 
 
 def test_heading_slugs_follow_github(tmp_path):
