@@ -255,6 +255,11 @@ class Config:
                 raise ValueError(f"agent.{name} must be >= 0, got {getattr(a, name)!r}")
         if not 0 <= a.dropout < 1:
             raise ValueError(f"agent.dropout must be in [0, 1), got {a.dropout}")
+        from fh_rl.agents.base import INITS, LOSS_FORMS, TIMESTEP_EMBEDDINGS
+
+        _choice(a, "timestep_embedding", TIMESTEP_EMBEDDINGS)
+        _choice(a, "init", INITS)
+        _choice(a, "loss_form", LOSS_FORMS)
         if a.embed_dim % a.n_head:
             raise ValueError(f"agent.embed_dim ({a.embed_dim}) must be divisible by agent.n_head ({a.n_head})")
 

@@ -130,6 +130,7 @@ def test_set_reaches_every_field(key, value):
     else:
         new = {"env.name": "CartPole-v1", "env.ordering": "joystick", "dataset.format": "dqn-replay", "agent.name": "bc",
                "head.name": "fourier", "train.device": "cpu", "eval.rtg_mode": "raw", "dataset.build": None,
+               "agent.timestep_embedding": "window_start", "agent.init": "reference", "agent.loss_form": "cross_entropy",
                }.get(key, value + "x")
     new = {"agent.n_head": 2, "agent.embed_dim": 128, "dataset.val_fraction": 0.1, "train.min_lr_ratio": 0.2}.get(key, new)
     raw = yaml.safe_dump(new, default_flow_style=True).strip().removesuffix("...").strip()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fh_rl.agents.base import Agent, AgentConfig, AgentLoss, register_agent
+from fh_rl.agents.base import INITS, LOSS_FORMS, TIMESTEP_EMBEDDINGS, Agent, AgentConfig, AgentLoss, register_agent
 from fh_rl.agents.encoders import stack_frames
 from fh_rl.heads import HeadOutput
 
@@ -82,6 +82,9 @@ class DecisionTransformer(Agent):
         D, T = config.embed_dim, config.context_len
         if D % config.n_head != 0:
             raise ValueError(f"agent.embed_dim ({D}) must be divisible by agent.n_head ({config.n_head})")
+        for name, choices in (("timestep_embedding", TIMESTEP_EMBEDDINGS), ("init", INITS), ("loss_form", LOSS_FORMS)):
+            if getattr(config, name) not in choices:
+                raise ValueError(f"agent.{name} must be one of {', '.join(choices)}, got {getattr(config, name)!r}")
         self.context_len = T
         self.max_timestep = config.max_timestep
 
@@ -96,12 +99,19 @@ class DecisionTransformer(Agent):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(D, config.n_head, config.dropout) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(D)
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
-            if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        # The head is built last so its own initialisation (e.g. Fourier's /100) is kept.
-        self.head = self._build_head(D)
+        if config.init == "gpt2":
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
+                if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+            # The head is built last so its own initialisation (e.g. Fourier's /100) is kept.
+            self.head = self._build_head(D)
+        else:  # "reference": what the paper's Atari code ends up with
+            self.head = self._build_head(D)
+            for module in (*self.blocks, self.ln_f, self.head, self.action_embed):
+                module.apply(self._init_weights)  # the head's own init (Fourier's /100) is overwritten
+            nn.init.zeros_(self.timestep_embed.weight)  # a zero-initialised parameter there
+            # state_encoder and return_embed keep PyTorch's default init (built after the paper's init pass)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -128,7 +138,9 @@ class DecisionTransformer(Agent):
             action_bins: (B, T, A) int64 bins of the actions taken (the last
                 step's is never seen by its own prediction; pass anything).
             returns_to_go: (B, T) in dataset units (divided by ``rtg_scale`` here).
-            timesteps: (B, T) int64 step index within the episode.
+            timesteps: (B, T) int64 step index within the episode (with
+                ``timestep_embedding: window_start`` only ``timesteps[:, 0]`` is read:
+                left padding carries timestep 0, which is the first real step's).
             mask: (B, T) bool, True at real steps; None means all real.
 
         Returns:
@@ -151,10 +163,13 @@ class DecisionTransformer(Agent):
         state_emb = self.state_encoder(states)
         rtg_emb = torch.tanh(self.return_embed((returns_to_go.float() / self.rtg_scale).unsqueeze(-1)))
         action_emb = torch.tanh(self.action_embed(action_bins + self.action_offsets).sum(dim=2))  # (B, T, A, D) -> (B, T, D)
-        time_emb = self.timestep_embed(timesteps.clamp(0, self.max_timestep))
+        if self.config.timestep_embedding == "per_step":
+            time_emb = self.timestep_embed(timesteps.clamp(0, self.max_timestep)).unsqueeze(2)  # (B, T, 1, D)
+        else:  # window_start: one vector per window, added to all 3T tokens
+            time_emb = self.timestep_embed(timesteps[:, 0].clamp(0, self.max_timestep))[:, None, None]  # (B, 1, 1, D)
 
         # Interleave: (B, T, 3, D) -> (B, 3T, D) as R_1, s_1, a_1, R_2, ...
-        tokens = torch.stack([rtg_emb, state_emb, action_emb], dim=2) + time_emb.unsqueeze(2)
+        tokens = torch.stack([rtg_emb, state_emb, action_emb], dim=2) + time_emb
         x = self.drop(tokens.reshape(B, 3 * T, D) + self.pos_embed[:, : 3 * T])
 
         attn_mask = None if mask is None else self._attention_mask(mask)
