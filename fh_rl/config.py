@@ -5,7 +5,10 @@ fields. Every value is checked against its field's type and range; an
 unknown key or a bad value raises ValueError naming the key and, for a
 misspelt key, the closest valid one. The ``head`` section is ``name`` plus the
 chosen head's own parameters (``head_params(name)``), flat, so that
-``--set head.num_frequencies=8`` works like any other field.
+``--set head.num_frequencies=8`` works like any other field. A sub-section
+named after a registered head holds parameters for that head only
+(``head: {name: fourier, linear: {bias: false}}``), so one preset serves
+several heads: it applies when that head is chosen and is dropped otherwise.
 
     cfg = load_config("configs/default.yaml", overrides=["train.steps=100"], head="linear", seed=1)
     cfg.to_dict()   # plain nested dict, the form saved in checkpoints and run directories
@@ -326,7 +329,7 @@ def config_from_dict(
             known = head_params(head)
             all_params = {p for h in available_heads() for p in head_params(h)}
             for key in list(head_section):
-                if key != "name" and key not in known:
+                if key != "name" and key not in known and not _is_head_section(key, head_section[key]):
                     if key not in all_params:
                         raise ValueError(
                             _unknown_key_message(f"head.{key}", key, ["name", *sorted(all_params)], "head")
@@ -339,9 +342,27 @@ def config_from_dict(
         if not sep or not key.strip():
             raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
         _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    _apply_per_head_sections(data["head"])
     if seed is not None:
         data["seed"] = seed
     return _build(Config, data, "")
+
+
+def _is_head_section(key: str, value: Any) -> bool:
+    return isinstance(value, dict) and key in available_heads()
+
+
+def _apply_per_head_sections(head_section: dict[str, Any]) -> None:
+    """Merge ``head.<registered head>: {...}`` into the head section when that head is the chosen one.
+
+    A preset serves several heads this way (``head: {name: fourier, num_frequencies: 8, linear: {bias: false}}``:
+    ``--head linear`` gets ``bias: false``); the sections of the other heads are dropped.
+    """
+    chosen = head_section.get("name", HeadConfig.name)
+    for name in [k for k, v in head_section.items() if _is_head_section(k, v)]:
+        params = head_section.pop(name)
+        if name == chosen:
+            head_section.update(params)
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

@@ -139,3 +139,15 @@ def test_set_reaches_every_field(key, value):
     for part in key.split("."):
         got = got[part]
     assert got == new, (key, raw, got)
+
+
+def test_per_head_sections(tmp_path):
+    """A preset serves every head: ``head.<name>: {...}`` applies when that head is chosen."""
+    path = tmp_path / "preset.yaml"
+    path.write_text("head:\n  name: fourier\n  num_frequencies: 8\n  linear:\n    bias: false\n")
+    assert load_config(path).head.params == {"num_frequencies": 8}
+    assert load_config(path, head="linear").head.params == {"bias": False}
+    assert load_config(path, head="linear").to_dict()["head"] == {"name": "linear", "bias": False}
+    assert load_config(path, head="linear", overrides=["head.linear.bias=true"]).head.params == {"bias": True}
+    with pytest.raises(ValueError, match=r"unknown config key 'head.bias'.*head 'fourier'"):
+        load_config(path, overrides=["head.bias=false"])
