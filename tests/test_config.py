@@ -126,11 +126,13 @@ def test_set_reaches_every_field(key, value):
     elif value is None:
         new = {"dataset.game": "Pong", "dataset.suffixes": [0, 1], "dataset.max_transitions": 100,
                "dataset.replay_sampling": "episodes", "dataset.rtg_scale": 10.0, "env.protocol": "dqn-replay",
-               "train.final_tokens": 1000, "train.threads": 1, "eval.target_returns": [1.0]}.get(key, None)
+               "train.final_tokens": 1000, "train.threads": 1, "eval.target_returns": [1.0],
+               "eval.every_steps": 5}.get(key, None)
     else:
         new = {"env.name": "CartPole-v1", "env.ordering": "joystick", "dataset.format": "dqn-replay", "agent.name": "bc",
                "head.name": "fourier", "train.device": "cpu", "eval.rtg_mode": "raw", "dataset.build": None,
                "agent.timestep_embedding": "window_start", "agent.init": "reference", "agent.loss_form": "cross_entropy",
+               "eval.timesteps": "current",
                }.get(key, value + "x")
     new = {"agent.n_head": 2, "agent.embed_dim": 128, "dataset.val_fraction": 0.1, "train.min_lr_ratio": 0.2}.get(key, new)
     raw = yaml.safe_dump(new, default_flow_style=True).strip().removesuffix("...").strip()
