@@ -212,6 +212,9 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
             "targets": targets,
             "rtg_mode": cfg.eval.rtg_mode,
             "sample": cfg.eval.sample,
+            "timesteps": cfg.eval.timesteps,
+            "integer_returns_to_go": cfg.eval.integer_returns_to_go,
+            "every_steps": cfg.eval.every_steps,
         },
     }
 
@@ -318,6 +321,24 @@ def write_hparams(writer: Any, cfg: Config, metrics: dict[str, float]) -> None:
         writer.add_scalar(name, value, cfg.train.steps)
 
 
+def _eval_payload(cfg: Config, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """eval.json without the final results: what a run has evaluated so far."""
+    return {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
+            "seed": cfg.seed + cfg.eval.seed, "history": list(history)}
+
+
+def _load_history(run_dir: Path, step: int) -> list[dict[str, Any]]:
+    """The evaluations a resumed run already made, up to its checkpoint's step."""
+    try:
+        data = json.loads((Path(run_dir) / "eval.json").read_text())
+    except (OSError, ValueError):
+        return []
+    history = data.get("history") if isinstance(data, dict) else None
+    if not isinstance(history, list):
+        return []
+    return [h for h in history if isinstance(h, dict) and isinstance(h.get("step"), int) and h["step"] <= step]
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -422,6 +443,29 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         trainer.load_state_dict(state)
         if ctx.is_main:
             print(f"resuming at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
+
+    # Evaluations during training (eval.every_steps) and the final one: each is logged to TensorBoard and
+    # kept in eval.json's "history"; "results" (the final evaluation) appears only when the run is complete.
+    history = _load_history(run_dir, trainer.step) if ctx.is_main and state is not None else []
+
+    def evaluate_now(step: int) -> list[dict[str, Any]]:
+        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+
+        results = run_evaluation(
+            agent, env_name=cfg.env.name, targets=targets, episodes=cfg.eval.episodes, workers=cfg.eval.workers,
+            seed=cfg.seed + cfg.eval.seed, protocol=cfg.env.protocol, rtg_mode=cfg.eval.rtg_mode,
+            sample=cfg.eval.sample, device=device, progress=progress, timesteps=cfg.eval.timesteps,
+            integer_rtg=cfg.eval.integer_returns_to_go,
+        )
+        log_results(writer, results, step)
+        history.append({"step": step, "results": results})
+        write_eval_json(run_dir, _eval_payload(cfg, history))
+        if step < cfg.train.steps:
+            print(f"step {step}: " + format_table(results, cfg.env.name, cfg.env.protocol), file=sys.stderr)
+        return results
+
+    if ctx.is_main and not args.no_eval and cfg.eval.every_steps:
+        trainer.evaluate_every, trainer.on_evaluate = cfg.eval.every_steps, evaluate_now
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
@@ -440,25 +484,15 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
 
     metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
     if not args.no_eval:
-        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+        from fh_rl.evaluate import format_table, write_eval_json
 
-        seed = cfg.seed + cfg.eval.seed
-        results = run_evaluation(
-            agent,
-            env_name=cfg.env.name,
-            targets=targets,
-            episodes=cfg.eval.episodes,
-            workers=cfg.eval.workers,
-            seed=seed,
-            protocol=cfg.env.protocol,
-            rtg_mode=cfg.eval.rtg_mode,
-            sample=cfg.eval.sample,
-            device=device,
-            progress=progress,
-        )
-        log_results(writer, results, result.step)
-        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol), "checkpoint_step": result.step,
-                                  "seed": seed, "results": results})
+        if history and history[-1]["step"] == result.step:
+            results = history[-1]["results"]  # the last periodic evaluation was at the final step
+        else:
+            results = evaluate_now(result.step)
+        payload = _eval_payload(cfg, history)
+        payload.update(checkpoint_step=result.step, results=results)
+        write_eval_json(run_dir, payload)
         print(format_table(results, cfg.env.name, cfg.env.protocol))
         metrics["eval/return_mean"] = results[0]["return_mean"]
         if results[0]["normalized_mean"] is not None:

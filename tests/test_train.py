@@ -193,3 +193,24 @@ def test_atari_preset_on_dopamine_fixture(tmp_path):
     assert result["target_return"] == state["dataset"]["episode_return_max"]  # no target configured: best episode
     assert result["return_mean"] >= 0 and result["normalized_mean"] is not None
     assert json.loads((run_dir / "manifest.json").read_text())["eval_protocol"]["protocol"] == "dt-paper"
+
+
+def test_evaluation_during_training(tmp_path, pendulum_hdf5):
+    """eval.every_steps: each evaluation lands in eval.json's history and TensorBoard; the final one is not repeated."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert run_cli(train_cli.main, args_for(tmp_path, pendulum_hdf5, "--set", "eval.every_steps=3", steps=8)) == 0
+    run_dir = only_run_dir(tmp_path)
+    payload = json.loads((run_dir / "eval.json").read_text())
+    assert [h["step"] for h in payload["history"]] == [3, 6, 8]  # every 3 steps, then the final evaluation
+    assert payload["results"] == payload["history"][-1]["results"] and payload["checkpoint_step"] == 8
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tag = f"eval/return_mean/target_{payload['results'][0]['target_return']:g}"
+    assert [e.step for e in acc.Scalars(tag)] == [3, 6, 8]
+    assert [e.value for e in acc.Scalars(tag)] == pytest.approx([h["results"][0]["return_mean"] for h in payload["history"]])
+
+    other = tmp_path / "other"
+    assert run_cli(train_cli.main, args_for(other, pendulum_hdf5, "--set", "eval.every_steps=4", steps=8)) == 0
+    payload = json.loads((only_run_dir(other) / "eval.json").read_text())
+    assert [h["step"] for h in payload["history"]] == [4, 8]  # the evaluation at the last step is the final one
