@@ -30,6 +30,20 @@ def test_atari_presets_follow_the_paper():
         assert cfg.train.final_tokens == 2 * 500_000 * ctx * 3
 
 
+def test_seaquest_paper_preset_is_the_papers_code():
+    """configs/atari/seaquest-paper.yaml: every difference of the paper's code that changes results (docs/fidelity.md)."""
+    path = Path(__file__).resolve().parent.parent / "configs" / "atari" / "seaquest-paper.yaml"
+    cfg = load_config(path)
+    a, e = cfg.agent, cfg.eval
+    assert (a.timestep_embedding, a.init, a.loss_form) == ("window_start", "reference", "cross_entropy")
+    assert cfg.head.params == {"num_frequencies": 8, "regularization_gamma": 0.0}
+    assert load_config(path, head="linear").head.params == {"bias": False}
+    assert cfg.env.protocol == "dt-paper-code" and cfg.env.ordering == "joystick"
+    assert (e.target_returns, e.rtg_mode, e.integer_returns_to_go, e.timesteps, e.sample) == ([1150.0], "raw", True, "current", True)
+    assert e.every_steps * 5 == cfg.train.steps and e.every_steps == -(-500_000 // cfg.train.batch_size)
+    assert cfg.train.final_tokens == 2 * 500_000 * 30 * 3 and cfg.dataset.rtg_scale == 1.0
+
+
 def test_overrides_reach_every_section_and_coerce_types():
     cfg = load_config(
         overrides=[
