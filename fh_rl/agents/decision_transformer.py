@@ -1,11 +1,24 @@
 """Decision Transformer (Chen et al. 2021) with a pluggable action head.
 
 Reads top to bottom: embeddings -> token interleave -> causal blocks -> head
-at the state tokens. The Atari variant follows the paper's code: Nature-CNN
-state encoder with tanh, return embedding linear + tanh, action embedding +
-tanh, a timestep embedding plus a learned position embedding over the 3T
-tokens, GPT-2 blocks, dropout. Vector states use a linear (or MLP) encoder
-with the dataset's mean/std held in buffers.
+at the state tokens. The architecture is the Atari DT's (the DT paper's code,
+reused by the Fourier head paper): Nature-CNN state encoder with tanh, return
+embedding linear + tanh, action embedding + tanh, a timestep embedding plus a
+learned position embedding over the 3T tokens, pre-LayerNorm GPT blocks with
+GELU, dropout. Vector states use a linear (or MLP) encoder with the dataset's
+mean/std held in buffers.
+
+What follows the Fourier head paper's code and what does not: by default the
+timestep embedding is per step (the original DT's gym design), the init is
+GPT-2's with the head's own init kept (Fourier: /100), and the loss is the
+plain NLL; the paper's Atari code instead adds one timestep row (the window's
+first) to every token, initialises the head N(0, 0.02) and the CNN with
+PyTorch's default, and applies ``F.cross_entropy`` to the head's log-pmf.
+``agent.timestep_embedding: window_start``, ``agent.init: reference`` and
+``agent.loss_form: cross_entropy`` (with ``head.bias: false`` for the linear
+head) give exactly the paper's function: :func:`fh_rl.agents.from_reference_state_dict`
+loads its weights, and tests pin the outputs to 1e-5. docs/fidelity.md lists
+every difference, evaluation protocol included.
 
 Letters: B batch, T context timesteps, D embedding, A action dimensions,
 K bins. Token order per step: (return-to-go, state, action); the action of
