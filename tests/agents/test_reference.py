@@ -286,3 +286,27 @@ def test_window_start_vs_per_step_embedding():
     # per_step embeds each step's own timestep
     assert not torch.allclose(run("per_step", steps), run("per_step", shifted))
     assert not torch.allclose(run("per_step", steps), run("window_start", steps))
+
+
+def test_regulariser_matches_the_papers_uncounted_value(fixture):
+    """The paper computes gamma * 2 * mean(sum_k 2 pi^2 k^2 |r_k|^2) over all 3T tokens (and never adds it to its
+    loss); fh_rl's Fourier head gives the same number from the same hidden states."""
+    from fh_rl.heads import build_head
+
+    config, batch = fixture
+    agent = from_reference_state_dict(_load("reference_fourier_state_dict.pt"), **config)
+    hidden = {}
+    handle = agent.ln_f.register_forward_hook(lambda module, args, out: hidden.setdefault("x", out))
+    T = batch["actions"].shape[1]
+    with torch.no_grad():
+        agent(batch["frames"], agent.action_bins(batch["actions"]), batch["returns_to_go"],
+              batch["window_start"][:, None] + torch.arange(T))
+    handle.remove()
+    head = build_head("fourier", config["n_embd"], 18, num_frequencies=config["fourier_num_frequencies"],
+                      regularization_gamma=config["fourier_regularization_gamma"])
+    head.load_state_dict(agent.head.state_dict())
+    with torch.no_grad():
+        reg = head.regularization(head.coefficients(hidden["x"]))  # (B, 3T, D): every token, as the paper
+    assert float(reg) == pytest.approx(float(batch["regularization_fourier"]), rel=1e-4)
+    assert float(agent(batch["frames"], agent.action_bins(batch["actions"]), batch["returns_to_go"],
+                       batch["window_start"][:, None] + torch.arange(T)).regularization) == 0.0  # gamma 0, as it trains
