@@ -59,12 +59,15 @@ def run_evaluation(
     backend: str = "local",
     address: str | None = None,
     gpus_per_worker: float = 0.0,
+    timesteps: str = "own",
+    integer_rtg: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate ``agent`` for each target return; one result dict per target (raw returns and normalised).
 
     ``backend="ray"``: ``workers`` Ray actors (``gpus_per_worker`` GPUs each; the
     policy runs on CUDA there when > 0, else on CPU) run contiguous chunks of
     the episodes, with the same seed per episode as the local workers.
+    ``timesteps`` and ``integer_rtg``: see :class:`~fh_rl.agents.inference.AgentPolicy`.
     """
     import copy
     import functools
@@ -87,18 +90,21 @@ def run_evaluation(
     for i, target in enumerate(targets):
         if backend == "ray":
             factory = functools.partial(AgentPolicy, agent, target_return=target or 0.0, sample=sample, rtg_mode=rtg_mode,
-                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu")
+                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu",
+                                        timesteps=timesteps, integer_rtg=integer_rtg)
             res = evaluate_on_ray(factory, env_name, episodes, actors=max(workers, 1), seed=seed, protocol=protocol,
                                   address=address, num_gpus=gpus_per_worker, progress=progress)
         else:
             policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode,
-                                 seed=seed + i)
+                                 seed=seed + i, timesteps=timesteps, integer_rtg=integer_rtg)
             res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
-        results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample))
+        results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample,
+                                     timesteps=timesteps, integer_rtg=integer_rtg))
     return results
 
 
-def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool) -> dict[str, Any]:
+def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool,
+                  timesteps: str | None = None, integer_rtg: bool = False) -> dict[str, Any]:
     """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean."""
     returns = np.asarray(res.returns, dtype=np.float64)
     norm = [normalized(env_name, float(r)) for r in returns]
@@ -106,6 +112,8 @@ def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: st
         "target_return": None if target is None else float(target),
         "rtg_mode": rtg_mode,
         "sample": sample,
+        "timesteps": timesteps,
+        "integer_rtg": integer_rtg,
         "returns": returns.tolist(),
         "lengths": np.asarray(res.lengths).tolist(),
         "seeds": np.asarray(res.seeds).tolist(),
@@ -207,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend=args.backend,
         address=args.address,
         gpus_per_worker=args.gpus_per_worker,
+        timesteps=cfg.eval.timesteps,
+        integer_rtg=cfg.eval.integer_returns_to_go,
     )
     print(format_table(results, cfg.env.name, protocol))
     run_dir = _run_dir_of(Path(args.checkpoint))
