@@ -401,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: list[str] = []
 
     def report_and_commit(failed_so_far: list[str]) -> None:
+        if not any(Path(study.root).rglob("eval.json")):
+            return  # nothing finished yet
         report(study, failed_so_far, args.docs)
         commit(study, Path(args.docs))
 
