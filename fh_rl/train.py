@@ -147,33 +147,11 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
     }
 
 
-def hparams(cfg: Config) -> dict[str, Any]:
-    """Flat hyperparameters for TensorBoard's hparams table (heads line up across runs)."""
-    flat: dict[str, Any] = {}
+def write_hparams(writer: Any, cfg: Config) -> None:
+    """The run's row in TensorBoard's HParams table (columns and metrics: :mod:`fh_rl.board`)."""
+    from fh_rl.board import run_hparams, write_session
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}.", v)
-        elif isinstance(value, (int, float, str, bool)):
-            flat[prefix[:-1]] = value
-        elif value is not None:
-            flat[prefix[:-1]] = str(value)
-
-    walk("", cfg.to_dict())
-    return flat
-
-
-def write_hparams(writer: Any, cfg: Config, metrics: dict[str, float]) -> None:
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    metrics = {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)}
-    exp, ssi, sei = hparams_summary(hparams(cfg), metrics)
-    fw = writer._get_file_writer()
-    for summary in (exp, ssi, sei):
-        fw.add_summary(summary)
-    for name, value in metrics.items():
-        writer.add_scalar(name, value, cfg.train.steps)
+    write_session(writer, run_hparams(cfg))
 
 
 # ----------------------------------------------------------------------------- main
@@ -226,7 +204,10 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
 
 def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext") -> Path:
     """A new run directory holding the resolved ``config.yaml`` and ``manifest.json`` (``info`` + the process layout)."""
+    from fh_rl.board import write_run_root
+
     run_dir = make_run_dir(cfg)
+    write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
     save_config(cfg, run_dir / "config.yaml")
     info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
     atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
@@ -252,14 +233,11 @@ def evaluate_run(agent: Any, cfg: Config, targets: list[float], run_dir: Path, w
         device=device,
         progress=progress,
     )
-    log_results(writer, results, step)
+    log_results(writer, results, step)  # the first target is the run's own: plain eval/* tags
     write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
                               "checkpoint_step": step, "seed": seed, "results": results})
     print(format_table(results, cfg.env.name, cfg.env.protocol))
-    metrics = {"eval/return_mean": results[0]["return_mean"]}
-    if results[0]["normalized_mean"] is not None:
-        metrics["eval/normalized"] = results[0]["normalized_mean"]
-    return metrics
+    return results
 
 
 def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
@@ -342,10 +320,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
               f"python -m fh_rl.train --resume {run_dir}", file=sys.stderr)
         return EXIT_SIGNAL.get(result.interrupted, 1)
 
-    metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
     if not args.no_eval:
-        metrics.update(evaluate_run(agent, cfg, targets, run_dir, writer, result.step, device=device, progress=progress))
-    write_hparams(writer, cfg, metrics)
+        evaluate_run(agent, cfg, targets, run_dir, writer, result.step, device=device, progress=progress)
+    write_hparams(writer, cfg)
     writer.close()
     print(f"done: {run_dir}", file=sys.stderr)
     return 0
