@@ -113,7 +113,7 @@ def build_codec(env_cfg: EnvConfig, *, seed: int = 0) -> ActionCodec:
             env.action_space,
             num_bins=env_cfg.num_bins if box else None,
             ordering=env_cfg.ordering,
-            action_meanings=env.unwrapped.get_action_meanings() if env_cfg.ordering == "joystick" else None,
+            action_meanings=getattr(env.unwrapped, "get_action_meanings", lambda: None)() if not box else None,
             sample_within_bin=env_cfg.sample_within_bin,
             margin_bins=env_cfg.margin_bins if box else 0,
         )

@@ -266,6 +266,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
            run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object
+    from fh_rl.plots import bin_axis
     from fh_rl.trainer import Trainer, TrainingDiverged
 
     if ctx.enabled and device.type == "cuda":
@@ -298,6 +299,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         checkpoint_extra={"config": cfg.to_dict(), "spec": agent.spec(), "dataset": identity, "eval_targets": targets},
         progress=progress,
         dist=ctx,
+        pmf_axis=bin_axis(built.codec),
     )
     if state is not None:
         seed_everything(cfg.seed)

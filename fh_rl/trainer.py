@@ -35,7 +35,7 @@ from fh_rl.config import TrainConfig
 from fh_rl.distributed import SINGLE, DistContext, barrier, gather_objects, global_step, rank_seed
 from fh_rl.heads import normalized_pmf
 from fh_rl.metrics import smoothness
-from fh_rl.plots import pmf_image
+from fh_rl.plots import BinAxis, pmf_image
 
 CHECKPOINT_FORMAT = "fh_rl.checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -130,6 +130,7 @@ class Trainer:
         writer: a TensorBoard ``SummaryWriter`` (None: no event files).
         checkpoint_extra: added to every checkpoint (config, agent spec, dataset identity).
         progress: show a tqdm bar.
+        pmf_axis: labels of the bins in the ``val/pmf`` images (:func:`fh_rl.plots.bin_axis` of the codec).
         dist: the data-parallel context (default: a single process). With P > 1
             processes the sampler must yield this rank's share of the global
             batch (``shard=dist.shard``), and only rank 0 should get a writer
@@ -150,6 +151,7 @@ class Trainer:
         checkpoint_extra: dict[str, Any] | None = None,
         progress: bool = True,
         dist: DistContext = SINGLE,
+        pmf_axis: BinAxis | None = None,
     ) -> None:
         self.agent = agent
         self.dist = dist
@@ -162,6 +164,7 @@ class Trainer:
         self.writer = writer
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.progress = progress
+        self.pmf_axis = pmf_axis
         self.final_tokens = config.final_tokens or config.steps * config.batch_size * context_len
         self.optimizer = torch.optim.AdamW(
             parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=None
@@ -375,7 +378,8 @@ class Trainer:
         metrics = {"nll": nll / max(total, 1), "accuracy": acc / max(total, 1), "smoothness": smooth / max(total, 1)}
         self._scalars("val", metrics)
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
-            self.writer.add_image("val/pmf", pmf_image(*first, count=self.config.pmf_states), self.step, dataformats="CHW")
+            image = pmf_image(*first, axis=self.pmf_axis, count=self.config.pmf_states)
+            self.writer.add_image("val/pmf", image, self.step, dataformats="CHW")
         return metrics
 
 
