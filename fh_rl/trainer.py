@@ -129,7 +129,7 @@ class Trainer:
         val_batches: fixed held-out batches for ``val/*`` metrics (None: no validation).
         writer: a TensorBoard ``SummaryWriter`` (None: no event files).
         checkpoint_extra: added to every checkpoint (config, agent spec, dataset identity).
-        progress: show a tqdm bar.
+        progress: show a progress bar (plain lines every ~30 s when stderr is not a terminal).
         pmf_axis: labels of the bins in the ``val/pmf`` images (:func:`fh_rl.plots.bin_axis` of the codec).
         dist: the data-parallel context (default: a single process). With P > 1
             processes the sampler must yield this rank's share of the global
@@ -236,7 +236,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train until ``config.steps`` (or a signal); checkpoint every N steps and at the end."""
-        from tqdm.auto import tqdm
+        from fh_rl.progress import format_rate, progress_bar
 
         cfg = self.config
         handlers = {}
@@ -245,7 +245,8 @@ class Trainer:
                 handlers[sig] = signal.signal(sig, self._request_stop)
         self.agent.to(self.device).train()
         forward = self._loss_module()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step",
+                           dynamic_ncols=True)
         last_loss: float | None = None
         val_metrics: dict[str, float] = {}
         window_start, window_samples = time.perf_counter(), 0
@@ -264,7 +265,7 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     throughput = window_samples / max(elapsed, 1e-9)
                     window_start, window_samples = time.perf_counter(), 0
-                    bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=f"{throughput:.0f}")
+                    bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=format_rate(throughput))
                     logged = {k: v for k, v in done._asdict().items() if k != "stop"}  # loss, nll, ..., grad_norm
                     self._scalars("train", {**logged, "samples_per_s": throughput})
                 if self.val_batches and (self.step % cfg.val_every == 0 or self.step == cfg.steps):

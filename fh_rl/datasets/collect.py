@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
+from fh_rl.progress import progress_bar
 
 from fh_rl.cli import run_cli
 from fh_rl.datasets.dqn_replay import DQNReplayWriter, discover_suffixes, replay_dir
@@ -80,7 +80,7 @@ class _ProgressCallback:
 
         class Callback(BaseCallback):
             def _on_training_start(self) -> None:
-                self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
+                self.bar = progress_bar(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
 
             def _on_step(self) -> bool:
                 if on_step is not None:
@@ -133,7 +133,7 @@ def rollout_episodes(env_id: str, policy, episodes: int, seed: int, desc: str, p
     env = gym.make(env_id)
     rec = _EpisodeRecorder()
     try:
-        for i in tqdm(range(episodes), desc=desc, unit="episode", disable=not progress, dynamic_ncols=True):
+        for i in progress_bar(range(episodes), desc=desc, unit="episode", disable=not progress, dynamic_ncols=True):
             obs, _ = env.reset(seed=seed + i)
             done = False
             while not done:
