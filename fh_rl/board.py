@@ -48,6 +48,9 @@ CUSTOM_SCALARS_LAYOUT = {
 HPARAM_METRICS = ("eval/return_mean", "eval/normalized", "val/nll", "val/smoothness")
 """The HParams table's metric columns (each run's last value of these scalar tags)."""
 
+NUMERICAL_HEAD_PARAMS = frozenset({"eps", "init_scale", "min_scale"})
+"""Head parameters that guard the arithmetic rather than shape the distribution: left out of the HParams table."""
+
 LAYOUT_SUFFIX = ".fh_rl-layout"
 """Event files holding a root's layout end with this (older versions wrote it with a timestamp before it)."""
 
@@ -69,7 +72,7 @@ def run_hparams(cfg: Any) -> dict[str, Any]:
     params = {**head_params(cfg.head.name), **cfg.head.params}
     out: dict[str, Any] = {"head": cfg.head.name}
     for key, value in sorted(params.items()):
-        if isinstance(value, (bool, int, float, str)):
+        if key not in NUMERICAL_HEAD_PARAMS and isinstance(value, (bool, int, float, str)):
             out[f"head.{key}"] = value
     out.update({"agent": cfg.agent.name, "env": cfg.env.name, "seed": cfg.seed, "dataset": dataset_label(cfg)})
     return out
@@ -92,6 +95,8 @@ def _hparam_types() -> dict[str, str]:
     types = {"head": "STRING"}
     for name in HEADS.names():
         for key, default in sorted(head_params(name).items()):
+            if key in NUMERICAL_HEAD_PARAMS:
+                continue
             if isinstance(default, bool):
                 types[f"head.{key}"] = "BOOL"
             elif isinstance(default, (int, float)):
@@ -120,8 +125,10 @@ def experiment_summary() -> Any:
     """The root's HParams experiment: the focused columns (:func:`_hparam_types`) and :data:`HPARAM_METRICS`."""
     from tensorboard.plugins.hparams.api_pb2 import DataType, Experiment, HParamInfo, MetricInfo, MetricName
 
+    # `differs` puts the head's columns and the seed first: TensorBoard shows the first five columns by default.
     exp = Experiment(
-        hparam_infos=[HParamInfo(name=k, type=DataType.Value(f"DATA_TYPE_{t}")) for k, t in _hparam_types().items()],
+        hparam_infos=[HParamInfo(name=k, type=DataType.Value(f"DATA_TYPE_{t}"), differs=k.startswith("head") or k == "seed")
+                      for k, t in _hparam_types().items()],
         metric_infos=[MetricInfo(name=MetricName(tag=m)) for m in HPARAM_METRICS],
     )
     return _hparams_summary("experiment", exp)

@@ -81,7 +81,7 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert not [t for t in tags if t.startswith("eval/return_mean/")]  # one tag per metric: no /target_ twin
     assert any(p.name.startswith("events.out") for p in run_dir.iterdir())
     assert hparams_of(run_dir) == {"head": "fourier", "head.num_frequencies": 16.0, "head.regularization_gamma": 1e-6,
-                                   "head.init_scale": 100.0, "head.eps": 1e-5, "agent": "dt", "env": "Pendulum-v1",
+                                   "agent": "dt", "env": "Pendulum-v1",
                                    "seed": 0.0, "dataset": pendulum_hdf5.name}
     (root_file,) = (tmp_path / "runs").glob("events.out.tfevents.*")  # the run root's layout and HParams columns
     assert root_file.name.endswith(".fh_rl-layout")
