@@ -262,7 +262,7 @@ def test_empty_directory(tmp_path):
     replay_dir(tmp_path, "Breakout", 1).mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="holds no DQN-Replay checkpoint files.*fh_rl.datasets.download"):
         load_dqn_replay(tmp_path, "Breakout", 1, progress=False)
-    with pytest.raises(FileNotFoundError, match="no DQN-Replay directory"):
+    with pytest.raises(FileNotFoundError, match=r"no DQN-Replay directory.*fh_rl.datasets.collect atari --game .*fh_rl.datasets.download"):
         load_dqn_replay(tmp_path, "Pong", 1, progress=False)
 
 

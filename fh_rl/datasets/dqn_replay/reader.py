@@ -82,7 +82,10 @@ def load_dqn_replay(
         progress: show a progress bar.
     """
     directory = replay_dir(root, game, run)
-    wanted = _wanted_suffixes(directory, suffixes, f"fetch it with `python -m fh_rl.datasets.download {game} --run {run} --root {root}`")
+    hint = (f"collect a small one locally with `python -m fh_rl.datasets.collect atari --game {game} --steps 50000 "
+            f"--out {root} --run {run}` (docs/atari_local.md), or fetch the published run (~50 GB per game) with "
+            f"`python -m fh_rl.datasets.download {game} --run {run} --root {root}`")
+    wanted = _wanted_suffixes(directory, suffixes, hint)
     protocol, max_transitions = _resolve_protocol(protocol, max_transitions)
     workers = workers or min(4, os.cpu_count() or 1)
     params = {
