@@ -83,6 +83,8 @@ def dataset_label(cfg: Any) -> str:
     d = cfg.dataset
     if d.format == "dqn-replay":
         label = f"{Path(d.path).name}/{d.game or cfg.env.name}/{d.run}"
+    elif d.format == "minari":
+        label = f"minari:{d.path}"
     else:
         label = Path(d.path).name or d.path
     return label + (f" (max {d.max_transitions})" if d.max_transitions else "")

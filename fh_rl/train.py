@@ -49,6 +49,10 @@ def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[st
     path = Path(cfg.dataset.path)
     if cfg.dataset.format == "dqn-replay":
         path = path / (cfg.dataset.game or cfg.env.name) / str(cfg.dataset.run) / "replay_logs"
+    elif cfg.dataset.format == "minari":
+        from fh_rl.datasets.hdf5 import minari_path
+
+        path = minari_path(cfg.dataset.path)  # an id resolves to its directory
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     returns = np.asarray(dataset.episode_returns, dtype=np.float64)
     return {
@@ -197,7 +201,9 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
         run_dir = run_dir if run_dir.is_dir() else run_dir.parent.parent
         cfg = config_from_dict(state["config"])
     else:
-        cfg = load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed)
+        from fh_rl.build import resolve_env
+
+        cfg = resolve_env(load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed))
         run_dir = None
     return state, cfg, run_dir
 

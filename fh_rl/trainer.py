@@ -165,7 +165,11 @@ class Trainer:
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.progress = progress
         self.pmf_axis = pmf_axis
-        self.final_tokens = config.final_tokens or config.steps * config.batch_size * context_len
+        total = config.steps * config.batch_size * context_len  # the run's tokens (at most: windows may be padded)
+        self.final_tokens = (round(config.final_fraction * total) if config.final_fraction is not None
+                             else config.final_tokens or total)
+        self.warmup_tokens = (round(config.warmup_fraction * total) if config.warmup_fraction is not None
+                              else config.warmup_tokens)
         self.optimizer = torch.optim.AdamW(
             parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=None
         )
@@ -310,7 +314,7 @@ class Trainer:
             tokens, loss_value, loss = batch_tokens(batch), float(out.loss.detach()), out.loss
             nll_value, reg_value = float(out.nll.detach()), float(out.regularization.detach())
         self.tokens += int(tokens)
-        lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
+        lr = cfg.lr * lr_multiplier(self.tokens, self.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if not math.isfinite(loss_value):
