@@ -42,6 +42,7 @@ class LineProgress(_tqdm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("mininterval", LOG_INTERVAL_S)
+        kwargs["maxinterval"] = kwargs["mininterval"]  # tqdm's monitor would otherwise force a line every 10 s
         kwargs.setdefault("bar_format", LINE_FORMAT if kwargs.get("total") is not None else "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]")
         kwargs["file"] = _DropBlank(kwargs.get("file") or sys.stderr)
         kwargs["dynamic_ncols"] = False
