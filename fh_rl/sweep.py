@@ -279,7 +279,7 @@ def run_sweep(
     """Train the points not yet complete: ``jobs`` at a time as ``python -m fh_rl.train`` subprocesses
     (``backend="local"``), or as Ray tasks of ``num_cpus``/``num_gpus`` each (``backend="ray"``, see
     :mod:`fh_rl.ray_backend`; ``address`` None starts a local Ray instance unless one is running)."""
-    from tqdm.auto import tqdm
+    from fh_rl.progress import progress_bar
 
     from fh_rl.compare import write_custom_scalars
 
@@ -303,7 +303,7 @@ def run_sweep(
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
     todo = [(p, a, d) for p, a, d in actions if a != "skip"]
     if backend == "ray":
-        bar = tqdm(total=len(actions), initial=len(result.skipped), desc="sweep (ray)", unit="run", disable=not progress)
+        bar = progress_bar(total=len(actions), initial=len(result.skipped), desc="sweep (ray)", unit="run", disable=not progress)
         try:
             _run_on_ray(todo, root, config, result, bar, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
                         max_retries=max_retries, shared_storage=shared_storage)
@@ -312,7 +312,7 @@ def run_sweep(
         finally:
             bar.close()
         return result
-    bar = tqdm(total=len(actions), initial=len(result.skipped), desc="sweep", unit="run", disable=not progress)
+    bar = progress_bar(total=len(actions), initial=len(result.skipped), desc="sweep", unit="run", disable=not progress)
     try:
         _run_local(todo, root, config, result, bar, jobs=jobs)
     finally:
