@@ -85,6 +85,9 @@ class DatasetConfig:
     """Fraction of episodes held out for validation metrics (0 disables validation)."""
     rtg_scale: float | None = None
     """Returns-to-go are divided by this inside the model; None: the largest absolute episode return."""
+    clip_actions: bool = False
+    """Continuous actions outside the environment's bounds (beyond 0.1% of the range) are an error; true: clip
+    them to the bounds instead (they then train the end bins)."""
     build: str | None = None
     """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name``
     and writes its replay plus rollouts of the final policy (``python -m fh_rl.datasets.collect control``);
@@ -292,9 +295,14 @@ def load_config(
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} not found; pass --config with a YAML file under configs/")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if data is None:
+        raise ValueError(
+            f"config file {str(path)!r} is empty; start from a preset such as configs/default.yaml "
+            f"(an empty file would silently train on other built-in defaults)"
+        )
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
     return config_from_dict(data, overrides=overrides, head=head, seed=seed)

@@ -17,6 +17,7 @@ batch; rank 0 alone writes and evaluates; see :mod:`fh_rl.distributed`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import subprocess
@@ -83,15 +84,12 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
     Several runs started together (a sweep) wait for the first to finish building
     instead of training SAC twice; the file appears atomically when complete.
     """
-    import fcntl
-
     from fh_rl.datasets.collect import collect_control
+    from fh_rl.locks import wait_for_file_lock
 
     d = cfg.dataset
     path = Path(d.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with wait_for_file_lock(path, message=f"dataset {path} is being built by another run; waiting for it"):
         if path.exists():
             return path
         parts = [f"SAC for {d.build_steps:,} steps on {cfg.env.name}", f"{d.build_expert_episodes} rollouts of its final policy"]
@@ -216,25 +214,52 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
     }
 
 
+def write_json(path: Path, data: Any) -> None:
+    """Strict JSON (NaN or infinity is an error, never written), atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence[str], ctx: "DistContext") -> None:
+    """Add this resume (when, from which step, with what code and where) to the run's ``manifest.json``."""
+    import fh_rl
+
+    path = run_dir / "manifest.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        info = {}  # a run directory from elsewhere: start a manifest with what is known now
+    if not isinstance(info, dict):
+        info = {}
+    info.setdefault("resumes", []).append({
+        "command": [sys.executable, "-m", "fh_rl.train", *argv],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "from_step": step,
+        "host": {"platform": platform.platform(), "python": platform.python_version(), "device": str(device)},
+        "versions": {"fh_rl": fh_rl.__version__, "torch": torch.__version__},
+        "git": git_commit(),
+        "distributed": {"world_size": ctx.world_size, "backend": ctx.backend},
+    })
+    write_json(path, info)
+
+
 # ----------------------------------------------------------------------------- build
 
 
-def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1),
+                     device: torch.device | None = None) -> dict[str, Any]:
     """Dataset, split, codec, agent, samplers and validation batches for ``cfg``.
 
     ``shard`` is ``(rank, world_size)`` under torchrun: the training sampler
     yields this rank's share of each global batch of ``train.batch_size``.
+    Before the data is read, the memory training needs is estimated and checked
+    against ``device`` (default: ``train.device``); once it is read, the data
+    must fit the environment's spaces (:mod:`fh_rl.preflight`).
     """
     from fh_rl.agents import build_agent
     from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
     from fh_rl.envs import make_env
     from fh_rl.envs.codecs import make_codec
-
-    dataset = load_dataset(cfg, progress=progress)
-    if cfg.dataset.val_fraction > 0:
-        train, val = dataset.split(cfg.dataset.val_fraction, cfg.seed)
-    else:
-        train, val = dataset, None
+    from fh_rl.preflight import check_action_bounds, check_spaces
 
     env = make_env(cfg.env.name, protocol=cfg.env.protocol, seed=cfg.seed)
     try:
@@ -251,8 +276,18 @@ def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, in
             sample_within_bin=cfg.env.sample_within_bin,
             margin_bins=cfg.env.margin_bins if isinstance(env.action_space, gym.spaces.Box) else 0,
         )
+        observation_space, action_space = env.observation_space, env.action_space
     finally:
         env.close()
+    check_training_memory(cfg, codec, tuple(observation_space.shape), device or resolve_device(cfg.train.device))
+
+    dataset = load_dataset(cfg, progress=progress)
+    check_spaces(dataset, observation_space, action_space, env_name=cfg.env.name, source=cfg.dataset.path)
+    check_action_bounds(dataset, action_space, source=cfg.dataset.path, clip=cfg.dataset.clip_actions)
+    if cfg.dataset.val_fraction > 0:
+        train, val = dataset.split(cfg.dataset.val_fraction, cfg.seed)
+    else:
+        train, val = dataset, None
 
     returns = np.asarray(dataset.episode_returns, dtype=np.float64)
     rtg_scale = cfg.dataset.rtg_scale
@@ -287,6 +322,21 @@ def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, in
         "val_batches": val_batches,
         "returns": returns,
     }
+
+
+def check_training_memory(cfg: Config, codec: Any, state_shape: tuple[int, ...], device: torch.device) -> None:
+    """Refuse (ValueError quoting the estimate) a configuration whose training cannot fit in ``device``'s memory."""
+    from fh_rl.agents import AGENTS, build_agent
+    from fh_rl.preflight import check_memory, estimate_memory
+
+    a = cfg.agent
+    sequence = AGENTS.get(a.name).sequence_model
+    estimate = estimate_memory(
+        lambda: build_agent(a, head=cfg.head.name, head_params=cfg.head.params, state_shape=state_shape, codec=codec),
+        batch_size=cfg.train.batch_size, tokens=3 * a.context_len if sequence else 1, steps=cfg.context_len,
+        embed_dim=a.embed_dim, n_layer=a.n_layer, n_head=a.n_head,
+    )
+    check_memory(estimate, device)
 
 
 def hparams(cfg: Config) -> dict[str, Any]:
@@ -335,21 +385,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from fh_rl.distributed import check_batch_size, init_distributed, requested_world_size, shutdown
+    from fh_rl.locks import die_with_parent
 
-    state, cfg, run_dir = _resolve_run(args)
-    check_batch_size(cfg.train.batch_size, requested_world_size())  # before joining: every rank fails the same way
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    ctx = init_distributed(device.type)
-    try:
-        return _train(args, argv, state, cfg, run_dir, device, ctx)
-    finally:
-        shutdown(ctx)
+    die_with_parent()  # a sweep's job stops (checkpointing first) when the sweep is killed
+    with contextlib.ExitStack() as owned:  # the run directory's lock, held until this process ends
+        state, cfg, run_dir = _resolve_run(args, owned)
+        check_batch_size(cfg.train.batch_size, requested_world_size())  # before joining: every rank fails the same way
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
+        device = resolve_device(cfg.train.device)
+        ctx = init_distributed(device.type)
+        try:
+            return _train(args, argv, state, cfg, run_dir, device, ctx, owned)
+        finally:
+            shutdown(ctx)
 
 
-def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Config, Path | None]:
-    """The checkpoint (on ``--resume``), the config and the run directory (None: a new run)."""
+def _writes() -> bool:
+    """Whether this process writes the run (not a torchrun rank other than 0)."""
+    from fh_rl.distributed import _env_int
+
+    return _env_int("RANK", 0) == 0
+
+
+def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple[dict[str, Any] | None, Config, Path | None]:
+    """The checkpoint (on ``--resume``, after taking the run directory's lock), the config and the run directory
+    (None: a new run)."""
+    from fh_rl.atomic import remove_stale_temps
+    from fh_rl.locks import hold_run_dir
     from fh_rl.trainer import load_checkpoint
 
     state = None
@@ -357,9 +420,18 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
         if args.config or args.head or args.overrides or args.seed is not None:
             raise ValueError("--resume continues a run with its saved config; drop --config/--head/--set/--seed")
         run_dir = Path(args.resume)
-        state = load_checkpoint(run_dir)
-        run_dir = run_dir if run_dir.is_dir() else run_dir.parent.parent
+        if run_dir.is_file():
+            run_dir = run_dir.parent.parent
+        if _writes() and run_dir.is_dir():
+            owned.enter_context(hold_run_dir(run_dir, "resume it"))
+            remove_stale_temps(run_dir, recursive=True)  # left by a writer that was killed; we own the directory now
+        state = load_checkpoint(args.resume)
         cfg = config_from_dict(state["config"])
+        if int(state["step"]) >= cfg.train.steps and (run_dir / "eval.json").is_file():
+            raise ValueError(
+                f"run {str(run_dir)!r} is complete (trained {cfg.train.steps} steps, evaluated in eval.json); "
+                f"to evaluate it again: python -m fh_rl.evaluate {run_dir}"
+            )
     else:
         cfg = load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed)
         run_dir = None
@@ -367,7 +439,7 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
-           run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
+           run_dir: Path | None, device: torch.device, ctx: "DistContext", owned: contextlib.ExitStack) -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object, rank_seed
     from fh_rl.trainer import Trainer, TrainingDiverged
@@ -376,7 +448,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         device = torch.device("cuda", ctx.local_rank)
     seed_everything(cfg.seed)
     progress = not args.no_progress and ctx.is_main
-    built = build_everything(cfg, progress=progress, shard=ctx.shard)  # every rank; a dataset build is locked
+    built = build_everything(cfg, progress=progress, shard=ctx.shard, device=device)  # every rank; a dataset build is locked
     if not ctx.is_main:
         seed_everything(rank_seed(cfg.seed, ctx.rank))  # same initial weights, distinct dropout per rank
     agent = built["agent"]
@@ -389,11 +461,16 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         )
 
     if run_dir is None and ctx.is_main:
+        from fh_rl.locks import hold_run_dir
+
         run_dir = make_run_dir(cfg)
+        owned.enter_context(hold_run_dir(run_dir))
         save_config(cfg, run_dir / "config.yaml")
         info = manifest(cfg, identity, targets, device, argv)
         info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
-        atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+        write_json(run_dir / "manifest.json", info)
+    elif state is not None and ctx.is_main:
+        record_resume(run_dir, int(state["step"]), device, argv, ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:
         print(f"run directory: {run_dir}" + (f" ({ctx.world_size} processes, {ctx.backend})" if ctx.enabled else ""),
@@ -401,9 +478,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
 
     writer = None
     if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+        from fh_rl.events import open_writer
 
-        writer = SummaryWriter(str(run_dir))
+        # One events file per run: a resume carries the earlier events over, up to its checkpoint's step.
+        writer = open_writer(run_dir, keep_until_step=None if state is None else int(state["step"]))
     trainer = Trainer(
         agent,
         built["sampler"],
@@ -457,8 +535,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
             progress=progress,
         )
         log_results(writer, results, result.step)
-        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol), "checkpoint_step": result.step,
-                                  "seed": seed, "results": results})
+        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
+                                  "checkpoint_step": result.step, "seed": seed, "written_by": "train",
+                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results})
         print(format_table(results, cfg.env.name, cfg.env.protocol))
         metrics["eval/return_mean"] = results[0]["return_mean"]
         if results[0]["normalized_mean"] is not None:

@@ -38,10 +38,12 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from fh_rl.atomic import remove_stale_temps
 from fh_rl.cli import run_cli
 from fh_rl.datasets.dqn_replay import DQNReplayWriter, discover_suffixes, replay_dir
 from fh_rl.datasets.hdf5 import write_hdf5
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
+from fh_rl.locks import wait_for_file_lock
 
 CONTROL_PARTS = ("replay", "medium", "expert")
 
@@ -182,7 +184,10 @@ def collect_control(
     probe.close()
 
     torch.manual_seed(seed)
-    with _torch_threads(threads):
+    with wait_for_file_lock(out), _torch_threads(threads):  # one writer per file; we may clear its stale temps
+        if out.exists():
+            raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
+        remove_stale_temps(out.parent, out.name)  # a killed collect's half-written file
         return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts,
                                 progress)
 
@@ -285,9 +290,7 @@ def collect_atari(
     the same rows (for tests and custom side logs). Returns the run directory
     ``<root>/<game>/<run>``; refuses to write over an existing one.
     """
-    from stable_baselines3 import DQN
-
-    from fh_rl.envs import canonical_env_name, env_kind, make_env
+    from fh_rl.envs import canonical_env_name, env_kind
 
     _require_positive("steps", steps)
     _require_positive("capacity", capacity)
@@ -298,9 +301,23 @@ def collect_atari(
     final = replay_dir(root, game, run).parent
     if final.exists() and any(final.iterdir()):
         raise FileExistsError(f"{final} already exists; pass another --run or --out, or delete it first")
+    with wait_for_file_lock(root / f"{game}-{run}"):  # one writer per run; we may clear what killed writers left
+        if final.exists() and any(final.iterdir()):
+            raise FileExistsError(f"{final} already exists; pass another --run or --out, or delete it first")
+        for stale in root.glob(f".partial-{game}-{run}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return _collect_atari(game, steps, root, final, run=run, capacity=capacity, buffer_size=buffer_size, seed=seed,
+                              learning_starts=learning_starts, threads=threads, progress=progress,
+                              on_transition=on_transition)
+
+
+def _collect_atari(game, steps, root, final, *, run, capacity, buffer_size, seed, learning_starts, threads, progress,
+                   on_transition) -> Path:
+    from stable_baselines3 import DQN
+
+    from fh_rl.envs import make_env
+
     partial_root = root / f".partial-{game}-{run}-{os.getpid()}"
-    if partial_root.exists():
-        shutil.rmtree(partial_root)
     buffer_size = int(buffer_size or min(steps, 50_000))
     learning_starts = int(learning_starts if learning_starts is not None else min(steps // 10, 50_000))
 
@@ -358,7 +375,7 @@ def collect_atari(
             "unfinished_episode": {"return": state["ret"], "length": state["len"]},
         }
         run_dir = replay_dir(partial_root, game, run).parent
-        (run_dir / "episode_returns.json").write_text(json.dumps(side, indent=1))
+        (run_dir / "episode_returns.json").write_text(json.dumps(side, indent=1, allow_nan=False))
         assert discover_suffixes(replay_dir(partial_root, game, run)), "writer produced no files"
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():  # an empty directory only (checked above)

@@ -484,10 +484,24 @@ def _read_file_rows(
     actions = read_array(directory / file_name("action", f.suffix), "action", (C,))
     rewards = read_array(directory / file_name("reward", f.suffix), "reward", (C,))
     _validate_padding(directory, f, actions, rewards)
+    _validate_rows(directory, f, actions[slots], rewards[slots], slots)
     out["actions"][out_rows] = actions[slots]
     out["rewards"][out_rows] = rewards[slots]
     del actions, rewards
     _stream_select(directory / file_name("observation", f.suffix), C, slots, out["observations"], out_rows, chunk_bytes)
+
+
+def _validate_rows(directory: Path, f: _File, actions: np.ndarray, rewards: np.ndarray, slots: np.ndarray) -> None:
+    """What DQN-Replay data can get wrong in the rows kept: a non-finite reward, a negative action id."""
+    from fh_rl.datasets.validate import check_finite
+
+    check_finite(rewards, source=directory / file_name("reward", f.suffix), key="reward", rows=slots)
+    if len(actions) and actions.min() < 0:
+        i = int(np.argmax(actions < 0))
+        raise ValueError(
+            f"{directory / file_name('action', f.suffix)}: 'action' is {int(actions[i])} at row {int(slots[i])}; "
+            f"action ids are >= 0"
+        )
 
 
 def _validate_padding(directory: Path, f: _File, actions: np.ndarray, rewards: np.ndarray) -> None:
@@ -530,7 +544,7 @@ def _save_cache(path: Path, flat: dict[str, np.ndarray], meta: dict[str, Any]) -
     try:
         for k in _CACHE_ARRAYS:
             np.save(tmp / f"{k}.npy", flat[k], allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, allow_nan=False))
         try:
             os.replace(tmp, path)
         except OSError:  # another process cached it first
@@ -627,6 +641,9 @@ def load_dqn_replay(
         cache_path = cache_path / "dqn_replay" / f"{game}-{run}-{key}"
         cached = _load_cache(cache_path)
         if cached is not None:
+            from fh_rl.datasets.validate import check_finite
+
+            check_finite(cached["rewards"], source=cache_path / "rewards.npy", key="rewards")  # a cache from older code
             return TrajectoryDataset(cached, frame_stack=4, name=name, source={**params, "root": str(root), "cache": str(cache_path)})
 
     files = _plan_files(directory, wanted, workers)

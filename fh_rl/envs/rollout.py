@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from fh_rl.cli import RunFailed
 from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
 from fh_rl.envs.policy import Policy
 from fh_rl.envs.scores import normalized_score
@@ -50,8 +51,8 @@ STARTUP_TIMEOUT = 120.0
 """Seconds a worker may take to start and build its environments."""
 
 
-class RolloutError(RuntimeError):
-    """An environment failed, hung or died during evaluation."""
+class RolloutError(RunFailed):
+    """An environment failed, hung or died during evaluation (a RuntimeError; the CLIs print its first line)."""
 
 
 @dataclass
