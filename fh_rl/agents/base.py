@@ -5,7 +5,7 @@ An agent is an ``nn.Module`` that owns the math: it turns a sampler batch
 loss, and a context of states (and, for sequence models, returns-to-go,
 actions and timesteps) into the log-pmf of the next action. The trainer owns
 the optimiser, the schedule and the loop; rollouts go through
-:class:`fh_rl.agents.policy.AgentPolicy`.
+:class:`fh_rl.agents.inference.AgentPolicy`.
 
 An agent is rebuilt from ``(AgentConfig, head name + params, spec)`` alone:
 ``spec`` (:meth:`Agent.spec`) holds the state shape, the action codec's config
@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from fh_rl.datasets.trajectory import REWARD_TRANSFORMS
 from fh_rl.heads import build_head
 from fh_rl.registry import Registry
 
@@ -83,20 +84,6 @@ class AgentLoss(NamedTuple):
     tokens: torch.Tensor
     log_probs: torch.Tensor
     targets: torch.Tensor
-
-
-REWARD_TRANSFORMS = ("none", "clip")
-
-
-def transform_reward(rewards, transform: str):
-    """Apply the dataset's reward transform (``clip``: sign-clip to [-1, 1] as DQN-Replay stores)."""
-    import numpy as np
-
-    if transform == "none":
-        return rewards
-    if transform == "clip":
-        return np.clip(rewards, -1.0, 1.0)
-    raise ValueError(f"unknown reward transform {transform!r}; expected one of {REWARD_TRANSFORMS}")
 
 
 class Agent(nn.Module):

@@ -5,8 +5,8 @@ Datasets keep environment action ids / values; a codec converts whole batches
 and back. Letters: A action dimensions (1 for a discrete action), K bins.
 
 - :class:`DiscreteCodec`: a permutation of ``Discrete(K)`` so that neighbouring
-  bins are similar actions (``ordering="joystick"``, DESIGN.md "Actions"), or
-  the identity.
+  bins are similar actions (``ordering="joystick"``: the paper's direction
+  order, :data:`JOYSTICK_ORDER`), or the identity.
 - :class:`BoxCodec`: each of the A dimensions of a Box quantised into K equal
   bins over ``[low, high]``; decoding gives the bin centre, or a uniform sample
   within the bin.
@@ -63,6 +63,7 @@ class ActionCodec:
 
     num_bins: int
     action_dims: int
+    _torch_tables: dict[Any, tuple]  # device -> _numpy_tables() as tensors
 
     def encode(self, env_actions):
         raise NotImplementedError
@@ -72,6 +73,21 @@ class ActionCodec:
 
     def config(self) -> dict:
         raise NotImplementedError
+
+    def _numpy_tables(self) -> tuple[np.ndarray, ...]:
+        """The lookup arrays ``encode`` and ``decode`` use."""
+        raise NotImplementedError
+
+    def _tables(self, like):
+        """:meth:`_numpy_tables`, as tensors on ``like``'s device (built once per device) when ``like`` is one."""
+        if not _is_torch(like):
+            return self._numpy_tables()
+        import torch
+
+        key = like.device
+        if key not in self._torch_tables:
+            self._torch_tables[key] = tuple(torch.as_tensor(t, device=like.device) for t in self._numpy_tables())
+        return self._torch_tables[key]
 
     def _check_bins(self, bins):
         """Validate (..., A) integer bins; returns them unchanged."""
@@ -107,18 +123,8 @@ class DiscreteCodec(ActionCodec):
         self.inverse = np.argsort(order)  # (K,) env action -> bin
         self._torch_tables: dict[Any, tuple] = {}
 
-    def _tables(self, like):
-        if not _is_torch(like):
-            return self.order, self.inverse
-        import torch
-
-        key = like.device
-        if key not in self._torch_tables:
-            self._torch_tables[key] = (
-                torch.as_tensor(self.order, device=like.device),
-                torch.as_tensor(self.inverse, device=like.device),
-            )
-        return self._torch_tables[key]
+    def _numpy_tables(self) -> tuple[np.ndarray, ...]:
+        return self.order, self.inverse
 
     def encode(self, env_actions):
         """Env actions (...) ints -> bins (..., 1) int64 (numpy in, numpy out; torch in, torch out)."""
@@ -202,18 +208,8 @@ class BoxCodec(ActionCodec):
         self.sample_within_bin = bool(sample_within_bin)
         self._torch_tables: dict[Any, tuple] = {}
 
-    def _tables(self, like):
-        if not _is_torch(like):
-            return self.low, self.width
-        import torch
-
-        key = like.device
-        if key not in self._torch_tables:
-            self._torch_tables[key] = (
-                torch.as_tensor(self.low, device=like.device),
-                torch.as_tensor(self.width, device=like.device),
-            )
-        return self._torch_tables[key]
+    def _numpy_tables(self) -> tuple[np.ndarray, ...]:
+        return self.low, self.width
 
     def encode(self, env_actions):
         """Env actions (..., A) -> bins (..., A) int64; values outside [low, high] are clipped to the end bins

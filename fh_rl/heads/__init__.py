@@ -9,7 +9,16 @@ Register your own with ``@register_head("name")`` on a :class:`Head` subclass,
 or from another package through the entry-point group ``fh_rl.heads``.
 """
 
-from fh_rl.heads.base import HEADS, Head, HeadOutput, available_heads, build_head, head_params, register_head
+from fh_rl.heads.base import (
+    HEADS,
+    Head,
+    HeadOutput,
+    available_heads,
+    build_head,
+    head_params,
+    normalized_pmf,
+    register_head,
+)
 from fh_rl.heads.fourier import FourierHead
 from fh_rl.heads.gmm import GMMHead
 from fh_rl.heads.linear import LinearHead
@@ -24,5 +33,6 @@ __all__ = [
     "available_heads",
     "build_head",
     "head_params",
+    "normalized_pmf",
     "register_head",
 ]
