@@ -287,6 +287,19 @@ def test_evaluate_keeps_every_result_and_writes_strict_json(tmp_path, tiny, caps
     assert run_cli(evaluate_cli.main, [*base, "--out", str(written[0])]) == 2
     assert "already exists" in one_error_line(capsys)
 
+    # compare says which evaluation it used: the training-time one by default, or each run's latest.
+    from fh_rl import compare
+
+    latest = max(written, key=lambda p: p.stat().st_mtime_ns).name
+    for choice, expected in (("training", "eval.json"), ("latest", latest)):
+        out = tmp_path / f"cmp-{choice}"
+        assert run_cli(compare.main, [str(run_dir), "--out", str(out), "--no-figures", "--eval", choice]) == 0
+        report = strict_json(out / "comparison.json")
+        (row,) = report["environments"]["Pendulum-v1"]
+        assert row["evaluations"] == [expected] and report["statistics"]["evaluation"] == compare.EVALUATIONS[choice]
+        assert f"Evaluation: {compare.EVALUATIONS[choice]}" in (out / "comparison.md").read_text()
+        assert row["target_returns"] == [strict_json(run_dir / expected)["results"][0]["target_return"]]
+
 
 # ----------------------------------------------------------------------------- 4-6. refused before training
 

@@ -33,7 +33,7 @@ Modules: ``runs`` (discovery and loading), ``stats`` (grouping and statistics),
 from fh_rl.compare.cli import main
 from fh_rl.compare.plots import held_out_pmfs, plot_frequencies, plot_pmfs
 from fh_rl.compare.report import compare, markdown_table
-from fh_rl.compare.runs import VAL_METRICS, Run, find_runs, last_scalars, load_run
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs, last_scalars, load_run
 from fh_rl.compare.stats import Group, group_runs, seed_statistics, summarize
 from fh_rl.compare.tensorboard_layout import CUSTOM_SCALARS_LAYOUT, LAYOUT_SUFFIX, write_custom_scalars
 
@@ -44,6 +44,7 @@ __all__ = [
     "Group",
     "Run",
     "compare",
+    "EVALUATIONS",
     "find_runs",
     "group_runs",
     "held_out_pmfs",

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from fh_rl.atomic import atomic_write_text
 from fh_rl.compare.plots import plot_frequencies, plot_pmfs
-from fh_rl.compare.runs import find_runs
+from fh_rl.compare.runs import EVALUATIONS, find_runs
 from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
 
 
@@ -38,9 +38,12 @@ def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
 
 
 
-def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = True, pmf_states: int = 4) -> dict[str, Any]:
-    """Find, group and summarise the runs; write ``comparison.md``/``.json`` and figures into ``out``."""
-    runs, skipped = find_runs(paths)
+def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = True, pmf_states: int = 4,
+            evaluation: str = "training") -> dict[str, Any]:
+    """Find, group and summarise the runs; write ``comparison.md``/``.json`` and figures into ``out``.
+
+    ``evaluation``: which evaluation of each run to read, ``training`` (``eval.json``) or ``latest``."""
+    runs, skipped = find_runs(paths, evaluation=evaluation)
     if not runs:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"no complete runs found under {', '.join(map(str, paths))}" + (f" ({reasons})" if reasons else ""))
@@ -52,7 +55,8 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
                        "ci": f"{CONFIDENCE:.0%} bootstrap of the mean over seeds, percentile method, "
                              f"{N_RESAMPLES} resamples, rng seed {BOOTSTRAP_SEED} (scipy.stats.bootstrap)",
                        "iqm": "scipy.stats.trim_mean(per-seed returns, 0.25)",
-                       "val": "last logged val/* value of each run, mean over seeds"},
+                       "val": "last logged val/* value of each run, mean over seeds",
+                       "evaluation": EVALUATIONS[evaluation]},
         "environments": {},
         "figures": [],
         "skipped": skipped + dropped,
@@ -77,9 +81,13 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
             md += [f"![learned pmfs]({fig.name})", ""]
     if result["skipped"]:
         md += ["Skipped:", ""] + [f"- `{s['path']}`: {s['reason']}" for s in result["skipped"]] + [""]
+    used = sorted({r.eval_file for r in runs if r.eval_file != "eval.json"})
     md += [f"Return: {result['statistics']['return']}; CI: {result['statistics']['ci']}; "
-           f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}.", ""]
-    atomic_write_text(out / "comparison.json", json.dumps(result, indent=2) + "\n")
+           f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}.", "",
+           f"Evaluation: {result['statistics']['evaluation']}"
+           + (f" ({len(used)} run(s) read a later evaluation; each row's files are in comparison.json)." if used else "."),
+           ""]
+    atomic_write_text(out / "comparison.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     atomic_write_text(out / "comparison.md", "\n".join(md))
     result["markdown"] = "\n".join(md)
     return result

@@ -1,4 +1,10 @@
-"""Finding and reading run directories: config, evaluation returns and the last held-out scalars."""
+"""Finding and reading run directories: config, evaluation returns and the last held-out scalars.
+
+A run may hold several evaluations: ``eval.json`` (made when training
+finished) and one ``eval-<time>.json`` per ``python -m fh_rl.evaluate``. Which
+one compare reads is chosen by ``evaluation`` (:data:`EVALUATIONS`) and
+recorded per run, so a report always says which evaluation it used.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 
 VAL_METRICS = ("nll", "accuracy", "smoothness")
+EVALUATIONS = {
+    "training": "each run's eval.json, the evaluation made when its training finished",
+    "latest": "each run's newest evaluation (eval.json or an eval-<time>.json written by python -m fh_rl.evaluate)",
+}
 
 
 @dataclass
@@ -29,6 +39,8 @@ class Run:
     returns: list[float]
     """Evaluation returns of the first target return, one per episode."""
     val: dict[str, float | None] = field(default_factory=dict)
+    eval_file: str = "eval.json"
+    """The evaluation file the returns come from (a name in ``path``)."""
 
     @property
     def return_mean(self) -> float:
@@ -66,8 +78,30 @@ def last_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, float | None]:
     return out
 
 
-def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
-    """Read a run directory; ValueError/FileNotFoundError saying what is missing or malformed."""
+def _eval_order(path: Path) -> tuple[str, int]:
+    """``eval-<YYYYmmdd-HHMMSS>[-n].json`` -> (stamp, n): later evaluations sort last."""
+    stamp, n = path.stem[len("eval-"):][:15], path.stem[len("eval-") + 16:]
+    return stamp, int(n) if n.isdigit() else 1
+
+
+def evaluation_file(run_dir: Path, evaluation: str = "training") -> Path:
+    """The evaluation ``evaluation`` picks in ``run_dir`` (FileNotFoundError when the run has none)."""
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation must be one of {', '.join(EVALUATIONS)}, got {evaluation!r}")
+    training = run_dir / "eval.json"
+    if evaluation == "latest":
+        later = list(run_dir.glob("eval-*.json"))
+        if later:
+            return max(later, key=_eval_order)
+    if not training.is_file():
+        raise FileNotFoundError("incomplete: no eval.json (training or evaluation did not finish)")
+    return training
+
+
+def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str = "training") -> Run:
+    """Read a run directory; ValueError/FileNotFoundError saying what is missing or malformed.
+
+    ``evaluation``: which of the run's evaluations to read (:data:`EVALUATIONS`)."""
     import yaml
 
     run_dir = Path(run_dir)
@@ -79,17 +113,15 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         raise ValueError(f"config.yaml unreadable ({type(exc).__name__})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("head"), dict) or not isinstance(cfg.get("env"), dict):
         raise ValueError("config.yaml is not an fh_rl run config (no env/head sections)")
-    eval_path = run_dir / "eval.json"
-    if not eval_path.is_file():
-        raise FileNotFoundError("incomplete: no eval.json (training or evaluation did not finish)")
+    eval_path = evaluation_file(run_dir, evaluation)
     try:
         payload = json.loads(eval_path.read_text())
         first = payload["results"][0]
         returns = [float(r) for r in first["returns"]]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
-        raise ValueError("eval.json is malformed (expected results[0].returns)") from None
+        raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
     if not returns or not all(math.isfinite(r) for r in returns):
-        raise ValueError("eval.json holds no finite returns")
+        raise ValueError(f"{eval_path.name} holds no finite returns")
     head = dict(cfg["head"])
     name = head.pop("name", None)
     if not isinstance(name, str):
@@ -105,6 +137,7 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         config=_flatten(cfg),
         target=first.get("target_return"),
         returns=returns,
+        eval_file=eval_path.name,
     )
     if read_events:
         values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])
@@ -112,8 +145,11 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
     return run
 
 
-def find_runs(paths: Sequence[str | Path], *, read_events: bool = True) -> tuple[list[Run], list[dict[str, str]]]:
+def find_runs(paths: Sequence[str | Path], *, read_events: bool = True,
+              evaluation: str = "training") -> tuple[list[Run], list[dict[str, str]]]:
     """Complete runs below ``paths`` and ``[{path, reason}]`` for the run directories skipped."""
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"--eval must be one of {', '.join(EVALUATIONS)}, got {evaluation!r}")
     runs, skipped = [], []
     seen: set[Path] = set()
     for path in paths:
@@ -129,7 +165,7 @@ def find_runs(paths: Sequence[str | Path], *, read_events: bool = True) -> tuple
                 continue
             seen.add(key)
             try:
-                runs.append(load_run(run_dir, read_events=read_events))
+                runs.append(load_run(run_dir, read_events=read_events, evaluation=evaluation))
             except (ValueError, FileNotFoundError) as exc:
                 skipped.append({"path": str(run_dir), "reason": str(exc)})
     return runs, skipped
