@@ -1,12 +1,15 @@
 """Fault campaign: kill -9 train / sweep / collect / evaluate at random moments, then resume, and count what broke.
 
-    python benchmarks/faults.py                    # 8 rounds (2 per kind), tiny runs: ~5 minutes on 2 busy cores
+    python benchmarks/faults.py                    # 6 rounds (train and sweep twice), tiny runs: ~5 minutes on 2 busy cores
     python benchmarks/faults.py --rounds 40 --seed 3 --keep /tmp/campaign
 
-First each kind runs once uninterrupted (the reference, and its wall time T).
-Then each round starts one command as a subprocess, kills it with SIGKILL
-after a random delay in [0.1 T, T] (start-up, data loading, training,
-checkpointing, evaluation, writing: wherever it is), and then:
+First each kind runs once uninterrupted (the reference, its wall time T, and
+for train and sweep the time S at which its first run directory appeared).
+Then each round starts one command as a subprocess and kills it with SIGKILL
+at a random moment: half the rounds anywhere in [0.1 T, T] (start-up and
+imports included), the other half, for train and sweep, once a run
+directory exists, anywhere in the T - S that training, checkpointing and
+evaluation take (for collect and evaluate always the first kind). Then:
 
 - orphans: processes of the killed command (every process the campaign starts
   carries a marker in its environment, inherited by sweep jobs and rollout
@@ -132,13 +135,22 @@ def child_env(tag: str) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], tag: str, log: Path, timeout: float = 900.0) -> tuple[int, float]:
+def run(cmd: list[str], tag: str, log: Path, timeout: float = 900.0, started: Path | None = None
+        ) -> tuple[int, float, float | None]:
+    """Run ``cmd`` to the end: (exit code, wall seconds, seconds until a ``config.yaml`` appeared under ``started``)."""
     t0 = time.perf_counter()
+    seen = None
     with open(log, "a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         out.flush()
-        proc = subprocess.run(cmd, env=child_env(tag), stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
-    return proc.returncode, time.perf_counter() - t0
+        proc = subprocess.Popen(cmd, env=child_env(tag), stdout=out, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            if started is not None and seen is None and run_dirs(started):
+                seen = time.perf_counter() - t0
+            if time.perf_counter() - t0 > timeout:
+                proc.kill()
+            time.sleep(0.05)
+    return proc.returncode, time.perf_counter() - t0, seen
 
 
 # ----------------------------------------------------------------------------- inspection
@@ -295,8 +307,8 @@ def verify(kind: str, d: Path, ref: dict) -> tuple[bool, str]:
     return ok, "evaluate: result, eval.json or events files differ"
 
 
-def one_round(kind: str, i: int, cmds: Commands, work: Path, ref: dict, durations: dict, rng: random.Random,
-              tally: Tally) -> None:
+def one_round(kind: str, i: int, cmds: Commands, work: Path, ref: dict, durations: dict, starts: dict,
+              rng: random.Random, tally: Tally) -> None:
     d = work / f"round{i:03d}-{kind}"
     d.mkdir()
     log = d / "campaign.log"
@@ -306,11 +318,21 @@ def one_round(kind: str, i: int, cmds: Commands, work: Path, ref: dict, duration
         cmd = cmds.evaluate(d / "run")
     else:
         cmd = getattr(cmds, kind)(d)
-    delay = rng.uniform(0.1, 1.0) * durations[kind]
+    after_start = starts.get(kind) is not None and rng.random() < 0.5
+    if after_start:
+        delay = rng.uniform(0.0, 1.0) * (durations[kind] - starts[kind])
+        when = f"{delay:.1f} s after its first run directory appeared"
+    else:
+        delay = rng.uniform(0.1, 1.0) * durations[kind]
+        when = f"{delay:.1f} s"
     with open(log, "a") as out:
-        out.write(f"$ {' '.join(cmd)}   (kill -9 after {delay:.1f} s)\n")
+        out.write(f"$ {' '.join(cmd)}   (kill -9 {when})\n")
         out.flush()
         proc = subprocess.Popen(cmd, env=child_env(tag), stdout=out, stderr=subprocess.STDOUT)
+        if after_start:
+            deadline = time.monotonic() + 3 * durations[kind]
+            while proc.poll() is None and not run_dirs(d) and time.monotonic() < deadline:
+                time.sleep(0.05)
         try:
             proc.wait(delay)
         except subprocess.TimeoutExpired:
@@ -339,39 +361,39 @@ def one_round(kind: str, i: int, cmds: Commands, work: Path, ref: dict, duration
     tally.notes += partial
 
 
-def references(cmds: Commands, work: Path) -> tuple[dict, dict]:
-    """Each kind run once, uninterrupted: its result and its wall time."""
+def references(cmds: Commands, work: Path) -> tuple[dict, dict, dict]:
+    """Each kind run once, uninterrupted: its result, its wall time and when its first run directory appeared."""
     tag = uuid.uuid4().hex
     log = work / "references.log"
-    ref, durations = {}, {}
+    ref, durations, starts = {}, {}, {}
     d = work / "ref-train"
-    code, durations["train"] = run(cmds.train(d), tag, log)
+    code, durations["train"], starts["train"] = run(cmds.train(d), tag, log, started=d)
     assert code == 0, f"reference train failed: see {log}"
     (ref["train_dir"],) = run_dirs(d)
     ref["train"] = final_params(ref["train_dir"])
     ref["training_eval"] = (ref["train_dir"] / "eval.json").read_bytes()
     d = work / "ref-sweep"
-    code, durations["sweep"] = run(cmds.sweep(d), tag, log)
+    code, durations["sweep"], starts["sweep"] = run(cmds.sweep(d), tag, log, started=d)
     assert code == 0, f"reference sweep failed: see {log}"
     ref["sweep"] = {r.relative_to(d).parts[0]: final_params(r) for r in run_dirs(d)}
     d = work / "ref-collect"
     d.mkdir()
-    code, durations["collect"] = run(cmds.collect(d), tag, log)
+    code, durations["collect"], _ = run(cmds.collect(d), tag, log)
     assert code == 0, f"reference collect failed: see {log}"
     from fh_rl.datasets import load_hdf5
 
     ref["collect"] = load_hdf5(d / "collected.hdf5").content_hash()
     d = work / "ref-evaluate"
     shutil.copytree(ref["train_dir"], d)
-    code, durations["evaluate"] = run(cmds.evaluate(d), tag, log)
+    code, durations["evaluate"], _ = run(cmds.evaluate(d), tag, log)
     assert code == 0, f"reference evaluate failed: see {log}"
     ref["evaluate"] = eval_returns(sorted(d.glob("eval-*.json"))[-1])
-    return ref, durations
+    return ref, durations, starts
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=8, help="rounds, cycling train, sweep, collect, evaluate (default 8)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds, cycling train, sweep, collect, evaluate (default 6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--steps", type=int, default=60, help="training steps of each run (default 60)")
     parser.add_argument("--collect-steps", type=int, default=400, help="SAC steps of each collect (default 400)")
@@ -385,18 +407,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         cmds = Commands(work, args.steps, args.collect_steps)
-        ref, durations = references(cmds, work)
+        ref, durations, starts = references(cmds, work)
         tallies = {k: Tally() for k in KINDS}
         for i in range(args.rounds):
             kind = KINDS[i % len(KINDS)]
-            one_round(kind, i, cmds, work, ref, durations, rng, tallies[kind])
+            one_round(kind, i, cmds, work, ref, durations, starts, rng, tallies[kind])
             print(f"round {i + 1}/{args.rounds} ({kind}) done", file=sys.stderr, flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"fault campaign: {args.rounds} rounds, seed {args.seed}, {args.steps} training steps per run, "
-          f"kill -9 after 0.1-1 x the uninterrupted wall time ({', '.join(f'{k} {v:.0f} s' for k, v in durations.items())}); "
-          f"{time.perf_counter() - t0:.0f} s in all")
+    print(f"fault campaign: {args.rounds} rounds, seed {args.seed}, {args.steps} training steps per run; uninterrupted "
+          f"wall times {', '.join(f'{k} {v:.0f} s' for k, v in durations.items())}; {time.perf_counter() - t0:.0f} s in all")
     head = (f"{'kind':<9} {'rounds':>6} {'killed':>6} {'resumed':>7} {'equal to uninterrupted':>22} {'orphans':>7} "
             f"{'partial files':>13} {'stale temps':>11} {'temps left':>10}")
     print(head)
