@@ -74,7 +74,7 @@ def load_dqn_replay(
         cache: keep the sample as uncompressed memory-mapped ``.npy`` files
             keyed by these arguments and the source files' sizes and dates.
             ``None`` (default): cache when a subset is sampled.
-        cache_dir: where caches go (default :func:`default_cache_dir`); never
+        cache_dir: where caches go (default :func:`~fh_rl.datasets.dqn_replay.cache.default_cache_dir`); never
             next to the data.
         chunk_bytes: decompressed bytes of observation payload held per worker.
         time_limit: Dopamine also sets the terminal flag when an episode hits its
