@@ -26,8 +26,9 @@ evaluation take (for collect and evaluate always the first kind). Then:
   to the uninterrupted run's, collect with the same data (content hash),
   evaluate with the same returns, a strict JSON result and one events file.
 
-Every command runs on one thread (``OMP_NUM_THREADS=1``) on a tiny Pendulum-v1
-Decision Transformer. Nothing is timed.
+Every command runs on one thread (``OMP_NUM_THREADS=1``): a tiny Pendulum-v1
+Decision Transformer trained on the data of the reference collect (SAC's
+replay plus two rollouts of its policy). Nothing is timed.
 """
 
 from __future__ import annotations
@@ -58,29 +59,6 @@ GRACE = 30.0
 # ----------------------------------------------------------------------------- set-up
 
 
-def write_data(path: Path) -> None:
-    """8 random-policy Pendulum-v1 episodes of 25 steps, written by the project's HDF5 writer."""
-    import gymnasium as gym
-    import numpy as np
-
-    from fh_rl.datasets import Episode, TrajectoryDataset, write_hdf5
-
-    env = gym.make("Pendulum-v1")
-    env.action_space.seed(0)
-    episodes = []
-    for i in range(8):
-        obs, _ = env.reset(seed=i)
-        O, A, R = [], [], []
-        for _ in range(25):
-            a = env.action_space.sample()
-            O.append(obs)
-            A.append(a)
-            obs, r, *_ = env.step(a)
-            R.append(r)
-        episodes.append(Episode(np.array(O, np.float32), np.array(A, np.float32), np.array(R, np.float32), False, True))
-    write_hdf5(path, TrajectoryDataset(episodes, name="campaign"))
-
-
 def write_config(path: Path, data: Path, steps: int) -> None:
     import yaml
 
@@ -99,13 +77,12 @@ def write_config(path: Path, data: Path, steps: int) -> None:
 
 
 class Commands:
-    """The command line of each kind, for a round's directory."""
+    """The command line of each kind, for a round's directory. Training uses the reference collect's data."""
 
     def __init__(self, work: Path, steps: int, collect_steps: int) -> None:
         self.work = work
         self.config = work / "tiny.yaml"
-        self.data = work / "data.hdf5"
-        write_data(self.data)
+        self.data = work / "ref-collect" / "collected.hdf5"
         write_config(self.config, self.data, steps)
         self.collect_steps = collect_steps
 
@@ -366,6 +343,13 @@ def references(cmds: Commands, work: Path) -> tuple[dict, dict, dict]:
     tag = uuid.uuid4().hex
     log = work / "references.log"
     ref, durations, starts = {}, {}, {}
+    d = work / "ref-collect"
+    d.mkdir()
+    code, durations["collect"], _ = run(cmds.collect(d), tag, log)
+    assert code == 0, f"reference collect failed: see {log}"
+    from fh_rl.datasets import load_hdf5
+
+    ref["collect"] = load_hdf5(d / "collected.hdf5").content_hash()
     d = work / "ref-train"
     code, durations["train"], starts["train"] = run(cmds.train(d), tag, log, started=d)
     assert code == 0, f"reference train failed: see {log}"
@@ -376,13 +360,6 @@ def references(cmds: Commands, work: Path) -> tuple[dict, dict, dict]:
     code, durations["sweep"], starts["sweep"] = run(cmds.sweep(d), tag, log, started=d)
     assert code == 0, f"reference sweep failed: see {log}"
     ref["sweep"] = {r.relative_to(d).parts[0]: final_params(r) for r in run_dirs(d)}
-    d = work / "ref-collect"
-    d.mkdir()
-    code, durations["collect"], _ = run(cmds.collect(d), tag, log)
-    assert code == 0, f"reference collect failed: see {log}"
-    from fh_rl.datasets import load_hdf5
-
-    ref["collect"] = load_hdf5(d / "collected.hdf5").content_hash()
     d = work / "ref-evaluate"
     shutil.copytree(ref["train_dir"], d)
     code, durations["evaluate"], _ = run(cmds.evaluate(d), tag, log)
