@@ -73,7 +73,7 @@ def write_hdf5(
         meta.attrs["name"] = dataset.name
         meta.attrs["fh_rl_format"] = 1
         for k, v in (metadata or {}).items():
-            meta.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
+            meta.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v, allow_nan=False)
     return path
 
 
