@@ -147,7 +147,7 @@ def check_training_memory(cfg: Config, codec: ActionCodec, state_shape: tuple[in
     estimate = estimate_memory(
         lambda: build_agent(a, head=cfg.head.name, head_params=cfg.head.params, state_shape=state_shape, codec=codec),
         batch_size=cfg.train.batch_size, tokens=3 * a.context_len if sequence else 1, steps=cfg.context_len,
-        embed_dim=a.embed_dim, n_layer=a.n_layer, n_head=a.n_head,
+        embed_dim=a.embed_dim, n_layer=a.n_layer, n_head=a.n_head, state_values=int(np.prod(state_shape)),
     )
     check_memory(estimate, device)
 

@@ -54,31 +54,34 @@ def _size(n: float) -> str:
 
 
 def estimate_memory(build: Callable[[], torch.nn.Module], *, batch_size: int, tokens: int, steps: int,
-                    embed_dim: int, n_layer: int, n_head: int) -> MemoryEstimate:
+                    embed_dim: int, n_layer: int, n_head: int, state_values: int = 0) -> MemoryEstimate | None:
     """Estimate the memory of training the agent ``build()`` makes (built on the meta device, nothing allocated).
 
-    ``tokens``: sequence positions per example (3T for the DT, 1 for BC); ``steps``: T.
+    ``tokens``: sequence positions per example (3T for the DT, 1 for BC); ``steps``: T; ``state_values``:
+    numbers in one state (4x84x84 for Atari frames). None when the model cannot be built on the meta device
+    (a plugin that reads tensor values while it is built): then nothing is checked.
     """
     try:
         with torch.device("meta"):
             model = build()
-    except RuntimeError as exc:  # a tensor larger than 64-bit sizes can express
-        if "overflow" not in str(exc).lower():
-            raise
-        return MemoryEstimate(math.inf, math.inf, math.inf, "a tensor beyond 64-bit sizes")
+    except (RuntimeError, NotImplementedError) as exc:
+        if "overflow" in str(exc).lower():  # a tensor larger than 64-bit sizes can express
+            return MemoryEstimate(math.inf, math.inf, math.inf, "a tensor beyond 64-bit sizes")
+        return None
     params = {n: float(p.numel()) * p.element_size() for n, p in model.named_parameters()}
     buffers = {n: float(b.numel()) * b.element_size() for n, b in model.named_buffers()}
     every = {**params, **buffers}
     name = max(every, key=every.get) if every else "-"
     # Activations: per layer ~20 D-wide tensors per token (LayerNorms, q/k/v, attention output, 4D MLP, residuals)
-    # and 3 copies of the attention matrix; the head's layers' outputs and ~6 (B, T, A, K) tensors of log-pmfs.
+    # and 3 copies of the attention matrix; the head's layers' outputs and ~6 (B, T, A, K) tensors of log-pmfs;
+    # the state encoder's ~3 state-sized tensors per step (frames as floats, convolution outputs).
     B, L, D = float(batch_size), float(tokens), float(embed_dim)
     head = getattr(model, "head", None)
     head_width = 0.0
     if head is not None:
         head_width += sum(float(m.out_features) for m in head.modules() if isinstance(m, torch.nn.Linear))
         head_width += 6.0 * getattr(model, "action_dims", 1) * getattr(model, "num_bins", 0)
-    acts = 4.0 * B * (L * D * 20 * n_layer + 3 * n_head * L * L * n_layer + steps * 4 * head_width)
+    acts = 4.0 * B * (L * D * 20 * n_layer + 3 * n_head * L * L * n_layer + steps * (4 * head_width + 3 * state_values))
     return MemoryEstimate(4 * sum(params.values()), sum(buffers.values()), acts, f"{name} ({_size(every.get(name, 0))})")
 
 
@@ -100,8 +103,10 @@ def available_memory(device: torch.device) -> tuple[float, str]:
         return math.inf, "unknown"
 
 
-def check_memory(estimate: MemoryEstimate, device: torch.device) -> None:
-    """ValueError quoting the estimate when training cannot fit on ``device``."""
+def check_memory(estimate: MemoryEstimate | None, device: torch.device) -> None:
+    """ValueError quoting the estimate when training cannot fit on ``device`` (None: no estimate, no check)."""
+    if estimate is None:
+        return
     free, what = available_memory(device)
     if estimate.total <= free:
         return

@@ -328,6 +328,22 @@ def test_absurd_sizes_are_refused_with_an_estimate(tmp_path, tiny, capsys, setti
     assert run_dirs(tmp_path / "runs") == [] and time.perf_counter() - t0 < 60
 
 
+def test_memory_estimate_is_exact_for_parameters_and_skips_what_meta_cannot_build():
+    from fh_rl.preflight import estimate_memory
+
+    sizes = dict(batch_size=4, tokens=3, steps=1, embed_dim=8, n_layer=1, n_head=1)
+    est = estimate_memory(lambda: torch.nn.Linear(1000, 1000), **sizes)
+    assert est.parameters == 4 * 4 * (1000 * 1000 + 1000) and est.largest.startswith("weight (")
+
+    class ReadsValues(torch.nn.Module):  # a plugin that looks at tensor values while it is built
+        def __init__(self):
+            super().__init__()
+            if torch.zeros(1).sum().item() != 0:
+                raise AssertionError
+
+    assert estimate_memory(ReadsValues, **sizes) is None  # no estimate: training is not blocked
+
+
 @pytest.mark.parametrize("env, message", [
     ("CartPole-v1", "states have shape (3,) but CartPole-v1 observes (4,)"),
     ("MountainCarContinuous-v0", "states have shape (3,) but MountainCarContinuous-v0 observes (2,)"),
