@@ -313,6 +313,13 @@ def test_empty_or_non_mapping_config_exits_2(tmp_path, capsys, text, message):
     assert message in one_error_line(capsys)
 
 
+@pytest.mark.parametrize("setting", ["train.weight_decay=.nan", "eval.target_returns=[.inf]", "head.regularization_gamma=nan"])
+def test_non_finite_settings_exit_2(tmp_path, tiny, capsys, setting):
+    assert run_cli(train_cli.main, train_args(tiny, tmp_path / "runs", setting)) == 2
+    line = one_error_line(capsys)
+    assert f"config key '{setting.split('=')[0]}" in line and "must be a finite number" in line, line
+
+
 @pytest.mark.parametrize("setting, largest", [
     ("head.num_frequencies=1e9", "a tensor beyond 64-bit sizes"),
     ("head.num_frequencies=200000", "head.sample_basis"),

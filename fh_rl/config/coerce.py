@@ -7,6 +7,7 @@ that does not fit the field's type raises ValueError naming the key.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from typing import Any, Sequence, Union
@@ -110,14 +111,19 @@ def _to_int(value: Any, key: str) -> int:
 def _to_float(value: Any, key: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+    number = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
-    raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+    if number is None:
+        raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+    if not math.isfinite(number):  # YAML's .nan/.inf: no setting means NaN or infinity
+        raise ValueError(f"config key {key!r} must be a finite number, got {value!r}")
+    return number
 
 
 def _to_str(value: Any, key: str) -> str:
