@@ -66,12 +66,15 @@ def run_evaluation(
     backend: str = "local",
     address: str | None = None,
     gpus_per_worker: float = 0.0,
+    timesteps: str = "own",
+    integer_rtg: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate ``agent`` for each target return; one result dict per target (raw returns and normalised).
 
     ``backend="ray"``: ``workers`` Ray actors (``gpus_per_worker`` GPUs each; the
     policy runs on CUDA there when > 0, else on CPU) run contiguous chunks of
     the episodes, with the same seed per episode as the local workers.
+    ``timesteps`` and ``integer_rtg``: see :class:`~fh_rl.agents.inference.AgentPolicy`.
     """
     import copy
     import functools
@@ -94,29 +97,37 @@ def run_evaluation(
     for i, target in enumerate(targets):
         if backend == "ray":
             factory = functools.partial(AgentPolicy, agent, target_return=target or 0.0, sample=sample, rtg_mode=rtg_mode,
-                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu")
+                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu",
+                                        timesteps=timesteps, integer_rtg=integer_rtg)
             res = evaluate_on_ray(factory, env_name, episodes, actors=max(workers, 1), seed=seed, protocol=protocol,
                                   address=address, num_gpus=gpus_per_worker, progress=progress)
         else:
             policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode,
-                                 seed=seed + i)
+                                 seed=seed + i, timesteps=timesteps, integer_rtg=integer_rtg)
             res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
-        returns = np.asarray(res.returns, dtype=np.float64)
-        norm = [normalized(env_name, float(r)) for r in returns]
-        results.append(
-            {
-                "target_return": None if target is None else float(target),
-                "rtg_mode": rtg_mode,
-                "sample": sample,
-                "returns": returns.tolist(),
-                "lengths": np.asarray(res.lengths).tolist(),
-                "seeds": np.asarray(res.seeds).tolist(),
-                "return_mean": float(returns.mean()),
-                "return_std": float(returns.std()),
-                "normalized_mean": None if any(n is None for n in norm) else float(np.mean(norm)),
-            }
-        )
+        results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample,
+                                     timesteps=timesteps, integer_rtg=integer_rtg))
     return results
+
+
+def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool,
+                  timesteps: str | None = None, integer_rtg: bool = False) -> dict[str, Any]:
+    """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean."""
+    returns = np.asarray(res.returns, dtype=np.float64)
+    norm = [normalized(env_name, float(r)) for r in returns]
+    return {
+        "target_return": None if target is None else float(target),
+        "rtg_mode": rtg_mode,
+        "sample": sample,
+        "timesteps": timesteps,
+        "integer_rtg": integer_rtg,
+        "returns": returns.tolist(),
+        "lengths": np.asarray(res.lengths).tolist(),
+        "seeds": np.asarray(res.seeds).tolist(),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "normalized_mean": None if any(n is None for n in norm) else float(np.mean(norm)),
+    }
 
 
 def log_results(writer: Any, results: list[dict[str, Any]], step: int) -> None:
@@ -180,7 +191,7 @@ def _run_dir_of(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fh_rl.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="run directory (uses checkpoints/last.pt) or a .pt checkpoint")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per target return (default: the run's eval.episodes)")
@@ -201,7 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="write the results here (must not exist) instead of <run>/eval-<time>.json; outside the "
                              "run directory, no TensorBoard events are written into the run")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     for target in args.targets or []:
         if not math.isfinite(target):
             raise ValueError(f"--target-return must be a finite number, got {target}")
@@ -252,6 +267,8 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
         backend=args.backend,
         address=args.address,
         gpus_per_worker=args.gpus_per_worker,
+        timesteps=cfg.eval.timesteps,
+        integer_rtg=cfg.eval.integer_returns_to_go,
     )
     print(format_table(results, cfg.env.name, protocol))
     payload = {

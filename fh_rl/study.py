@@ -260,8 +260,18 @@ def _dataset_summary(path: str | None) -> str:
     returns = np.asarray(data.episode_returns, dtype=float)
     lengths = np.asarray(data.episode_lengths)
     q = np.percentile(returns, [0, 25, 50, 75, 100])
-    return (f"Dataset `{path}`: {len(returns)} episodes, {int(lengths.sum()):,} transitions; episode "
+    text = (f"Dataset `{path}`: {len(returns)} episodes, {int(lengths.sum()):,} transitions; episode "
             f"return min / 25% / median / 75% / max = {' / '.join(f'{x:.1f}' for x in q)}.")
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        meta = dict(f["metadata"].attrs) if "metadata" in f else {}
+    parts = [f"{part}: {int(meta[f'{part}_episodes'])} episodes, return {float(meta[f'{part}_return_mean']):.1f} "
+             f"+- {float(meta[f'{part}_return_std']):.1f}"
+             for part in ("replay", "medium", "expert") if f"{part}_return_mean" in meta and meta.get(f"{part}_episodes")]
+    if parts:
+        text += " Parts (collector metadata, mean +- std): " + "; ".join(parts) + "."
+    return text
 
 
 def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, Any]], failed: list[str]) -> str:

@@ -144,6 +144,9 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
             "targets": targets,
             "rtg_mode": cfg.eval.rtg_mode,
             "sample": cfg.eval.sample,
+            "timesteps": cfg.eval.timesteps,
+            "integer_returns_to_go": cfg.eval.integer_returns_to_go,
+            "every_steps": cfg.eval.every_steps,
         },
     }
 
@@ -217,6 +220,15 @@ def _writes() -> bool:
     return _env_int("RANK", 0) == 0
 
 
+def _finished(run_dir: Path) -> bool:
+    """The run's final evaluation is in its ``eval.json`` (not only evaluations made during training)."""
+    try:
+        data = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data.get("results"))
+
+
 def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple[dict[str, Any] | None, Config, Path | None]:
     """The checkpoint (on ``--resume``, read once this process owns the run directory), the config and the run
     directory (None: a new run)."""
@@ -236,7 +248,7 @@ def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple
             remove_stale_temps(run_dir, recursive=True)  # left by a writer that was killed; we own the directory now
         state = load_checkpoint(args.resume)
         cfg = config_from_dict(state["config"])
-        if int(state["step"]) >= cfg.train.steps and (run_dir / "eval.json").is_file():
+        if int(state["step"]) >= cfg.train.steps and not args.no_eval and _finished(run_dir):
             raise ValueError(
                 f"run {str(run_dir)!r} is complete (trained {cfg.train.steps} steps, evaluated in eval.json); "
                 f"to evaluate it again: python -m fh_rl.evaluate {run_dir}"
@@ -288,34 +300,78 @@ def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence
     write_json(path, info)
 
 
-def evaluate_run(agent: Any, cfg: Config, targets: list[float], run_dir: Path, writer: Any, step: int, *,
-                 device: torch.device, progress: bool) -> dict[str, float]:
-    """The run's evaluation rollouts: ``eval.json``, TensorBoard scalars, the printed table; returns its hparams metrics."""
-    from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+class RunEvaluations:
+    """The run's evaluation rollouts: every ``eval.every_steps`` training steps (when set) and after training.
 
-    seed = cfg.seed + cfg.eval.seed
-    results = run_evaluation(
-        agent,
-        env_name=cfg.env.name,
-        targets=targets,
-        episodes=cfg.eval.episodes,
-        workers=cfg.eval.workers,
-        seed=seed,
-        protocol=cfg.env.protocol,
-        rtg_mode=cfg.eval.rtg_mode,
-        sample=cfg.eval.sample,
-        device=device,
-        progress=progress,
-    )
-    log_results(writer, results, step)
-    write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
-                              "checkpoint_step": step, "seed": seed, "written_by": "train",
-                              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results})
-    print(format_table(results, cfg.env.name, cfg.env.protocol))
-    metrics = {"eval/return_mean": results[0]["return_mean"]}
-    if results[0]["normalized_mean"] is not None:
-        metrics["eval/normalized"] = results[0]["normalized_mean"]
-    return metrics
+    Each evaluation is logged to TensorBoard at its step and appended to ``eval.json``'s ``history``;
+    ``results`` (the final evaluation, which marks the run complete for compare and sweeps) is written
+    only by :meth:`final`. A resumed run keeps the evaluations made up to its checkpoint.
+    """
+
+    def __init__(self, agent: Any, cfg: Config, targets: list[float], run_dir: Path, writer: Any, *,
+                 device: torch.device, progress: bool, resumed_at: int | None = None) -> None:
+        self.agent, self.cfg, self.targets, self.run_dir, self.writer = agent, cfg, targets, Path(run_dir), writer
+        self.device, self.progress = device, progress
+        self.history: list[dict[str, Any]] = [] if resumed_at is None else self._saved_history(resumed_at)
+
+    def _saved_history(self, step: int) -> list[dict[str, Any]]:
+        try:
+            data = json.loads((self.run_dir / "eval.json").read_text())
+        except (OSError, ValueError):
+            return []
+        history = data.get("history") if isinstance(data, dict) else None
+        if not isinstance(history, list):
+            return []
+        return [h for h in history if isinstance(h, dict) and isinstance(h.get("step"), int) and h["step"] <= step]
+
+    def _payload(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
+                "seed": cfg.seed + cfg.eval.seed, "written_by": "train", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "history": list(self.history)}
+
+    def __call__(self, step: int) -> list[dict[str, Any]]:
+        """One evaluation at training step ``step``."""
+        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+
+        cfg = self.cfg
+        results = run_evaluation(
+            self.agent,
+            env_name=cfg.env.name,
+            targets=self.targets,
+            episodes=cfg.eval.episodes,
+            workers=cfg.eval.workers,
+            seed=cfg.seed + cfg.eval.seed,
+            protocol=cfg.env.protocol,
+            rtg_mode=cfg.eval.rtg_mode,
+            sample=cfg.eval.sample,
+            device=self.device,
+            progress=self.progress,
+            timesteps=cfg.eval.timesteps,
+            integer_rtg=cfg.eval.integer_returns_to_go,
+        )
+        log_results(self.writer, results, step)
+        self.history.append({"step": step, "results": results})
+        write_eval_json(self.run_dir, self._payload())
+        if step < cfg.train.steps:
+            print(f"step {step}: " + format_table(results, cfg.env.name, cfg.env.protocol), file=sys.stderr)
+        return results
+
+    def final(self, step: int) -> dict[str, float]:
+        """The evaluation after training (the last periodic one when it was at this step): ``eval.json``'s
+        ``results``, the printed table; returns its hparams metrics."""
+        from fh_rl.evaluate import format_table, write_eval_json
+
+        if self.history and self.history[-1]["step"] == step:
+            results = self.history[-1]["results"]
+        else:
+            results = self(step)
+        write_eval_json(self.run_dir, {**self._payload(), "checkpoint_step": step, "results": results})
+        print(format_table(results, self.cfg.env.name, self.cfg.env.protocol))
+        metrics = {"eval/return_mean": results[0]["return_mean"]}
+        if results[0]["normalized_mean"] is not None:
+            metrics["eval/normalized"] = results[0]["normalized_mean"]
+        return metrics
 
 
 def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *, progress: bool,
@@ -385,6 +441,12 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         trainer.load_state_dict(state)
         if ctx.is_main:
             print(f"resuming at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
+    evaluations = None
+    if ctx.is_main and not args.no_eval:
+        evaluations = RunEvaluations(agent, cfg, targets, run_dir, writer, device=device, progress=progress,
+                                     resumed_at=trainer.step if state is not None else None)
+        if cfg.eval.every_steps:
+            trainer.evaluate_every, trainer.on_evaluate = cfg.eval.every_steps, evaluations
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
@@ -402,8 +464,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         return EXIT_SIGNAL.get(result.interrupted, 1)
 
     metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
-    if not args.no_eval:
-        metrics.update(evaluate_run(agent, cfg, targets, run_dir, writer, result.step, device=device, progress=progress))
+    if evaluations is not None:
+        metrics.update(evaluations.final(result.step))
     write_hparams(writer, cfg, metrics)
     writer.close()
     print(f"done: {run_dir}", file=sys.stderr)

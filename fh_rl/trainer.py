@@ -171,6 +171,9 @@ class Trainer:
         self._stop: str | None = None
         self.autocast = self.device.type == "cuda" and config.amp
         self.last_good_checkpoint: Path | None = None
+        self.evaluate_every: int | None = None
+        """With ``on_evaluate``: call ``on_evaluate(step)`` every this many steps, after that step's checkpoint."""
+        self.on_evaluate: Any = None
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -268,6 +271,9 @@ class Trainer:
                     val_metrics = self.validate()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
+                if self.on_evaluate is not None and self.evaluate_every and self.step % self.evaluate_every == 0:
+                    self.on_evaluate(self.step)  # e.g. rollouts after each epoch; the agent comes back in train mode
+                    self.agent.train()
                 if not self.dist.enabled:
                     stopping = self._stop is not None
             if self._stop is not None:

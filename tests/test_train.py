@@ -198,3 +198,54 @@ def test_atari_preset_on_dopamine_fixture(tmp_path):
     assert result["target_return"] == state["dataset"]["episode_return_max"]  # no target configured: best episode
     assert result["return_mean"] >= 0 and result["normalized_mean"] is not None
     assert json.loads((run_dir / "manifest.json").read_text())["eval_protocol"]["protocol"] == "dt-paper"
+
+
+def test_evaluation_during_training(tmp_path, pendulum_hdf5):
+    """eval.every_steps: each evaluation lands in eval.json's history and TensorBoard; the final one is not repeated."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert run_cli(train_cli.main, args_for(tmp_path, pendulum_hdf5, "--set", "eval.every_steps=3", steps=8)) == 0
+    run_dir = only_run_dir(tmp_path)
+    payload = json.loads((run_dir / "eval.json").read_text())
+    assert [h["step"] for h in payload["history"]] == [3, 6, 8]  # every 3 steps, then the final evaluation
+    assert payload["results"] == payload["history"][-1]["results"] and payload["checkpoint_step"] == 8
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tag = f"eval/return_mean/target_{payload['results'][0]['target_return']:g}"
+    assert [e.step for e in acc.Scalars(tag)] == [3, 6, 8]
+    assert [e.value for e in acc.Scalars(tag)] == pytest.approx([h["results"][0]["return_mean"] for h in payload["history"]])
+
+    other = tmp_path / "other"
+    assert run_cli(train_cli.main, args_for(other, pendulum_hdf5, "--set", "eval.every_steps=4", steps=8)) == 0
+    payload = json.loads((only_run_dir(other) / "eval.json").read_text())
+    assert [h["step"] for h in payload["history"]] == [4, 8]  # the evaluation at the last step is the final one
+
+
+@pytest.mark.slow
+def test_seaquest_paper_preset_on_dopamine_fixture(tmp_path):
+    """The paper's protocol preset, shrunk onto the Breakout fixture: reference DT, per-epoch evaluations with the
+    papers' evaluation code, and compare's best-of-N column normalised."""
+    from fh_rl import compare as compare_cli
+
+    sets = [*TINY, "train.steps=4", "eval.every_steps=2", f"dataset.path={FIXTURE}", "dataset.game=Breakout",
+            "env.name=Breakout", "dataset.max_transitions=null", "dataset.replay_sampling=null", "eval.episodes=1",
+            "eval.target_returns=[90]", "agent.max_timestep=2000", f"run_root={tmp_path / 'runs'}"]
+    for head in ("fourier", "linear"):
+        args = ["--config", str(REPO / "configs" / "atari" / "seaquest-paper.yaml"), "--head", head, "--no-progress"]
+        assert run_cli(train_cli.main, args + [a for s in sets for a in ("--set", s)]) == 0
+    (run_dir,) = (tmp_path / "runs" / "Breakout" / "dt-linear").iterdir()
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["config"]["agent"]["timestep_embedding"] == "window_start" and state["config"]["agent"]["init"] == "reference"
+    assert "head.proj.bias" not in state["model"]  # the paper's linear head has no bias
+    payload = json.loads((run_dir / "eval.json").read_text())
+    assert [h["step"] for h in payload["history"]] == [2, 4]
+    assert payload["protocol"] == "dt-paper-code" and payload["results"][0]["integer_rtg"] is True
+    assert payload["results"][0]["timesteps"] == "current" and payload["results"][0]["rtg_mode"] == "raw"
+    result = compare_cli.compare([tmp_path / "runs"], tmp_path / "out", figures=False)
+    rows = result["environments"]["Breakout"]
+    assert [r["head"] for r in rows] == ["linear", "fourier"]
+    for row in rows:
+        best = row["best_of_evaluations"]
+        assert best["normalized"] and best["evaluations"] == [2]
+        assert best["label"] == "best of 2 evaluations per seed (the paper's statistic; optimistic)"
+    assert "best of 2 evaluations per seed (the paper's statistic; optimistic), normalised" in result["markdown"]

@@ -19,23 +19,26 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 
 def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
+    best = [row.get("best_of_evaluations") for row in rows]
+    labels = sorted({b["label"] + (", normalised" if b["normalized"] else ", return") for b in best if b})
+    extra = f" {'; '.join(labels)}: mean ± 0.67 std |" if labels else ""
     lines = [
         f"### {env}",
         "",
-        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL | val accuracy | val smoothness |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL | val accuracy | val smoothness |" + extra,
+        "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
     ]
-    for row in rows:
+    for row, b in zip(rows, best):
         r = row["return"]
         ci = f" [{_num(r['ci_low'], 1)}, {_num(r['ci_high'], 1)}]" if r["ci_low"] is not None else ""
         norm = row["normalized"]["mean"] if row["normalized"] else None
+        paper = (f" {_num(b['mean'], 2)} ± {_num(b['half_width'], 2)} |" if b else " - |") if labels else ""
         lines.append(
             f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
             f"| {_num(row['val']['nll']['mean'])} | {_num(row['val']['accuracy']['mean'])} "
-            f"| {_num(row['val']['smoothness']['mean'])} |"
+            f"| {_num(row['val']['smoothness']['mean'])} |" + paper
         )
     return "\n".join(lines)
-
 
 
 def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = True, pmf_states: int = 4,
@@ -56,6 +59,10 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
                              f"{N_RESAMPLES} resamples, rng seed {BOOTSTRAP_SEED} (scipy.stats.bootstrap)",
                        "iqm": "scipy.stats.trim_mean(per-seed returns, 0.25)",
                        "val": "last logged val/* value of each run, mean over seeds",
+                       "best_of_evaluations": "the paper's statistic, only for runs that evaluated during training: "
+                                              "per seed the best mean return over its evaluations, normalised "
+                                              "where possible, mean +- 0.67 std (ddof 0) over seeds; optimistic "
+                                              "(the evaluation episodes pick the checkpoint)",
                        "evaluation": EVALUATIONS[evaluation]},
         "environments": {},
         "figures": [],
@@ -83,7 +90,10 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
         md += ["Skipped:", ""] + [f"- `{s['path']}`: {s['reason']}" for s in result["skipped"]] + [""]
     used = sorted({r.eval_file for r in runs if r.eval_file != "eval.json"})
     md += [f"Return: {result['statistics']['return']}; CI: {result['statistics']['ci']}; "
-           f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}.", "",
+           f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}"
+           + (f"; best of N: {result['statistics']['best_of_evaluations']}"
+              if any(r.get("best_of_evaluations") for rows in result["environments"].values() for r in rows) else "")
+           + ".", "",
            f"Evaluation: {result['statistics']['evaluation']}"
            + (f" ({len(used)} run(s) read a later evaluation; each row's files are in comparison.json)." if used else "."),
            ""]

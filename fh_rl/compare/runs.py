@@ -38,6 +38,8 @@ class Run:
     target: float | None
     returns: list[float]
     """Evaluation returns of the first target return, one per episode."""
+    history: list[tuple[int, float]] = field(default_factory=list)
+    """(step, mean return of the first target) of every evaluation of the run, during training and final."""
     val: dict[str, float | None] = field(default_factory=dict)
     eval_file: str = "eval.json"
     """The evaluation file the returns come from (a name in ``path``)."""
@@ -116,9 +118,16 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
     eval_path = evaluation_file(run_dir, evaluation)
     try:
         payload = json.loads(eval_path.read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
+    if isinstance(payload, dict) and "results" not in payload and isinstance(payload.get("history"), list):
+        raise FileNotFoundError(f"incomplete: {len(payload['history'])} evaluation(s) during training, "
+                                f"no final one (still training, or stopped)")
+    try:
         first = payload["results"][0]
         returns = [float(r) for r in first["returns"]]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        history = [(int(h["step"]), float(np.mean(h["results"][0]["returns"]))) for h in payload.get("history", [])]
+    except (ValueError, KeyError, IndexError, TypeError):
         raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
     if not returns or not all(math.isfinite(r) for r in returns):
         raise ValueError(f"{eval_path.name} holds no finite returns")
@@ -138,6 +147,7 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         target=first.get("target_return"),
         returns=returns,
         eval_file=eval_path.name,
+        history=history,
     )
     if read_events:
         values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])

@@ -29,6 +29,8 @@ def load_config(
     """Read a YAML config (default ``configs/default.yaml``), apply overrides and validate.
 
     ``head`` switches the head; parameters in the file meant for another head are then dropped.
+    A sub-section named after a registered head (``head: {name: fourier, linear: {bias: false}}``)
+    holds parameters for that head only: applied when it is the chosen head, dropped otherwise.
     ``overrides`` are ``key=value`` strings with dotted keys (values parsed as YAML).
     """
     if path is None:
@@ -71,7 +73,7 @@ def config_from_dict(
             known = head_params(head)
             all_params = {p for h in available_heads() for p in head_params(h)}
             for key in list(head_section):
-                if key != "name" and key not in known:
+                if key != "name" and key not in known and not _is_head_section(key, head_section[key]):
                     if key not in all_params:
                         raise ValueError(
                             unknown_key_message(f"head.{key}", key, ["name", *sorted(all_params)], "head")
@@ -84,9 +86,27 @@ def config_from_dict(
         if not sep or not key.strip():
             raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
         set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    _apply_per_head_sections(data["head"])
     if seed is not None:
         data["seed"] = seed
     return build_section(Config, data, "")
+
+
+def _is_head_section(key: str, value: Any) -> bool:
+    return isinstance(value, dict) and key in available_heads()
+
+
+def _apply_per_head_sections(head_section: dict[str, Any]) -> None:
+    """Merge ``head.<registered head>: {...}`` into the head section when that head is the chosen one.
+
+    A preset serves several heads this way (``head: {name: fourier, num_frequencies: 8, linear: {bias: false}}``:
+    ``--head linear`` gets ``bias: false``); the sections of the other heads are dropped.
+    """
+    chosen = head_section.get("name", HeadConfig.name)
+    for name in [k for k, v in head_section.items() if _is_head_section(k, v)]:
+        params = head_section.pop(name)
+        if name == chosen:
+            head_section.update(params)
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

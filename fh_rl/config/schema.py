@@ -205,9 +205,20 @@ class EvalConfig:
     """Sample actions from the predicted pmf (the paper) instead of taking the argmax."""
     seed: int = 0
     """Base seed of the evaluation episodes (added to the run seed)."""
+    timesteps: str = "own"
+    """DT: ``own``: each context step carries its own timestep (as in training); ``current``: every step carries
+    the current step's (the papers' evaluation code, which indexes its timestep table with the current step)."""
+    integer_returns_to_go: bool = False
+    """DT: feed returns-to-go truncated to integers (the papers' evaluation code casts them to int64)."""
+    every_steps: int | None = None
+    """Also evaluate every this many training steps (e.g. one epoch: the papers evaluate after each of 5);
+    each evaluation goes to ``eval.json`` (``history``) and TensorBoard. None: only after training."""
 
     def __post_init__(self) -> None:
         _positive(self, "episodes")
+        _choice(self, "timesteps", ("own", "current"), section="eval")
+        if self.every_steps is not None:
+            _positive(self, "every_steps")
         _positive(self, "workers", minimum=0)
         if self.target_quantile is not None and not 0 <= self.target_quantile <= 1:
             raise ValueError(f"eval.target_quantile must be in [0, 1], got {self.target_quantile}")
@@ -242,6 +253,11 @@ class Config:
                 raise ValueError(f"agent.{name} must be >= 0, got {getattr(a, name)!r}")
         if not 0 <= a.dropout < 1:
             raise ValueError(f"agent.dropout must be in [0, 1), got {a.dropout}")
+        from fh_rl.agents.base import INITS, LOSS_FORMS, TIMESTEP_EMBEDDINGS
+
+        _choice(a, "timestep_embedding", TIMESTEP_EMBEDDINGS)
+        _choice(a, "init", INITS)
+        _choice(a, "loss_form", LOSS_FORMS)
         if a.embed_dim % a.n_head:
             raise ValueError(f"agent.embed_dim ({a.embed_dim}) must be divisible by agent.n_head ({a.n_head})")
 
