@@ -273,6 +273,9 @@ def test_evaluate_keeps_every_result_and_writes_strict_json(tmp_path, tiny, caps
     training = (run_dir / "eval.json").read_bytes()
     assert strict_json(run_dir / "eval.json")["written_by"] == "train"
     strict_json(run_dir / "manifest.json")
+    capsys.readouterr()
+    assert run_cli(train_cli.main, ["--resume", str(run_dir), "--no-progress"]) == 2  # would re-evaluate over eval.json
+    assert "is complete" in one_error_line(capsys) and (run_dir / "eval.json").read_bytes() == training
     base = [str(run_dir), "--episodes", "1", "--workers", "0", "--no-progress"]
     for bad in ("nan", "inf", "-inf"):
         capsys.readouterr()
