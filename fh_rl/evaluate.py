@@ -3,12 +3,13 @@
 The agent is rebuilt from the checkpoint alone (config, agent spec, weights
 loaded with ``weights_only=True``), evaluated by the rollout workers for each
 target return, and the results are printed as a table, written to the run's
-``eval-<time>.json`` and logged as TensorBoard scalars ``eval/return_mean/target_<R>``,
-``eval/return_std/...`` and ``eval/normalized/...``. No earlier result is ever
-replaced: ``eval.json`` stays the training-time evaluation, each re-evaluation
-gets its own file (or ``--out FILE``, which must not exist yet; outside the run
-directory, nothing else is written there). While it writes into a run
-directory, evaluate holds that directory's lock: not during training.
+``eval-<time>.json`` and logged as TensorBoard scalars ``eval/return_mean``,
+``eval/return_std`` and ``eval/normalized`` at the run's own target, with a
+``/target_<R>`` suffix at any other (:func:`fh_rl.board.eval_tag`). No earlier
+result is ever replaced: ``eval.json`` stays the training-time evaluation, each
+re-evaluation gets its own file (or ``--out FILE``, which must not exist yet;
+outside the run directory, nothing else is written there). While it writes into
+a run directory, evaluate holds that directory's lock: not during training.
 
 ``--backend ray [--address ADDR]`` spreads the episodes over ``--workers`` Ray
 actors instead of local worker processes (``pip install "fh_rl[ray]"``);
@@ -32,11 +33,6 @@ import torch
 from fh_rl.atomic import atomic_write_text
 from fh_rl.cli import run_cli
 from fh_rl.envs import resolve_protocol
-
-
-def target_tag(target: float | None) -> str:
-    """``target_90`` / ``target_-150.5`` (``target_none`` for agents without one): the TensorBoard tag suffix."""
-    return "target_none" if target is None else f"target_{target:g}"
 
 
 def normalized(env_name: str, score: float) -> float | None:
@@ -130,14 +126,19 @@ def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: st
     }
 
 
-def log_results(writer: Any, results: list[dict[str, Any]], step: int) -> None:
-    """TensorBoard scalars per target return."""
+def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first") -> None:
+    """TensorBoard scalars: ``eval/return_mean`` etc. at the run's own target ``primary`` (default: the first
+    result's), ``eval/return_mean/target_<R>`` at other targets (:func:`fh_rl.board.eval_tag`)."""
+    from fh_rl.board import eval_tag
+
+    if primary == "first":
+        primary = results[0]["target_return"] if results else None
     for r in results:
-        tag = target_tag(r["target_return"])
-        writer.add_scalar(f"eval/return_mean/{tag}", r["return_mean"], step)
-        writer.add_scalar(f"eval/return_std/{tag}", r["return_std"], step)
+        target = r["target_return"]
+        writer.add_scalar(eval_tag("return_mean", target, primary), r["return_mean"], step)
+        writer.add_scalar(eval_tag("return_std", target, primary), r["return_std"], step)
         if r["normalized_mean"] is not None:
-            writer.add_scalar(f"eval/normalized/{tag}", r["normalized_mean"], step)
+            writer.add_scalar(eval_tag("normalized", target, primary), r["normalized_mean"], step)
 
 
 def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | None = None) -> str:
@@ -286,7 +287,8 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
         from fh_rl.events import open_writer
 
         with open_writer(run_dir) as writer:
-            log_results(writer, results, int(state["step"]))
+            own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
+            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None)
     print(f"wrote {path}")
     return 0
 

@@ -314,9 +314,8 @@ def run_sweep(
 def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: bool, backend: str, *,
                  address: str | None, num_cpus: float, num_gpus: float, max_retries: int,
                  shared_storage: bool) -> SweepResult:
-    from tqdm.auto import tqdm
-
     from fh_rl.compare import write_custom_scalars
+    from fh_rl.progress import progress_bar
 
     write_custom_scalars(root)
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
@@ -325,7 +324,8 @@ def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: b
             result.failed[p.name] = f"not started: {a[len('busy: '):]}; run the sweep again once it has finished"
     todo = [(p, a, d) for p, a, d in actions if a in ("train", "resume")]
     if backend == "ray":
-        bar = tqdm(total=len(actions), initial=len(result.skipped) + len(result.failed), desc="sweep (ray)", unit="run", disable=not progress)
+        bar = progress_bar(total=len(actions), initial=len(result.skipped) + len(result.failed), desc="sweep (ray)",
+                           unit="run", disable=not progress)
         try:
             _run_on_ray(todo, root, config, result, bar, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
                         max_retries=max_retries, shared_storage=shared_storage)
@@ -334,8 +334,8 @@ def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: b
         finally:
             bar.close()
         return result
-    bar = tqdm(total=len(actions), initial=len(result.skipped) + len(result.failed), desc="sweep", unit="run",
-               disable=not progress)
+    bar = progress_bar(total=len(actions), initial=len(result.skipped) + len(result.failed), desc="sweep", unit="run",
+                       disable=not progress)
     try:
         _run_local(todo, root, config, result, bar, jobs=jobs)
     finally:
