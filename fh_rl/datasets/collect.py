@@ -198,6 +198,10 @@ def collect_control(
     probe.close()
 
     torch.manual_seed(seed)
+    if format == "minari":  # written through Minari's API, which owns its dataset directory
+        with _torch_threads(threads):
+            return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch,
+                                    learning_starts, progress, format)
     with wait_for_file_lock(out), _torch_threads(threads):  # one writer per file; we may clear its stale temps
         if out.exists():
             raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
