@@ -49,6 +49,10 @@ def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[st
     path = Path(cfg.dataset.path)
     if cfg.dataset.format == "dqn-replay":
         path = path / (cfg.dataset.game or cfg.env.name) / str(cfg.dataset.run) / "replay_logs"
+    elif cfg.dataset.format == "minari":
+        from fh_rl.datasets.hdf5 import minari_path
+
+        path = minari_path(cfg.dataset.path)  # an id resolves to its directory
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     returns = np.asarray(dataset.episode_returns, dtype=np.float64)
     return {
@@ -150,33 +154,11 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
     }
 
 
-def hparams(cfg: Config) -> dict[str, Any]:
-    """Flat hyperparameters for TensorBoard's hparams table (heads line up across runs)."""
-    flat: dict[str, Any] = {}
+def write_hparams(writer: Any, cfg: Config) -> None:
+    """The run's row in TensorBoard's HParams table (columns and metrics: :mod:`fh_rl.board`)."""
+    from fh_rl.board import run_hparams, write_session
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}.", v)
-        elif isinstance(value, (int, float, str, bool)):
-            flat[prefix[:-1]] = value
-        elif value is not None:
-            flat[prefix[:-1]] = str(value)
-
-    walk("", cfg.to_dict())
-    return flat
-
-
-def write_hparams(writer: Any, cfg: Config, metrics: dict[str, float]) -> None:
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    metrics = {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)}
-    exp, ssi, sei = hparams_summary(hparams(cfg), metrics)
-    fw = writer._get_file_writer()
-    for summary in (exp, ssi, sei):
-        fw.add_summary(summary)
-    for name, value in metrics.items():
-        writer.add_scalar(name, value, cfg.train.steps)
+    write_session(writer, run_hparams(cfg))
 
 
 # ----------------------------------------------------------------------------- main
@@ -222,14 +204,19 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
         run_dir = run_dir if run_dir.is_dir() else run_dir.parent.parent
         cfg = config_from_dict(state["config"])
     else:
-        cfg = load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed)
+        from fh_rl.build import resolve_env
+
+        cfg = resolve_env(load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed))
         run_dir = None
     return state, cfg, run_dir
 
 
 def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext") -> Path:
     """A new run directory holding the resolved ``config.yaml`` and ``manifest.json`` (``info`` + the process layout)."""
+    from fh_rl.board import write_run_root
+
     run_dir = make_run_dir(cfg)
+    write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
     save_config(cfg, run_dir / "config.yaml")
     info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
     atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
@@ -292,9 +279,9 @@ class RunEvaluations:
             print(f"step {step}: " + format_table(results, cfg.env.name, cfg.env.protocol), file=sys.stderr)
         return results
 
-    def final(self, step: int) -> dict[str, float]:
+    def final(self, step: int) -> list[dict[str, Any]]:
         """The evaluation after training (the last periodic one when it was at this step): ``eval.json``'s
-        ``results``, the printed table; returns its hparams metrics."""
+        ``results``, the printed table; returns the results."""
         from fh_rl.evaluate import format_table, write_eval_json
 
         if self.history and self.history[-1]["step"] == step:
@@ -303,10 +290,7 @@ class RunEvaluations:
             results = self(step)
         write_eval_json(self.run_dir, {**self._payload(), "checkpoint_step": step, "results": results})
         print(format_table(results, self.cfg.env.name, self.cfg.env.protocol))
-        metrics = {"eval/return_mean": results[0]["return_mean"]}
-        if results[0]["normalized_mean"] is not None:
-            metrics["eval/normalized"] = results[0]["normalized_mean"]
-        return metrics
+        return results
 
 
 def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
@@ -335,6 +319,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
            run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object
+    from fh_rl.plots import bin_axis
     from fh_rl.trainer import Trainer, TrainingDiverged
 
     if ctx.enabled and device.type == "cuda":
@@ -367,6 +352,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         checkpoint_extra={"config": cfg.to_dict(), "spec": agent.spec(), "dataset": identity, "eval_targets": targets},
         progress=progress,
         dist=ctx,
+        pmf_axis=bin_axis(built.codec),
     )
     if state is not None:
         seed_everything(cfg.seed)
@@ -395,10 +381,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
               f"python -m fh_rl.train --resume {run_dir}", file=sys.stderr)
         return EXIT_SIGNAL.get(result.interrupted, 1)
 
-    metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
     if evaluations is not None:
-        metrics.update(evaluations.final(result.step))
-    write_hparams(writer, cfg, metrics)
+        evaluations.final(result.step)
+    write_hparams(writer, cfg)
     writer.close()
     print(f"done: {run_dir}", file=sys.stderr)
     return 0

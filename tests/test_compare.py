@@ -148,9 +148,18 @@ def test_cli_writes_outputs_and_skips_bad_run_dirs(runs, tmp_path, capsys):
     assert [r["n_seeds"] for r in rows] == [4, 2, 2]
     md = (out / "comparison.md").read_text()
     assert "| dt-fourier num_frequencies=4 | 2 |" in md and "broken-eval" in md
+    assert "### Pendulum-v1\n\nEvaluation: transformed returns-to-go, argmax actions.\n" in md  # how returns were had
     for name in ("frequencies-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert name in md
+
+
+def test_table_names_the_atari_protocol():
+    from fh_rl.compare.runs import _resolved_protocol
+
+    assert _resolved_protocol({"env": {"name": "Breakout", "protocol": None}}) == "dqn-replay"  # a run from before eval.json said
+    table = compare_cli.markdown_table("Breakout", [], "dt-paper protocol, transformed returns-to-go, sampled actions")
+    assert table.splitlines()[2] == "Evaluation: dt-paper protocol, transformed returns-to-go, sampled actions."
 
 
 def test_duplicate_seed_keeps_one_run(runs, tmp_path):
@@ -205,8 +214,11 @@ def test_custom_scalars_layout(tmp_path):
     (layout,) = layouts
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
     assert charts["held-out smoothness"] == [r"val/smoothness$"]
-    assert charts["return mean"] == [r"eval/return_mean/.*"]
+    assert charts["return mean"] == [r"eval/return_mean(/target_.*)?$"]
     assert {"held-out NLL", "held-out accuracy", "normalised return", "loss"} <= set(charts)
+    import re
+
+    assert re.search(charts["return mean"][0], "eval/return_mean") and not re.search(charts["return mean"][0], "eval/return_std")
 
 
 def test_missing_dataset_skips_only_the_pmf_figure(runs, pendulum_hdf5, tmp_path):

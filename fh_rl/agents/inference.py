@@ -1,8 +1,9 @@
-"""An agent acting in environments: the rollout workers' :class:`fh_rl.envs.policy.Policy`.
+"""Inference: a trained agent acting in environments, as the rollout workers' :class:`fh_rl.envs.policy.Policy`.
 
-Each live episode (slot) keeps its own context: the last T states, chosen
-action bins, returns-to-go and timesteps. Every ``act`` is one batched model
-call over all live slots (contexts right-aligned, left padding masked). After
+:class:`AgentPolicy` adapts an agent to the rollout protocol. Each live
+episode (slot) keeps its own context: the last T states, chosen action bins,
+returns-to-go and timesteps. Every ``act`` is one batched model call over all
+live slots (contexts right-aligned, left padding masked). After
 each step the slot's return-to-go is decremented by the reward in dataset
 units (``transformed``: e.g. clipped for DQN-Replay) or by the raw reward
 (``raw``, the DT paper's code).

@@ -18,13 +18,12 @@ def _num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:,.{digits}f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
-def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
+def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -> str:
+    """One environment's table, headed by how its returns were evaluated (protocol, returns-to-go, actions)."""
     best = [row.get("best_of_evaluations") for row in rows]
     labels = sorted({b["label"] + (", normalised" if b["normalized"] else ", return") for b in best if b})
     extra = f" {'; '.join(labels)}: mean ± 0.67 std |" if labels else ""
-    lines = [
-        f"### {env}",
-        "",
+    lines = [f"### {env}", ""] + ([f"Evaluation: {evaluation}.", ""] if evaluation else []) + [
         "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL | val accuracy | val smoothness |" + extra,
         "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
     ]
@@ -68,7 +67,7 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
     for env, env_groups in groups.items():
         rows = [summarize(g) for g in env_groups]
         result["environments"][env] = rows
-        md += [markdown_table(env, rows), ""]
+        md += [markdown_table(env, rows, _evaluation(env_groups)), ""]
         if not figures:
             continue
         fig = plot_frequencies(env, rows, out / f"frequencies-{_slug(env)}.png")
@@ -93,6 +92,18 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
     atomic_write_text(out / "comparison.md", "\n".join(md))
     result["markdown"] = "\n".join(md)
     return result
+
+
+def _evaluation(groups: list[Any]) -> str:
+    """The environment protocol and evaluation settings of a table's runs ("; "-joined when they differ)."""
+    seen = []
+    for g in groups:
+        for run in g.runs:
+            where = f"{run.protocol} protocol, " if run.protocol else ""
+            text = where + run.evaluation
+            if text not in seen:
+                seen.append(text)
+    return "; ".join(seen)
 
 
 def _slug(env: str) -> str:

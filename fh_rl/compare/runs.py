@@ -31,6 +31,10 @@ class Run:
     history: list[tuple[int, float]] = field(default_factory=list)
     """(step, mean return of the first target) of every evaluation of the run, during training and final."""
     val: dict[str, float | None] = field(default_factory=dict)
+    protocol: str | None = None
+    """The evaluation's environment protocol (eval.json; e.g. ``dt-paper`` for Atari), None for non-Atari."""
+    evaluation: str = ""
+    """How the returns were evaluated, in words: returns-to-go mode and sampled or argmax actions."""
 
     @property
     def return_mean(self) -> float:
@@ -116,12 +120,25 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         config=_flatten(with_current_defaults(cfg)),  # options added since the run was made: their defaults
         target=first.get("target_return"),
         returns=returns,
+        protocol=payload.get("protocol") or _resolved_protocol(cfg),
+        evaluation=f"{first.get('rtg_mode', 'transformed')} returns-to-go, "
+                   f"{'sampled' if first.get('sample', True) else 'argmax'} actions",
         history=history,
     )
     if read_events:
         values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])
         run.val = {m: values[f"val/{m}"] for m in VAL_METRICS}
     return run
+
+
+def _resolved_protocol(cfg: dict[str, Any]) -> str | None:
+    """The protocol of a run whose eval.json predates recording it: its config's, Atari's default resolved."""
+    from fh_rl.envs import resolve_protocol
+
+    try:
+        return resolve_protocol(str(cfg["env"].get("name")), cfg["env"].get("protocol"))
+    except (ValueError, KeyError):
+        return None
 
 
 def find_runs(paths: Sequence[str | Path], *, read_events: bool = True) -> tuple[list[Run], list[dict[str, str]]]:
