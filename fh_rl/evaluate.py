@@ -228,6 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": seed,
         "results": results,
     }
+    try:  # keep the evaluations made during training (compare's best-of-N column reads them)
+        previous = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict) and isinstance(previous.get("history"), list):
+        payload["history"] = previous["history"]
     path = write_eval_json(run_dir, payload)
     from torch.utils.tensorboard import SummaryWriter
 

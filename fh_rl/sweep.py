@@ -182,14 +182,11 @@ def _config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: st
 
 
 def _with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config as this code reads it: options added since the run was made take their
-    defaults (which keep the old behaviour), so a sweep spanning code versions still resumes."""
-    from fh_rl.config import config_from_dict
+    """A run's saved config as this code reads it (options added since take their defaults), so a sweep
+    spanning code versions still resumes; a key this code no longer knows shows as a difference."""
+    from fh_rl.config import with_current_defaults
 
-    try:
-        return config_from_dict(saved).to_dict()
-    except (ValueError, TypeError, KeyError):
-        return saved  # a key this code no longer knows: compared as saved, so it shows as a difference
+    return with_current_defaults(saved)
 
 
 def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tuple[GridPoint, str, Path | None]]:

@@ -278,3 +278,18 @@ def test_run_still_training_is_incomplete(runs, tmp_path):
     (run / "eval.json").write_text(json.dumps({"env": "Pendulum-v1", "history": [{"step": 3, "results": []}]}))
     found, skipped = compare_cli.find_runs([run], read_events=False)
     assert found == [] and "incomplete: 1 evaluation(s) during training" in skipped[0]["reason"]
+
+
+def test_runs_made_before_an_option_existed_group_with_new_ones(runs, tmp_path):
+    """A config.yaml without an option added later reads as that option's default (the old behaviour)."""
+    import yaml
+
+    _, made = runs
+    old = tmp_path / "old"
+    shutil.copytree(made[("linear", None, 1)], old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    del cfg["agent"]["init"], cfg["eval"]["every_steps"]
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    found, _ = compare_cli.find_runs([made[("linear", None, 0)], old], read_events=False)
+    (group,) = compare_cli.group_runs(found)[0]["Pendulum-v1"]
+    assert group.label == "dt-linear" and group.seeds == [0, 1]

@@ -76,6 +76,8 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
     """Read a run directory; ValueError/FileNotFoundError saying what is missing or malformed."""
     import yaml
 
+    from fh_rl.config import with_current_defaults
+
     run_dir = Path(run_dir)
     try:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -115,7 +117,7 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         head=name,
         head_params=head,
         seed=int(cfg.get("seed", 0)),
-        config=_flatten(cfg),
+        config=_flatten(with_current_defaults(cfg)),  # options added since the run was made: their defaults
         target=first.get("target_return"),
         returns=returns,
         protocol=payload.get("protocol") or _resolved_protocol(cfg),
