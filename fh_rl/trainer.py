@@ -423,10 +423,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / "checkpoints" / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} not found; pass a run directory or a .pt checkpoint")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes), so it was not written by fh_rl (whose "
+                         f"checkpoints appear whole or not at all); restore it from a copy or start the run again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {' '.join(str(exc).split())[:300]}") from None
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ValueError(f"cannot read checkpoint {str(path)!r} (corrupt or not a checkpoint): {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an fh_rl checkpoint (expected format {CHECKPOINT_FORMAT})")
     return state

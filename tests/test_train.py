@@ -87,15 +87,20 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert root_file.name.endswith(".fh_rl-layout")
     assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
 
-    # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns
+    # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns, into a new file
     capsys.readouterr()
+    training_time = (run_dir / "eval.json").read_bytes()
     code = run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "2", "--workers", "0", "--target-return", "-100",
                                        "--target-return", "-300", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     assert "-100" in out and "-300" in out and "return mean" in out
-    results = json.loads((run_dir / "eval.json").read_text())["results"]
+    (written,) = run_dir.glob("eval-*.json")
+    assert f"wrote {written}" in out
+    results = json.loads(written.read_text())["results"]
     assert [r["target_return"] for r in results] == [-100.0, -300.0]
+    assert (run_dir / "eval.json").read_bytes() == training_time  # the training-time result is kept
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # evaluate's events join the run's one file
     assert {"eval/return_mean/target_-100", "eval/return_mean/target_-300"} <= event_tags(run_dir)  # not the run's target
 
 
@@ -173,7 +178,7 @@ def test_missing_dataset_is_built_once_and_reused(tmp_path, capsys):
     assert run_cli(train_cli.main, args_for(tmp_path, data, "--head", "fourier", *build, steps=2)) == 0
     assert "building it" not in capsys.readouterr().err
     assert data.stat().st_mtime_ns == stamp
-    assert sorted(p.name for p in data.parent.iterdir()) == [".pendulum-built.hdf5.lock", "pendulum-built.hdf5"]
+    assert sorted(p.name for p in data.parent.iterdir()) == ["pendulum-built.hdf5"]  # the build lock is released
 
 
 @pytest.mark.slow

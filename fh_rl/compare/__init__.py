@@ -39,7 +39,7 @@ Modules: ``runs`` (discovery and loading), ``stats`` (grouping and statistics),
 from fh_rl.compare.cli import main
 from fh_rl.compare.plots import held_out_pmfs, plot_frequencies, plot_pmfs
 from fh_rl.compare.report import compare, markdown_table
-from fh_rl.compare.runs import VAL_METRICS, Run, find_runs, last_scalars, load_run
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs, last_scalars, load_run
 from fh_rl.compare.stats import Group, best_of_evaluations, group_runs, seed_statistics, summarize
 from fh_rl.compare.tensorboard_layout import CUSTOM_SCALARS_LAYOUT, LAYOUT_SUFFIX, write_custom_scalars
 
@@ -51,6 +51,7 @@ __all__ = [
     "Run",
     "best_of_evaluations",
     "compare",
+    "EVALUATIONS",
     "find_runs",
     "group_runs",
     "held_out_pmfs",

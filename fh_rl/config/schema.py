@@ -71,6 +71,9 @@ class DatasetConfig:
     """Fraction of episodes held out for validation metrics (0 disables validation)."""
     rtg_scale: float | None = None
     """Returns-to-go are divided by this inside the model; None: the largest absolute episode return."""
+    clip_actions: bool = False
+    """Continuous actions outside the environment's bounds (beyond 0.1% of the range) are an error; true: clip
+    them to the bounds instead (they then train the end bins)."""
     build: str | None = None
     """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name``
     and writes its replay plus rollouts of the final policy (``python -m fh_rl.datasets.collect control``);

@@ -212,13 +212,20 @@ class BoxCodec(ActionCodec):
         return self.low, self.width
 
     def encode(self, env_actions):
-        """Env actions (..., A) -> bins (..., A) int64; values outside [low, high] are clipped."""
+        """Env actions (..., A) -> bins (..., A) int64; values outside [low, high] are clipped to the end bins
+        (the training data is checked against the bounds when it is loaded); NaN/inf is a ValueError."""
         torch_in = _is_torch(env_actions)
         if not torch_in:
             env_actions = np.asarray(env_actions)
         if env_actions.ndim < 1 or env_actions.shape[-1] != self.action_dims:
             raise ValueError(
                 f"Box actions must have shape (..., A) with A = {self.action_dims}, got {tuple(env_actions.shape)}"
+            )
+        finite = bool(env_actions.isfinite().all()) if torch_in else bool(np.isfinite(env_actions).all())
+        if not finite:
+            raise ValueError(
+                "Box actions must be finite to quantise them, got NaN or infinity; no bin stands for a "
+                "non-finite action (the dataset loaders reject such rows)"
             )
         low, width = self._tables(env_actions)
         m, K = self.margin_bins, self.action_bins
