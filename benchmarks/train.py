@@ -2,6 +2,15 @@
 
     python benchmarks/train.py                          # CPU: Atari shape at batch 8, control shapes
     python benchmarks/train.py --device cuda --atari-batch 128    # the paper's Atari shape, bf16 autocast
+    python benchmarks/train.py --vs-reference --threads 1          # fh_rl vs the paper's model, one process
+
+``--vs-reference``: the Atari training step (max_timestep 3000) of the paper's
+own model (``benchmarks/reference_dt.py``, fp32 eager) and of fh_rl's DT
+(``--contenders``: linear/fourier heads, ``-bf16`` autocast, ``-compile``
+torch.compile, and ``reference-variant`` once fh_rl has it), timed in ONE
+process in interleaved rounds; the table gives each contender's median step
+time and its ratio to the reference's (below 1: faster). On a shared machine
+only these ratios mean anything.
 
 Shapes:
   atari:        4x84x84 frames, Nature CNN, 18 actions, D=128, 6 layers, 8 heads, context 30 (the paper)
@@ -126,6 +135,123 @@ def run_one(shape: str, head: str, batch: int, device: str, steps: int, warmup: 
             "params": sum(p.numel() for p in agent.parameters())}
 
 
+def _atari_batch(B: int, T: int, device, max_timestep: int):
+    import torch
+
+    from fh_rl.datasets.batch import WindowBatch
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (B, T + 3, 84, 84), dtype=torch.uint8, generator=g)
+    actions = torch.randint(0, 18, (B, T), generator=g)
+    rtg = torch.rand(B, T, generator=g) * 20
+    start = torch.randint(0, max_timestep - T, (B, 1), generator=g)
+    window = WindowBatch(frames, actions, rtg, start + torch.arange(T), torch.ones(B, T, dtype=torch.bool))
+    # the reference's loader hands it float frame stacks already divided by 255 (outside its step)
+    stacked = frames.unfold(1, 4, 1).permute(0, 1, 4, 2, 3).reshape(B, T, 4 * 84 * 84).float() / 255.0
+    return window.to(device), (stacked.to(device), actions.to(device), rtg.to(device), start.to(device), actions.to(device))
+
+
+def contender_step(name: str, device, B: int, T: int, max_timestep: int):
+    """(step function, parameter count) of one contender: forward + backward + clip + AdamW on a fixed batch."""
+    import torch
+
+    from fh_rl.agents import AgentConfig, build_agent
+    from fh_rl.envs.codecs import DiscreteCodec
+    from fh_rl.trainer import parameter_groups
+
+    torch.manual_seed(0)
+    window, ref_batch = _atari_batch(B, T, device, max_timestep)
+    amp = "-bf16" in name
+    if name.startswith("reference-model"):
+        model = __import__("benchmarks.reference_dt", fromlist=["ReferenceDT"]).ReferenceDT(
+            context_len=T, max_timestep=max_timestep).to(device)
+        loss_fn = lambda: model.loss(*ref_batch)  # noqa: E731
+    else:
+        head = name.split("-")[0] if not name.startswith("reference-variant") else "linear"
+        extra = {}
+        if name.startswith("reference-variant"):
+            extra = dict(init="reference", timestep_embedding="window_start")
+        cfg = AgentConfig(name="dt", embed_dim=128, n_layer=6, n_head=8, context_len=T, max_timestep=max_timestep,
+                          dropout=0.1, **extra)
+        params = {"num_frequencies": 8, "regularization_gamma": 1e-6} if head == "fourier" else {}
+        if name.startswith("reference-variant"):
+            params = {"bias": False}
+        model = build_agent(cfg, head=head, head_params=params, state_shape=(4, 84, 84),
+                            codec=DiscreteCodec(range(18), "identity")).to(device)
+        forward = torch.compile(model.loss) if "-compile" in name else model.loss
+        loss_fn = lambda: forward(window).loss  # noqa: E731
+    model.train()
+    opt = torch.optim.AdamW(parameter_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95))
+
+    def step():
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def vs_reference(args) -> None:
+    import statistics
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    B = args.atari_batch or (128 if device.type == "cuda" else 8)
+    T, max_t = 30, args.max_timestep
+    names = args.contenders.split(",")
+    if "reference-variant" in names and not _has_reference_variant():
+        print("(fh_rl has no reference variant yet: reference-variant skipped)")
+        names.remove("reference-variant")
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    steps, params = {}, {}
+    for n in names:
+        steps[n], params[n] = contender_step(n, device, B, T, max_t)
+        for _ in range(args.warmup):
+            steps[n]()
+        sync()
+    times = {n: [] for n in names}
+    per_round = args.steps or (20 if device.type == "cuda" else 2)
+    for _ in range(args.rounds):
+        for n in names:  # interleaved: every round times every contender once
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                steps[n]()
+            sync()
+            times[n].append((time.perf_counter() - t0) / per_round)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    base = med.get("reference-model", med[names[0]])
+    label = "reference-model" if "reference-model" in med else names[0]
+    print(f"device {device}, batch {B}, context {T}, max_timestep {max_t}, torch threads {torch.get_num_threads()}, "
+          f"{args.rounds} interleaved rounds x {per_round} steps, medians")
+    print(f"{'contender':<26} {'params':>10} {'step ms':>9} {'vs ' + label:>22}")
+    rows = []
+    for n in names:
+        print(f"{n:<26} {params[n]:>10,} {med[n] * 1e3:>9.1f} {med[n] / base:>21.2f}x")
+        rows.append({"contender": n, "params": params[n], "step_ms": med[n] * 1e3, "ratio": med[n] / base,
+                     "rounds_ms": [t * 1e3 for t in times[n]], "batch": B, "device": str(device)})
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def _has_reference_variant() -> bool:
+    import dataclasses
+
+    from fh_rl.agents import AgentConfig
+
+    return "timestep_embedding" in {f.name for f in dataclasses.fields(AgentConfig)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu")
@@ -137,7 +263,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--vs-reference", action="store_true", help="fh_rl vs the paper's model, interleaved in one process")
+    parser.add_argument("--contenders", default="reference-model,linear,fourier,reference-variant",
+                        help="--vs-reference: comma-separated reference-model, reference-variant, linear, fourier, "
+                             "each optionally with -bf16 and/or -compile (e.g. fourier-bf16-compile)")
+    parser.add_argument("--rounds", type=int, default=5, help="--vs-reference: interleaved rounds")
+    parser.add_argument("--max-timestep", type=int, default=3000, help="--vs-reference: size of the timestep table")
     args = parser.parse_args()
+    if args.vs_reference:
+        vs_reference(args)
+        return
     cuda = args.device.startswith("cuda")
     steps = args.steps or (50 if cuda else 10)
     if args.one:
