@@ -106,11 +106,6 @@ class FourierHead(Head):
         angle = math.pi * x[:, None] * k[None, :]  # (M, N+1)
         dft = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) / M  # (M, 2(N+1)): -> [Re r_k, Im r_k]
         self.register_buffer("sample_dft", dft.float(), persistent=False)
-        # The regulariser's DFT: k = 1..N only (k = 0 has weight 0), each column scaled by sqrt(2 pi^2 k^2),
-        # so that sum_k 2 pi^2 k^2 |r_k|^2 is the plain sum of squares of its output.
-        root = torch.cat([k[1:], k[1:]]) * math.sqrt(2.0) * math.pi  # (2N,)
-        reg_dft = torch.cat([dft[:, 1 : num_frequencies + 1], dft[:, num_frequencies + 2 :]], dim=1) * root
-        self.register_buffer("reg_dft", reg_dft.float(), persistent=False)  # (M, 2N)
 
     def extra_repr(self) -> str:
         return (
@@ -152,18 +147,10 @@ class FourierHead(Head):
         return torch.complex(re, im)
 
     def regularization(self, coef: torch.Tensor) -> torch.Tensor:
-        """gamma * 2 * mean over rows of sum_k 2 pi^2 k^2 |r_k|^2 (rows: every (..., A)).
-
-        The fewest ops this sum allows (it is on every training step): samples of |A|^2, one matmul
-        to the weighted [Re r_k, Im r_k] for k >= 1, and their sum of squares.
-        """
-        M = 2 * self.num_frequencies + 1
-        rows = coef.shape[:-1].numel()
-        with torch.autocast(device_type=coef.device.type, enabled=False):
-            coef = self._full_precision(coef)
-            power = (coef @ self.sample_basis.to(coef.dtype)).unflatten(-1, (2, M)).square().sum(-2)  # (..., A, M)
-            weighted = power @ self.reg_dft.to(coef.dtype)  # (..., A, M) -> (..., A, 2N)
-            return weighted.square().sum() * (self.regularization_gamma * 2.0 / max(rows, 1))
+        """gamma * 2 * mean over rows of sum_k 2 pi^2 k^2 |r_k|^2 (rows: every (..., A))."""
+        re, im = self._autocorrelation_parts(coef)
+        per_row = ((re.square() + im.square()) * self.reg_weights.to(re.dtype)).sum(dim=-1)  # (..., A)
+        return self.regularization_gamma * 2.0 * per_row.mean()
 
     def forward(self, h: torch.Tensor) -> HeadOutput:
         coef = self.coefficients(h)
