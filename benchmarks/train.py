@@ -42,7 +42,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# --baseline: the subprocesses of the other checkout import its fh_rl (this file's timing code is shared)
+IMPORT_ROOT = Path(os.environ.get("FH_RL_BENCH_ROOT", REPO))
+sys.path.insert(0, str(IMPORT_ROOT))
 
 SHAPES = {
     "atari": dict(state_shape=(4, 84, 84), discrete=18, embed_dim=128, n_layer=6, n_head=8, context_len=30, batch=128,
@@ -104,11 +106,12 @@ def run_one(shape: str, head: str, batch: int, device: str, steps: int, warmup: 
     for _ in range(warmup):
         step()
     sync()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     for _ in range(steps):
         step()
     sync()
     step_s = (time.perf_counter() - t0) / steps
+    cpu_s = (time.thread_time() - c0) / steps
 
     # The head alone at the step's input shape (B, T, D).
     h = torch.randn(B, T, s["embed_dim"], device=dev, requires_grad=True)
@@ -130,7 +133,7 @@ def run_one(shape: str, head: str, batch: int, device: str, steps: int, warmup: 
     sync()
     head_s = (time.perf_counter() - t0) / reps
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"shape": shape, "head": head, "batch": B, "step_ms": step_s * 1e3, "samples_per_s": B / step_s,
+    return {"shape": shape, "head": head, "batch": B, "step_ms": step_s * 1e3, "cpu_ms": cpu_s * 1e3, "samples_per_s": B / step_s,
             "head_ms": head_s * 1e3, "peak_mb": peak / 2**20, "device": str(dev), "amp": use_amp,
             "params": sum(p.numel() for p in agent.parameters())}
 
@@ -220,28 +223,68 @@ def vs_reference(args) -> None:
             steps[n]()
         sync()
     times = {n: [] for n in names}
+    cpu = {n: [] for n in names}
     per_round = args.steps or (20 if device.type == "cuda" else 2)
     for _ in range(args.rounds):
         for n in names:  # interleaved: every round times every contender once
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             for _ in range(per_round):
                 steps[n]()
             sync()
             times[n].append((time.perf_counter() - t0) / per_round)
+            cpu[n].append((time.thread_time() - c0) / per_round)
     med = {n: statistics.median(v) for n, v in times.items()}
-    base = med.get("reference-model", med[names[0]])
+    med_cpu = {n: statistics.median(v) for n, v in cpu.items()}
     label = "reference-model" if "reference-model" in med else names[0]
+    base, base_cpu = med[label], med_cpu[label]
     print(f"device {device}, batch {B}, context {T}, max_timestep {max_t}, torch threads {torch.get_num_threads()}, "
           f"{args.rounds} interleaved rounds x {per_round} steps, medians")
-    print(f"{'contender':<26} {'params':>10} {'step ms':>9} {'vs ' + label:>22}")
+    # On CPU with one torch thread the step runs on this thread (autograd's CPU backward too), so its CPU
+    # time is the step's cost with other processes' load taken out; on CUDA only wall time means anything.
+    print(f"{'contender':<26} {'params':>10} {'step ms':>9} {'vs ' + label:>22} {'CPU ms':>9} {'CPU vs ' + label:>26}")
     rows = []
     for n in names:
-        print(f"{n:<26} {params[n]:>10,} {med[n] * 1e3:>9.1f} {med[n] / base:>21.2f}x")
+        print(f"{n:<26} {params[n]:>10,} {med[n] * 1e3:>9.1f} {med[n] / base:>21.2f}x {med_cpu[n] * 1e3:>9.1f} "
+              f"{med_cpu[n] / base_cpu:>25.2f}x")
         rows.append({"contender": n, "params": params[n], "step_ms": med[n] * 1e3, "ratio": med[n] / base,
+                     "cpu_ms": med_cpu[n] * 1e3, "cpu_ratio": med_cpu[n] / base_cpu,
                      "rounds_ms": [t * 1e3 for t in times[n]], "batch": B, "device": str(device)})
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def vs_baseline(args) -> None:
+    """This checkout's training step vs ``--baseline``'s, alternating fresh subprocesses, medians over rounds."""
+    import statistics
+
+    cuda = args.device.startswith("cuda")
+    steps = args.steps or (50 if cuda else 10)
+    trees = {"baseline": str(Path(args.baseline).resolve()), "this": str(REPO)}
+    results: dict = {}
+    for _ in range(args.rounds):
+        for shape in args.shapes:
+            batch = (args.atari_batch or (128 if cuda else 8)) if shape == "atari" else SHAPES[shape]["batch"]
+            for head in ("linear", "fourier"):
+                for tree_name, root in trees.items():
+                    cmd = [sys.executable, __file__, "--one", f"{shape}:{head}:{batch}", "--device", args.device,
+                           "--steps", str(steps), "--warmup", str(args.warmup), "--threads", str(args.threads or 1)]
+                    env = {**os.environ, "PYTHONPATH": root, "FH_RL_BENCH_ROOT": root}
+                    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                    if out.returncode != 0:
+                        sys.exit(f"benchmark {tree_name} {shape}/{head} failed:\n{out.stderr[-2000:]}")
+                    row = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("ROW "))[4:])
+                    results.setdefault((shape, head, tree_name), []).append(row)
+    print(f"this checkout vs {trees['baseline']}: {args.rounds} alternating rounds x {steps} steps, "
+          f"torch threads {args.threads or 1}, medians (CPU ms: the process's own thread, robust to load)")
+    print(f"{'shape':<12} {'head':<8} {'baseline ms':>12} {'this ms':>9} {'ratio':>7} {'baseline CPU':>13} {'this CPU':>9} {'CPU ratio':>10}")
+    for shape in args.shapes:
+        for head in ("linear", "fourier"):
+            b, t = results[(shape, head, "baseline")], results[(shape, head, "this")]
+            med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
+            print(f"{shape:<12} {head:<8} {med(b, 'step_ms'):>12.2f} {med(t, 'step_ms'):>9.2f} "
+                  f"{med(t, 'step_ms') / med(b, 'step_ms'):>6.2f}x {med(b, 'cpu_ms'):>13.2f} {med(t, 'cpu_ms'):>9.2f} "
+                  f"{med(t, 'cpu_ms') / med(b, 'cpu_ms'):>9.2f}x")
 
 
 def _has_reference_variant() -> bool:
@@ -269,9 +312,14 @@ def main() -> None:
                              "each optionally with -bf16 and/or -compile (e.g. fourier-bf16-compile)")
     parser.add_argument("--rounds", type=int, default=5, help="--vs-reference: interleaved rounds")
     parser.add_argument("--max-timestep", type=int, default=3000, help="--vs-reference: size of the timestep table")
+    parser.add_argument("--baseline", default=None, help="another checkout (e.g. a worktree of main): time its fh_rl "
+                        "against this one, alternating subprocesses over --rounds, per shape and head")
     args = parser.parse_args()
     if args.vs_reference:
         vs_reference(args)
+        return
+    if args.baseline:
+        vs_baseline(args)
         return
     cuda = args.device.startswith("cuda")
     steps = args.steps or (50 if cuda else 10)
