@@ -86,7 +86,13 @@ def run_one(shape: str, head: str, batch: int, device: str, steps: int, warmup: 
     agent = build_agent(cfg, head=head, head_params=head_params, state_shape=s["state_shape"], codec=codec).to(dev)
     batch_ = WindowBatch(states, actions, torch.randn(B, T), torch.arange(T).expand(B, T).clone(),
                          torch.ones(B, T, dtype=torch.bool)).to(dev)
-    opt = torch.optim.AdamW(parameter_groups(agent, 0.1), lr=1e-4, betas=(0.9, 0.95))
+    try:  # the trainer's optimiser settings (a --baseline checkout may predate them)
+        from fh_rl.trainer import _fused_adamw
+
+        fused = _fused_adamw(dev)
+    except ImportError:
+        fused = None
+    opt = torch.optim.AdamW(parameter_groups(agent, 0.1), lr=1e-4, betas=(0.9, 0.95), fused=fused)
     use_amp = amp and dev.type == "cuda"
 
     def sync():
@@ -184,7 +190,12 @@ def contender_step(name: str, device, B: int, T: int, max_timestep: int):
         forward = torch.compile(model.loss) if "-compile" in name else model.loss
         loss_fn = lambda: forward(window).loss  # noqa: E731
     model.train()
-    opt = torch.optim.AdamW(parameter_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95))
+    fused = None
+    if not name.startswith("reference-model"):  # fh_rl's trainer settings; the reference keeps its plain AdamW
+        from fh_rl.trainer import _fused_adamw
+
+        fused = _fused_adamw(torch.device(device))
+    opt = torch.optim.AdamW(parameter_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95), fused=fused)
 
     def step():
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):

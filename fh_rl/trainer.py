@@ -68,6 +68,12 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     ]
 
 
+def _fused_adamw(device: torch.device) -> bool | None:
+    """AdamW's fused kernel where torch has one (CPU, CUDA): one op for all parameters instead of
+    ~10 per tensor (on CPU, 0.4 vs 1.5 ms per step for the quickstart's model); None elsewhere."""
+    return True if device.type in ("cpu", "cuda") else None
+
+
 def lr_multiplier(tokens: int, warmup_tokens: int, final_tokens: int, min_ratio: float) -> float:
     """Linear warmup to 1 over ``warmup_tokens``, then cosine to ``min_ratio`` at ``final_tokens`` (held after)."""
     if tokens < warmup_tokens:
@@ -166,7 +172,7 @@ class Trainer:
         self.progress = progress
         self.final_tokens = config.final_tokens or config.steps * config.batch_size * context_len
         self.optimizer = torch.optim.AdamW(
-            parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=None
+            parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=_fused_adamw(self.device)
         )
         self.step = 0
         self.tokens = 0
