@@ -63,12 +63,27 @@ class AgentConfig:
     """Hidden ReLU layers of the vector-state encoder (0: one linear map, as in DT's gym code)."""
     trunk_layers: int = 2
     """BC: hidden ReLU layers between the encoder and the head."""
+    timestep_embedding: str = "per_step"
+    """DT: ``per_step``: each step's tokens get the embedding of that step's own timestep; ``window_start``:
+    one vector, the embedding of the window's first timestep (``timesteps[:, 0]``), is added to all 3T tokens
+    (the Fourier head paper's Atari code)."""
+    init: str = "gpt2"
+    """DT: ``gpt2``: N(0, 0.02) for every linear/embedding weight (state encoder, return embedding and timestep
+    table included), zero biases, GPT-2's scaled init of residual projections, the head keeps its own init
+    (Fourier: divided by 100); ``reference``: as the paper's Atari code ends up: N(0, 0.02) and zero biases for
+    the transformer and the head (Fourier's /100 is overwritten), PyTorch's default init for the state encoder
+    and return embedding, a zero timestep table, no scaled residual init."""
+    loss_form: str = "nll"
+    """``nll``: minus the mean log-probability the head gives the target bin; ``cross_entropy``:
+    ``F.cross_entropy`` applied to the head's log-probabilities, i.e. a second log-softmax (the paper's code;
+    differs from ``nll`` only when they do not sum to 1, as the Fourier head's log(pmf + eps))."""
 
 
 class AgentLoss(NamedTuple):
     """What :meth:`Agent.loss` returns.
 
-    loss: scalar to minimise (``nll + regularization``).
+    loss: scalar to minimise (``nll + regularization``; with ``loss_form: cross_entropy`` the
+        cross-entropy of the log-softmax of the log-pmfs replaces ``nll``).
     nll: mean negative log-likelihood of the target bins over real steps and action dims.
     regularization: the head's regulariser (scalar).
     accuracy: fraction of (step, action dim) pairs whose argmax bin is the target.
@@ -84,6 +99,11 @@ class AgentLoss(NamedTuple):
     tokens: torch.Tensor
     log_probs: torch.Tensor
     targets: torch.Tensor
+
+
+TIMESTEP_EMBEDDINGS = ("per_step", "window_start")
+INITS = ("gpt2", "reference")
+LOSS_FORMS = ("nll", "cross_entropy")
 
 
 class Agent(nn.Module):
@@ -170,16 +190,22 @@ class Agent(nn.Module):
             "reward_transform": self.reward_transform,
         }
 
-    @staticmethod
-    def _masked_loss(out_log_probs: torch.Tensor, reg: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> AgentLoss:
-        """Cross-entropy of ``(B, T, A, K)`` log-pmfs vs ``(B, T, A)`` target bins at ``mask`` (B, T)."""
+    def _masked_loss(self, out_log_probs: torch.Tensor, reg: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> AgentLoss:
+        """Cross-entropy of ``(B, T, A, K)`` log-pmfs vs ``(B, T, A)`` target bins at ``mask`` (B, T).
+
+        With ``config.loss_form == "cross_entropy"`` the minimised term is the cross-entropy of the
+        log-softmax of the log-pmfs (the paper's code); ``nll`` is always the plain negative log-likelihood.
+        """
         log_probs = out_log_probs[mask]  # (B, T, A, K) -> (M, A, K)
         tgt = targets[mask]  # (B, T, A) -> (M, A)
         picked = log_probs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (M, A)
         nll = -picked.mean()
+        fit = nll
+        if self.config.loss_form == "cross_entropy":
+            fit = -torch.log_softmax(log_probs, dim=-1).gather(-1, tgt.unsqueeze(-1)).mean()
         accuracy = (log_probs.argmax(-1) == tgt).float().mean()
         return AgentLoss(
-            loss=nll + reg,
+            loss=fit + reg,
             nll=nll,
             regularization=reg,
             accuracy=accuracy,

@@ -10,7 +10,7 @@ import numpy as np
 
 from fh_rl.compare.runs import Run
 from fh_rl.compare.stats import Group
-from fh_rl.plots import pyplot, save_figure
+from fh_rl.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
 
 
 def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -93,8 +93,9 @@ def _representatives(groups: list[Group]) -> list[tuple[Group, Run]]:
     return out
 
 
-def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each run's predicted pmfs ``(S, K)`` (first action dimension) at the same ``states`` held-out steps, and their target bins.
+def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray], np.ndarray, BinAxis]:
+    """Each run's predicted pmfs ``(S, K)`` (first action dimension) at the same ``states`` held-out steps, their
+    target bins, and the bins' labels (action names or values, from the first run's action codec).
 
     The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
     validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
@@ -112,34 +113,29 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     batches = held_out_batches(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
     if not batches:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
-    pmfs, targets = [], None
+    pmfs, targets, axis = [], None, None
     for run in runs:
         _, agent, _ = load_agent(run.path)
+        axis = axis or bin_axis(agent.codec)
         with torch.no_grad():
             out = agent.eval().loss(batches[0])
         pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
         idx = np.linspace(0, len(pmf) - 1, min(states, len(pmf))).round().astype(int)
         pmfs.append(pmf[idx])
         targets = out.targets[idx, 0].numpy()
-    return pmfs, targets
+    return pmfs, targets, axis
 
 
 def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Path:
     """The learned pmfs of one run per head over the same held-out states, one panel per state."""
     plt = pyplot()
     reps = _representatives(groups)
-    pmfs, targets = held_out_pmfs([r for _, r in reps], states=states)
-    S, K = pmfs[0].shape
-    fig, axes = plt.subplots(1, S, figsize=(3.2 * S, 3.0), sharey=False, squeeze=False)
-    bins = np.arange(K)
+    pmfs, targets, axis = held_out_pmfs([r for _, r in reps], states=states)
+    S = pmfs[0].shape[0]
+    fig, axes = plt.subplots(1, S, figsize=(3.4 * S, 3.4), sharey=False, squeeze=False)
     for s, ax in enumerate(axes[0]):
-        for (group, run), pmf in zip(reps, pmfs):
-            ax.plot(bins, pmf[s], lw=1.4, label=f"{group.label} (seed {run.seed})")
-        ax.axvline(targets[s], color="k", ls="--", lw=0.8, label="dataset action")
-        ax.set_title(f"held-out state {s + 1}", fontsize=9)
-        ax.set_xlabel("action bin")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("probability")
+        lines = [(f"{group.label} (seed {run.seed})", pmf[s]) for (group, run), pmf in zip(reps, pmfs)]
+        draw_pmfs(ax, axis, lines, int(targets[s]), title=f"held-out state {s + 1}")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{env}: learned action distributions on the same held-out states")
     fig.tight_layout()
