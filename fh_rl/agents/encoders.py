@@ -8,6 +8,7 @@ dataset's statistics held in buffers, so a checkpoint carries them).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FRAME_STACK = 4
@@ -63,8 +64,17 @@ class NatureCNN(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         lead = frames.shape[: -3]
-        x = frames.reshape(-1, *self.state_shape).float() / 255.0  # (..., C, H, W) -> (M, C, H, W)
-        x = torch.tanh(self.proj(self.convs(x)))  # (M, D)
+        C, H, W = self.state_shape
+        # uint8 -> float32 in one pass, straight into channels-last (M, H, W, C) memory: the stacked
+        # frames of stack_frames are a strided view, read once here (no uint8 copy, no separate /255
+        # pass), and channels-last convolutions are ~2x faster on CPU (oneDNN) and use tensor cores on GPU.
+        x = torch.empty((*lead, H, W, C), dtype=torch.float32, device=frames.device)
+        x.copy_(frames.movedim(-3, -1))  # (..., C, H, W) -> (..., H, W, C)
+        x = x.view(-1, H, W, C).permute(0, 3, 1, 2)  # (M, C, H, W) logical, channels-last in memory
+        first = self.convs[0]
+        # The /255 of the [0, 1] input folded into the first convolution (its weights are unchanged).
+        x = F.conv2d(x, first.weight * (1.0 / 255.0), first.bias, first.stride)
+        x = torch.tanh(self.proj(self.convs[1:](x)))  # (M, D)
         return x.reshape(*lead, -1)  # (M, D) -> (..., D)
 
 

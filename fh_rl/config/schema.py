@@ -159,6 +159,11 @@ class TrainConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     amp: bool = True
     """bf16 autocast on CUDA (never on CPU)."""
+    compile: bool = False
+    """Train through ``torch.compile(agent.loss)`` (worth it on CUDA; the first steps compile for a minute or so)."""
+    prefetch: bool = True
+    """On CUDA, sample the next batch in a background thread into pinned memory while the GPU computes
+    (no effect on CPU, where batches are sampled in the loop)."""
     threads: int | None = None
     """torch CPU threads; None: torch's default."""
     checkpoint_every: int = 1000

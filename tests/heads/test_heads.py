@@ -246,3 +246,15 @@ def test_entry_point_heads_are_registered(monkeypatch):
     monkeypatch.setattr(metadata, "entry_points", lambda group: [FakeEP()] if group == "fh_rl.heads" else [])
     assert "plugin_head" in reg.names()
     assert reg.get("plugin_head") is FourierHead
+
+
+def test_fourier_regularization_matches_formula_at_32_frequencies():
+    N, gamma = 32, 1e-2
+    torch.manual_seed(3)
+    head = FourierHead(D, K, 2, num_frequencies=N, regularization_gamma=gamma, init_scale=1.0).double()
+    h = torch.randn(5, D, dtype=torch.float64)
+    coef = head.coefficients(h).detach().numpy().reshape(-1, 2 * (N + 1))
+    _, r = direct_fourier_pmf(coef, K)
+    k = np.arange(N + 1)
+    expected = gamma * 2 * np.mean(np.sum(2 * np.pi**2 * k**2 * np.abs(r) ** 2, axis=-1))
+    assert head(h).regularization.item() == pytest.approx(expected, rel=1e-6)  # float32 buffers
