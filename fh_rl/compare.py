@@ -16,8 +16,14 @@ swept key); the seed is what varies inside a group. For each group:
   and the interquartile mean (``scipy.stats.trim_mean(x, 0.25)``, rliable's IQM);
 - normalised score (``fh_rl.envs.scores``; "-" for environments without
   reference scores);
-- held-out NLL, accuracy and smoothness: the run's last ``val/*`` values
-  (read from its TensorBoard events), averaged over seeds;
+- held-out metrics: the run's last ``val/*`` values (read from its TensorBoard
+  events), averaged over seeds. The NLL is in two columns that never mix units:
+  ``val/nll`` over the action bins (a pmf: every head with a distribution,
+  the Gaussian head discretised over the same bins) and ``val/nll_density``
+  (a density on the [-1, 1] action scale: heads that score continuous actions);
+  then accuracy, smoothness and ``val/action_mse`` (squared error of the
+  evaluation action on the [-1, 1] scale, Box actions). A metric that does not
+  apply to a head (e.g. the NLL of the ``mse`` head, a point prediction) is "-";
 - the number of seeds.
 
 Writes ``comparison.md``, ``comparison.json`` and PNG figures into ``--out``
@@ -46,7 +52,7 @@ from fh_rl.cli import run_cli
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
-VAL_METRICS = ("nll", "accuracy", "smoothness")
+VAL_METRICS = ("nll", "nll_density", "accuracy", "smoothness", "action_mse")
 IGNORED_KEYS = frozenset({
     "seed", "run_root", "train.device", "train.threads", "train.amp", "eval.workers",
     "train.checkpoint_every", "train.log_every", "train.pmf_states",
@@ -320,8 +326,9 @@ def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
     lines = [
         f"### {env}",
         "",
-        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL | val accuracy | val smoothness |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL (bins) | val NLL (density) "
+        "| val accuracy | val smoothness | val action MSE |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         r = row["return"]
@@ -329,8 +336,7 @@ def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
         norm = row["normalized"]["mean"] if row["normalized"] else None
         lines.append(
             f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
-            f"| {_num(row['val']['nll']['mean'])} | {_num(row['val']['accuracy']['mean'])} "
-            f"| {_num(row['val']['smoothness']['mean'])} |"
+            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|"
         )
     return "\n".join(lines)
 
@@ -339,11 +345,11 @@ def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
 
 
 def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-    """Lines of (num_frequencies -> row), keyed by the rest of the label; and the linear-head rows (bands)."""
+    """Lines of (num_frequencies -> row), keyed by the rest of the label; and the other heads' rows (bands)."""
     lines: dict[str, list[dict[str, Any]]] = {}
     bands = []
     for row in rows:
-        if row["head"] == "linear":
+        if "num_frequencies" not in row["head_params"]:
             bands.append(row)
         elif isinstance(row["head_params"].get("num_frequencies"), (int, float)):
             rest = " ".join(f"{k}={v}" for k, v in row["settings"].items() if k != "head.num_frequencies")
@@ -352,7 +358,7 @@ def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[s
 
 
 def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Return and held-out smoothness against the number of frequencies; linear heads as bands."""
+    """Return and held-out smoothness against the number of frequencies; heads without frequencies as bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -394,7 +400,7 @@ def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path |
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{env}: Fourier head vs number of frequencies (linear head as a band)")
+    fig.suptitle(f"{env}: Fourier head vs number of frequencies (other heads as bands)")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -422,8 +428,9 @@ def _representatives(groups: list[Group]) -> list[tuple[Group, Run]]:
     return out
 
 
-def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each run's predicted pmfs ``(S, K)`` (first action dimension) at the same ``states`` held-out steps, and their target bins.
+def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray | None], list[np.ndarray], np.ndarray]:
+    """At the same ``states`` held-out steps (first action dimension): each run's predicted pmfs ``(S, K)``
+    (None for a point prediction), each run's evaluation-action bins ``(S,)``, and the target bins ``(S,)``.
 
     The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
     validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
@@ -444,36 +451,50 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     if not built["val_batches"]:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
     batch = built["val_batches"][0]
-    pmfs, targets = [], None
+    pmfs, chosen, targets = [], [], None
     for run in runs:
         state = load_checkpoint(run.path)
         cfg = config_from_dict(state["config"])
         agent = agent_from_spec(cfg.agent, state["spec"], state["model"]).eval()
         with torch.no_grad():
             out = agent.loss(batch)
+        M = len(out.targets)
+        idx = np.linspace(0, M - 1, min(states, M)).round().astype(int)
+        chosen.append(out.chosen[idx, 0].numpy())
+        targets = out.targets[idx, 0].numpy()
+        if out.log_probs is None:  # a point prediction (mse head): no pmf
+            pmfs.append(None)
+            continue
         pmf = out.log_probs.float().exp()  # (M, A, K)
         pmf = (pmf / pmf.sum(-1, keepdim=True))[:, 0].numpy()  # (M, K): first action dimension
-        idx = np.linspace(0, len(pmf) - 1, min(states, len(pmf))).round().astype(int)
         pmfs.append(pmf[idx])
-        targets = out.targets[idx, 0].numpy()
-    return pmfs, targets
+    return pmfs, chosen, targets
 
 
 def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Path:
-    """The learned pmfs of one run per head over the same held-out states, one panel per state."""
+    """The learned pmfs of one run per head over the same held-out states, one panel per state.
+
+    A head without a pmf (``mse``, a point prediction) is a dotted vertical line at its action's bin.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     reps = _representatives(groups)
-    pmfs, targets = held_out_pmfs([r for _, r in reps], states=states)
-    S, K = pmfs[0].shape
+    pmfs, chosen, targets = held_out_pmfs([r for _, r in reps], states=states)
+    S = len(targets)
+    K = next((p.shape[1] for p in pmfs if p is not None), int(max(max(c) for c in chosen)) + 1)
     fig, axes = plt.subplots(1, S, figsize=(3.2 * S, 3.0), sharey=False, squeeze=False)
     bins = np.arange(K)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for s, ax in enumerate(axes[0]):
-        for (group, run), pmf in zip(reps, pmfs):
-            ax.plot(bins, pmf[s], lw=1.4, label=f"{group.label} (seed {run.seed})")
+        for i, ((group, run), pmf) in enumerate(zip(reps, pmfs)):
+            label, color = f"{group.label} (seed {run.seed})", colors[i % len(colors)]
+            if pmf is None:
+                ax.axvline(chosen[i][s], color=color, ls=":", lw=1.6, label=f"{label}, point prediction")
+            else:
+                ax.plot(bins, pmf[s], lw=1.4, color=color, label=label)
         ax.axvline(targets[s], color="k", ls="--", lw=0.8, label="dataset action")
         ax.set_title(f"held-out state {s + 1}", fontsize=9)
         ax.set_xlabel("action bin")
@@ -498,13 +519,17 @@ CUSTOM_SCALARS_LAYOUT = {
         "normalised return": ["Multiline", [r"eval/normalized/.*"]],
     },
     "validation (all runs overlaid)": {
-        "held-out NLL": ["Multiline", [r"val/nll$"]],
+        "held-out NLL over the bins (pmf)": ["Multiline", [r"val/nll$"]],
+        "held-out NLL of the action (density on [-1, 1])": ["Multiline", [r"val/nll_density$"]],
         "held-out accuracy": ["Multiline", [r"val/accuracy$"]],
         "held-out smoothness": ["Multiline", [r"val/smoothness$"]],
+        "held-out action MSE ([-1, 1] scale)": ["Multiline", [r"val/action_mse$"]],
     },
     "training (all runs overlaid)": {
         "loss": ["Multiline", [r"train/loss$"]],
-        "NLL": ["Multiline", [r"train/nll$"]],
+        "NLL over the bins (pmf)": ["Multiline", [r"train/nll$"]],
+        "NLL of the action (density)": ["Multiline", [r"train/nll_density$"]],
+        "squared error (mse head)": ["Multiline", [r"train/mse$"]],
         "head regularisation": ["Multiline", [r"train/regularization$"]],
     },
 }

@@ -226,15 +226,10 @@ def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, in
     yields this rank's share of each global batch of ``train.batch_size``.
     """
     from fh_rl.agents import build_agent
+    from fh_rl.agents.base import check_head_fits
     from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
     from fh_rl.envs import make_env
     from fh_rl.envs.codecs import make_codec
-
-    dataset = load_dataset(cfg, progress=progress)
-    if cfg.dataset.val_fraction > 0:
-        train, val = dataset.split(cfg.dataset.val_fraction, cfg.seed)
-    else:
-        train, val = dataset, None
 
     env = make_env(cfg.env.name, protocol=cfg.env.protocol, seed=cfg.seed)
     try:
@@ -253,6 +248,14 @@ def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, in
         )
     finally:
         env.close()
+    check_head_fits(cfg.head.name, codec, where=cfg.env.name)  # before any data is read (or built)
+
+    dataset = load_dataset(cfg, progress=progress)
+    check_actions_fit(dataset, codec, cfg)
+    if cfg.dataset.val_fraction > 0:
+        train, val = dataset.split(cfg.dataset.val_fraction, cfg.seed)
+    else:
+        train, val = dataset, None
 
     returns = np.asarray(dataset.episode_returns, dtype=np.float64)
     rtg_scale = cfg.dataset.rtg_scale
@@ -287,6 +290,16 @@ def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, in
         "val_batches": val_batches,
         "returns": returns,
     }
+
+
+def check_actions_fit(dataset: Any, codec: Any, cfg: Config) -> None:
+    """ValueError when the dataset's actions are not actions of the environment (discrete vs Box, or dimensions)."""
+    kind = "discrete actions" if dataset.is_discrete else f"continuous actions of {dataset.action_dims} dimension(s)"
+    if dataset.is_discrete == codec.continuous or dataset.action_dims != codec.action_dims:
+        raise ValueError(
+            f"dataset {cfg.dataset.path!r} holds {kind} but {cfg.env.name} has {codec.describe()} actions; "
+            f"pair the dataset with its environment (env.name, dataset.path)"
+        )
 
 
 def hparams(cfg: Config) -> dict[str, Any]:

@@ -242,6 +242,7 @@ class Trainer:
         forward = self._loss_module()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
         last_loss: float | None = None
+        objective = getattr(self.agent, "objective", "nll")  # train/nll, train/nll_density or train/mse
         val_metrics: dict[str, float] = {}
         window_start, window_samples = time.perf_counter(), 0
         stopping = False
@@ -289,7 +290,7 @@ class Trainer:
                         "train",
                         {
                             "loss": loss_value,
-                            "nll": nll_value,
+                            objective: nll_value,
                             "regularization": reg_value,
                             "lr": lr,
                             "grad_norm": grad_norm,
@@ -352,9 +353,21 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """``val/nll``, ``val/accuracy``, ``val/smoothness`` over the fixed held-out batches, plus pmf images."""
+        """Held-out metrics over the fixed validation batches (token-weighted means), plus pmf images.
+
+        - ``val/<objective>``: the training objective (``nll``, ``nll_density`` or ``mse``);
+        - ``val/nll``: NLL of the dataset action's bin under the pmf over the codec's bins
+          (heads that score continuous actions: the discretised density; none for ``mse``);
+        - ``val/accuracy``: the evaluation action falls in the dataset action's bin;
+        - ``val/smoothness``: the paper's smoothness of those pmfs (none for ``mse``);
+        - ``val/action_mse``: squared error of the evaluation action on the [-1, 1] scale (Box actions only).
+
+        A metric that does not apply to the head or the action space is absent (not zero).
+        """
         self.agent.eval()
-        total, nll, acc, smooth = 0, 0.0, 0.0, 0.0
+        objective = getattr(self.agent, "objective", "nll")
+        sums: dict[str, float] = {}
+        total = 0
         first = None
         try:
             for batch in self.val_batches:
@@ -362,17 +375,23 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                     out = self.agent.loss(batch)
                 n = int(out.tokens)
-                pmf = out.log_probs.float().exp()  # (M, A, K)
-                pmf = pmf / pmf.sum(-1, keepdim=True)
+                values = {objective: float(out.nll), "accuracy": float(out.accuracy)}
+                if out.log_probs is not None:
+                    log_probs = out.log_probs.float()  # (M, A, K)
+                    values["nll"] = float(-log_probs.gather(-1, out.targets.unsqueeze(-1)).mean())
+                    pmf = log_probs.exp()
+                    pmf = pmf / pmf.sum(-1, keepdim=True)
+                    values["smoothness"] = float(smoothness(pmf).mean())
+                    if first is None:
+                        first = (pmf, out.targets)
+                if out.action_mse is not None:
+                    values["action_mse"] = float(out.action_mse)
                 total += n
-                nll += float(out.nll) * n
-                acc += float(out.accuracy) * n
-                smooth += float(smoothness(pmf).mean()) * n
-                if first is None:
-                    first = (pmf, out.targets)
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + value * n
         finally:
             self.agent.train()
-        metrics = {"nll": nll / max(total, 1), "accuracy": acc / max(total, 1), "smoothness": smooth / max(total, 1)}
+        metrics = {key: value / max(total, 1) for key, value in sums.items()}
         self._scalars("val", metrics)
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
             self.writer.add_image("val/pmf", pmf_image(*first, count=self.config.pmf_states), self.step, dataformats="CHW")
