@@ -1,6 +1,6 @@
 """The Fourier head paper's synthetic density benchmark (Gillman et al. 2024, section 4.1).
 
-Every registered head learns the conditional distribution of a scalar z given
+Every registered head that scores bins learns the conditional distribution of a scalar z given
 two inputs (x, y), and is scored against the known true pmf::
 
     python -m fh_rl.benchmarks.density --out runs/density --jobs 2
@@ -66,7 +66,7 @@ from tqdm import tqdm
 
 from fh_rl.atomic import atomic_write_text, save_figure
 from fh_rl.cli import run_cli
-from fh_rl.heads import available_heads, build_head, head_params
+from fh_rl.heads import available_heads, build_head, head_params, head_scores
 from fh_rl.metrics import smoothness
 from fh_rl.registry import unknown_name_message
 
@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fh_rl.benchmarks.density",
         description="The Fourier head paper's synthetic density benchmark for registered heads.",
     )
-    p.add_argument("--heads", nargs="+", default=None, help="registered heads (default: all)")
+    p.add_argument("--heads", nargs="+", default=None, help="registered heads that score bins (default: all of them)")
     p.add_argument("--datasets", nargs="+", default=sorted(DATASETS), help="gaussian, gmm2, beta")
     p.add_argument("--frequencies", nargs="+", type=int, default=[2, 4, 8, 12, 16, 20],
                    help="num_frequencies sweep for heads that take it")  # fmt: skip
@@ -614,10 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace) -> None:
     known = available_heads()
-    args.heads = args.heads or known
+    args.heads = args.heads or available_heads("bins")
     for h in args.heads:
         if h not in known:
             raise ValueError(unknown_name_message("head", h, known))
+        if head_scores(h) != "bins":
+            raise ValueError(f"head {h!r} scores continuous actions; this benchmark trains on bin labels and scores pmfs, "
+                             f"so it takes heads that score bins: {', '.join(available_heads('bins'))}")
     for d in args.datasets:
         get_dataset(d)
     for label, values, low in (("--frequencies", args.frequencies, 1), ("--seeds", args.seeds, 0)):
