@@ -1,6 +1,6 @@
 """Atomic file writes: a temp file in the target's directory, renamed into place only when complete.
 
-Nothing half-written ever sits under a dataset's, checkpoint's or report's
+Nothing half-written ever sits under a dataset's, checkpoint's, figure's or report's
 final name: an interrupted write leaves the old file (or no file) behind.
 """
 
@@ -10,7 +10,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 def _default_permissions(fd: int) -> None:
@@ -59,14 +59,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG atomically, then close it (frees its memory)."""
-    import matplotlib.pyplot as plt
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temp file next to ``path``, then ``os.replace`` (never a half-written checkpoint)."""
+    import torch
 
-    path = Path(path)
-    try:
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
-    return path
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)

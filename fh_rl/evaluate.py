@@ -22,9 +22,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from fh_rl.atomic import atomic_write_text
 from fh_rl.cli import run_cli
 from fh_rl.envs import resolve_protocol
-from fh_rl.utils import atomic_write_text
 
 
 def target_tag(target: float | None) -> str:
@@ -69,7 +69,7 @@ def run_evaluation(
     import copy
     import functools
 
-    from fh_rl.agents.policy import AgentPolicy
+    from fh_rl.agents.inference import AgentPolicy
     from fh_rl.envs.rollout import evaluate
 
     if backend not in ("local", "ray"):
@@ -177,14 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < (1 if name == "episodes" else 0):
             raise ValueError(f"--{name} must be >= {1 if name == 'episodes' else 0}, got {value}")
 
-    from fh_rl.agents import agent_from_spec
-    from fh_rl.config import config_from_dict
-    from fh_rl.trainer import load_checkpoint
+    from fh_rl.build import load_agent
     from fh_rl.utils import resolve_device
 
-    state = load_checkpoint(args.checkpoint)
-    cfg = config_from_dict(state["config"])
-    agent = agent_from_spec(cfg.agent, state["spec"], state["model"])
+    cfg, agent, state = load_agent(args.checkpoint)
     device = resolve_device(args.device)
     targets = args.targets or state.get("eval_targets") or [0.0]
     protocol = args.protocol if args.protocol is not None else cfg.env.protocol

@@ -181,6 +181,17 @@ def _config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: st
     return None
 
 
+def _with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config as this code reads it: options added since the run was made take their
+    defaults (which keep the old behaviour), so a sweep spanning code versions still resumes."""
+    from fh_rl.config import config_from_dict
+
+    try:
+        return config_from_dict(saved).to_dict()
+    except (ValueError, TypeError, KeyError):
+        return saved  # a key this code no longer knows: compared as saved, so it shows as a difference
+
+
 def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tuple[GridPoint, str, Path | None]]:
     """``(point, action, run_dir)`` with action ``skip`` (complete), ``resume`` (has a checkpoint) or ``train``.
 
@@ -202,6 +213,7 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
                 saved = None
             if not isinstance(saved, dict):
                 continue  # unreadable: treated as a failed start below
+            saved = _with_current_defaults(saved)
             diff = _config_difference(saved, wanted)
             if diff:
                 raise ValueError(

@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
+from fh_rl.atomic import atomic_write_text
+from fh_rl.build import Built, build
 from fh_rl.cli import run_cli
 from fh_rl.config import Config, config_from_dict, load_config, save_config
 from fh_rl.envs import resolve_protocol
-from fh_rl.utils import atomic_write_text, resolve_device, seed_everything
+from fh_rl.utils import resolve_device, seed_everything
 
 if TYPE_CHECKING:
     from fh_rl.distributed import DistContext
@@ -39,78 +41,7 @@ if TYPE_CHECKING:
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def load_dataset(cfg: Config, *, progress: bool = True):
-    """The configured dataset as a ``TrajectoryDataset`` (FileNotFoundError naming the path when missing)."""
-    d = cfg.dataset
-    path = Path(d.path)
-    if not path.exists() and d.build is not None:
-        if d.format != "hdf5":
-            raise ValueError(
-                f"dataset {str(path)!r} not found and dataset.build={d.build!r} makes HDF5 files only; for "
-                f"DQN-Replay data run `python -m fh_rl.datasets.collect atari` or set dataset.build=null"
-            )
-        build_dataset(cfg, progress=progress)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"dataset {str(path)!r} not found (dataset.path in the config); make one with "
-            f"`python -m fh_rl.datasets.collect` or point --set dataset.path=... at a "
-            f"{'D4RL-layout HDF5 file' if d.format == 'hdf5' else 'DQN-Replay root'}"
-        )
-    if d.format == "hdf5":
-        from fh_rl.datasets import load_hdf5
-
-        return load_hdf5(path)
-    from fh_rl.datasets import load_dqn_replay
-
-    return load_dqn_replay(
-        path,
-        d.game or cfg.env.name,
-        run=d.run,
-        suffixes=d.suffixes,
-        max_transitions=d.max_transitions,
-        seed=cfg.seed,
-        protocol=d.replay_sampling,
-        progress=progress,
-    )
-
-
-def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
-    """Make the configured dataset (``dataset.build``) when it is missing, once, under a file lock.
-
-    Several runs started together (a sweep) wait for the first to finish building
-    instead of training SAC twice; the file appears atomically when complete.
-    """
-    import fcntl
-
-    from fh_rl.datasets.collect import collect_control
-
-    d = cfg.dataset
-    path = Path(d.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            return path
-        parts = [f"SAC for {d.build_steps:,} steps on {cfg.env.name}", f"{d.build_expert_episodes} rollouts of its final policy"]
-        if d.build_medium_episodes:
-            parts.append(f"{d.build_medium_episodes} of its half-time policy")
-        print(f"dataset {path} not found: building it ({', '.join(parts)}); it is cached there for later runs",
-              file=sys.stderr)
-        t0 = time.perf_counter()
-        collect_control(
-            cfg.env.name,
-            d.build_steps,
-            path,
-            expert_episodes=d.build_expert_episodes,
-            medium_episodes=d.build_medium_episodes,
-            seed=d.build_seed,
-            progress=progress,
-        )
-        print(f"dataset built in {time.perf_counter() - t0:.0f} s: {path}", file=sys.stderr)
-    return path
+# ----------------------------------------------------------------------------- run record
 
 
 def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[str, Any]:
@@ -216,92 +147,6 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
     }
 
 
-# ----------------------------------------------------------------------------- build
-
-
-def build_everything(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    """Dataset, split, codec, agent, samplers and validation batches for ``cfg``.
-
-    ``shard`` is ``(rank, world_size)`` under torchrun: the training sampler
-    yields this rank's share of each global batch of ``train.batch_size``.
-    """
-    from fh_rl.agents import build_agent
-    from fh_rl.agents.base import check_head_fits
-    from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
-    from fh_rl.envs import make_env
-    from fh_rl.envs.codecs import make_codec
-
-    env = make_env(cfg.env.name, protocol=cfg.env.protocol, seed=cfg.seed)
-    try:
-        meanings = None
-        if cfg.env.ordering == "joystick":
-            meanings = env.unwrapped.get_action_meanings()
-        import gymnasium as gym
-
-        codec = make_codec(
-            env.action_space,
-            num_bins=cfg.env.num_bins if isinstance(env.action_space, gym.spaces.Box) else None,
-            ordering=cfg.env.ordering,
-            action_meanings=meanings,
-            sample_within_bin=cfg.env.sample_within_bin,
-            margin_bins=cfg.env.margin_bins if isinstance(env.action_space, gym.spaces.Box) else 0,
-        )
-    finally:
-        env.close()
-    check_head_fits(cfg.head.name, codec, where=cfg.env.name)  # before any data is read (or built)
-
-    dataset = load_dataset(cfg, progress=progress)
-    check_actions_fit(dataset, codec, cfg)
-    if cfg.dataset.val_fraction > 0:
-        train, val = dataset.split(cfg.dataset.val_fraction, cfg.seed)
-    else:
-        train, val = dataset, None
-
-    returns = np.asarray(dataset.episode_returns, dtype=np.float64)
-    rtg_scale = cfg.dataset.rtg_scale
-    if rtg_scale is None:
-        rtg_scale = float(np.abs(returns).max()) if len(returns) and np.abs(returns).max() > 0 else 1.0
-    frames = len(dataset.state_shape) == 3
-    agent = build_agent(
-        cfg.agent,
-        head=cfg.head.name,
-        head_params=cfg.head.params,
-        state_shape=tuple(dataset.state_shape),
-        codec=codec,
-        state_mean=None if frames else torch.as_tensor(np.asarray(train.state_mean()), dtype=torch.float32),
-        state_std=None if frames else torch.as_tensor(np.asarray(train.state_std()), dtype=torch.float32),
-        rtg_scale=rtg_scale,
-        reward_transform="clip" if cfg.dataset.format == "dqn-replay" else "none",
-    )
-    B = cfg.train.batch_size
-    if agent.sequence_model:
-        sampler = WindowSampler(train, cfg.agent.context_len, B, seed=cfg.seed, shard=shard)
-        val_sampler = WindowSampler(val, cfg.agent.context_len, B, seed=cfg.seed + 1) if val is not None else None
-    else:
-        sampler = TransitionSampler(train, B, seed=cfg.seed, shard=shard)
-        val_sampler = TransitionSampler(val, B, seed=cfg.seed + 1) if val is not None else None
-    val_batches = [val_sampler.sample() for _ in range(cfg.train.val_batches)] if val_sampler is not None else []
-    return {
-        "dataset": dataset,
-        "train": train,
-        "val": val,
-        "agent": agent,
-        "sampler": sampler,
-        "val_batches": val_batches,
-        "returns": returns,
-    }
-
-
-def check_actions_fit(dataset: Any, codec: Any, cfg: Config) -> None:
-    """ValueError when the dataset's actions are not actions of the environment (discrete vs Box, or dimensions)."""
-    kind = "discrete actions" if dataset.is_discrete else f"continuous actions of {dataset.action_dims} dimension(s)"
-    if dataset.is_discrete == codec.continuous or dataset.action_dims != codec.action_dims:
-        raise ValueError(
-            f"dataset {cfg.dataset.path!r} holds {kind} but {cfg.env.name} has {codec.describe()} actions; "
-            f"pair the dataset with its environment (env.name, dataset.path)"
-        )
-
-
 def hparams(cfg: Config) -> dict[str, Any]:
     """Flat hyperparameters for TensorBoard's hparams table (heads line up across runs)."""
     flat: dict[str, Any] = {}
@@ -379,34 +224,80 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
     return state, cfg, run_dir
 
 
-def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
-           run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
-    """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
-    from fh_rl.distributed import broadcast_object, rank_seed
-    from fh_rl.trainer import Trainer, TrainingDiverged
+def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext") -> Path:
+    """A new run directory holding the resolved ``config.yaml`` and ``manifest.json`` (``info`` + the process layout)."""
+    run_dir = make_run_dir(cfg)
+    save_config(cfg, run_dir / "config.yaml")
+    info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
+    atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+    return run_dir
 
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
+
+def evaluate_run(agent: Any, cfg: Config, targets: list[float], run_dir: Path, writer: Any, step: int, *,
+                 device: torch.device, progress: bool) -> dict[str, float]:
+    """The run's evaluation rollouts: ``eval.json``, TensorBoard scalars, the printed table; returns its hparams metrics."""
+    from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+
+    seed = cfg.seed + cfg.eval.seed
+    results = run_evaluation(
+        agent,
+        env_name=cfg.env.name,
+        targets=targets,
+        episodes=cfg.eval.episodes,
+        workers=cfg.eval.workers,
+        seed=seed,
+        protocol=cfg.env.protocol,
+        rtg_mode=cfg.eval.rtg_mode,
+        sample=cfg.eval.sample,
+        device=device,
+        progress=progress,
+    )
+    log_results(writer, results, step)
+    write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
+                              "checkpoint_step": step, "seed": seed, "results": results})
+    print(format_table(results, cfg.env.name, cfg.env.protocol))
+    metrics = {"eval/return_mean": results[0]["return_mean"]}
+    if results[0]["normalized_mean"] is not None:
+        metrics["eval/normalized"] = results[0]["normalized_mean"]
+    return metrics
+
+
+def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
+               progress: bool) -> tuple[Built, list[float], dict[str, Any]]:
+    """The run's parts (every rank; a dataset build is locked), its evaluation targets and its dataset identity.
+
+    On resume the targets are the checkpoint's, and the data must hash as it did when the run started.
+    """
+    from fh_rl.distributed import rank_seed
+
     seed_everything(cfg.seed)
-    progress = not args.no_progress and ctx.is_main
-    built = build_everything(cfg, progress=progress, shard=ctx.shard)  # every rank; a dataset build is locked
+    built = build(cfg, progress=progress, shard=ctx.shard)
     if not ctx.is_main:
         seed_everything(rank_seed(cfg.seed, ctx.rank))  # same initial weights, distinct dropout per rank
-    agent = built["agent"]
-    targets = [float(t) for t in state["eval_targets"]] if state else default_targets(cfg, built["returns"])
-    identity = dataset_identity(cfg, built["dataset"], built["train"], built["val"])
+    targets = [float(t) for t in state["eval_targets"]] if state else default_targets(cfg, built.dataset.episode_returns)
+    identity = dataset_identity(cfg, built.dataset, built.train, built.val)
     if state is not None and state["dataset"]["content_hash"] != identity["content_hash"]:
         raise ValueError(
             f"the dataset at {cfg.dataset.path!r} changed since this run started (content hash differs); "
             f"resume needs the same data"
         )
+    return built, targets, identity
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
+           run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
+    """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
+    from fh_rl.distributed import broadcast_object
+    from fh_rl.trainer import Trainer, TrainingDiverged
+
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+    progress = not args.no_progress and ctx.is_main
+    built, targets, identity = _build_run(cfg, state, ctx, progress=progress)
+    agent = built.agent
 
     if run_dir is None and ctx.is_main:
-        run_dir = make_run_dir(cfg)
-        save_config(cfg, run_dir / "config.yaml")
-        info = manifest(cfg, identity, targets, device, argv)
-        info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
-        atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+        run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, argv), ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:
         print(f"run directory: {run_dir}" + (f" ({ctx.world_size} processes, {ctx.backend})" if ctx.enabled else ""),
@@ -419,12 +310,12 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         writer = SummaryWriter(str(run_dir))
     trainer = Trainer(
         agent,
-        built["sampler"],
+        built.sampler,
         cfg.train,
         run_dir=run_dir,
         context_len=cfg.context_len,
         device=device,
-        val_batches=built["val_batches"] if ctx.is_main else [],
+        val_batches=built.val_batches if ctx.is_main else [],
         writer=writer,
         checkpoint_extra={"config": cfg.to_dict(), "spec": agent.spec(), "dataset": identity, "eval_targets": targets},
         progress=progress,
@@ -453,29 +344,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
 
     metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
     if not args.no_eval:
-        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
-
-        seed = cfg.seed + cfg.eval.seed
-        results = run_evaluation(
-            agent,
-            env_name=cfg.env.name,
-            targets=targets,
-            episodes=cfg.eval.episodes,
-            workers=cfg.eval.workers,
-            seed=seed,
-            protocol=cfg.env.protocol,
-            rtg_mode=cfg.eval.rtg_mode,
-            sample=cfg.eval.sample,
-            device=device,
-            progress=progress,
-        )
-        log_results(writer, results, result.step)
-        write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol), "checkpoint_step": result.step,
-                                  "seed": seed, "results": results})
-        print(format_table(results, cfg.env.name, cfg.env.protocol))
-        metrics["eval/return_mean"] = results[0]["return_mean"]
-        if results[0]["normalized_mean"] is not None:
-            metrics["eval/normalized"] = results[0]["normalized_mean"]
+        metrics.update(evaluate_run(agent, cfg, targets, run_dir, writer, result.step, device=device, progress=progress))
     write_hparams(writer, cfg, metrics)
     writer.close()
     print(f"done: {run_dir}", file=sys.stderr)

@@ -24,16 +24,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from fh_rl.atomic import atomic_torch_save
 from fh_rl.config import TrainConfig
 from fh_rl.distributed import SINGLE, DistContext, barrier, gather_objects, global_step, rank_seed
+from fh_rl.heads import normalized_pmf
 from fh_rl.metrics import smoothness
-from fh_rl.utils import atomic_torch_save
+from fh_rl.plots import pmf_image
 
 CHECKPOINT_FORMAT = "fh_rl.checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -250,34 +252,9 @@ class Trainer:
             while self.step < cfg.steps and not stopping:
                 batch = self.sampler.sample()
                 batch = batch.to(self.device, non_blocking=True)
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    out = forward(batch)
-                if self.dist.enabled:
-                    # One all-reduce: global tokens and loss, and whether any rank was signalled.
-                    g = global_step(out.tokens, out.nll, out.regularization, self._stop is not None, self.dist)
-                    tokens, loss_value, stopping = g.tokens, g.loss, g.stop
-                    nll_value, reg_value = g.nll, g.regularization
-                    loss = out.nll * g.weight + out.regularization
-                    if stopping and self._stop is None:
-                        self._stop = "SIGTERM"  # another rank was signalled: stop at the same step
-                else:
-                    tokens, loss_value, loss = batch_tokens(batch), float(out.loss.detach()), out.loss
-                    nll_value, reg_value = float(out.nll.detach()), float(out.regularization.detach())
-                self.tokens += int(tokens)
-                lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                if not math.isfinite(loss_value):
-                    self._diverged("loss", loss_value, lr)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm))
-                if not math.isfinite(grad_norm):
-                    self._diverged("gradient norm", grad_norm, lr)
-                self.optimizer.step()
-                self.step += 1
-                last_loss = loss_value
+                done = self._step(forward, batch)
+                stopping = done.stop
+                last_loss = done.loss
                 window_samples += len(batch) * self.dist.world_size
                 bar.update(1)
 
@@ -285,18 +262,10 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     throughput = window_samples / max(elapsed, 1e-9)
                     window_start, window_samples = time.perf_counter(), 0
-                    bar.set_postfix(loss=f"{loss_value:.4f}", samples_per_s=f"{throughput:.0f}")
-                    self._scalars(
-                        "train",
-                        {
-                            "loss": loss_value,
-                            objective: nll_value,
-                            "regularization": reg_value,
-                            "lr": lr,
-                            "grad_norm": grad_norm,
-                            "samples_per_s": throughput,
-                        },
-                    )
+                    bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=f"{throughput:.0f}")
+                    logged = {k: v for k, v in done._asdict().items() if k != "stop"}  # loss, nll, ..., grad_norm
+                    logged[objective] = logged.pop("nll")  # train/nll, train/nll_density or train/mse
+                    self._scalars("train", {**logged, "samples_per_s": throughput})
                 if self.val_batches and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     val_metrics = self.validate()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
@@ -320,6 +289,39 @@ class Trainer:
             val_metrics=val_metrics,
             checkpoint=self.last_good_checkpoint,
         )
+
+    def _step(self, forward: Any, batch: Any) -> "_StepStats":
+        """One optimiser step on ``batch`` (the schedule's learning rate, clipping, the NaN guard)."""
+        cfg = self.config
+        stop = False
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = forward(batch)
+        if self.dist.enabled:
+            # One all-reduce: global tokens and loss, and whether any rank was signalled.
+            g = global_step(out.tokens, out.nll, out.regularization, self._stop is not None, self.dist)
+            tokens, loss_value, stop = g.tokens, g.loss, g.stop
+            nll_value, reg_value = g.nll, g.regularization
+            loss = out.nll * g.weight + out.regularization
+            if stop and self._stop is None:
+                self._stop = "SIGTERM"  # another rank was signalled: stop at the same step
+        else:
+            tokens, loss_value, loss = batch_tokens(batch), float(out.loss.detach()), out.loss
+            nll_value, reg_value = float(out.nll.detach()), float(out.regularization.detach())
+        self.tokens += int(tokens)
+        lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if not math.isfinite(loss_value):
+            self._diverged("loss", loss_value, lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), max_norm))
+        if not math.isfinite(grad_norm):
+            self._diverged("gradient norm", grad_norm, lr)
+        self.optimizer.step()
+        self.step += 1
+        return _StepStats(loss_value, nll_value, reg_value, lr, grad_norm, stop)
 
     def _loss_module(self) -> Any:
         """``batch -> AgentLoss``: the agent's ``loss``, through DistributedDataParallel when data-parallel."""
@@ -379,8 +381,7 @@ class Trainer:
                 if out.log_probs is not None:
                     log_probs = out.log_probs.float()  # (M, A, K)
                     values["nll"] = float(-log_probs.gather(-1, out.targets.unsqueeze(-1)).mean())
-                    pmf = log_probs.exp()
-                    pmf = pmf / pmf.sum(-1, keepdim=True)
+                    pmf = normalized_pmf(log_probs)
                     values["smoothness"] = float(smoothness(pmf).mean())
                     if first is None:
                         first = (pmf, out.targets)
@@ -398,6 +399,17 @@ class Trainer:
         return metrics
 
 
+class _StepStats(NamedTuple):
+    """What one optimiser step logs (global values under data parallelism) and whether all ranks stop after it."""
+
+    loss: float
+    nll: float
+    regularization: float
+    lr: float
+    grad_norm: float
+    stop: bool
+
+
 class _LossOf(nn.Module):
     """Wraps an agent so that DDP's ``forward`` is its ``loss`` (DDP hooks gradient sync into ``forward``)."""
 
@@ -407,28 +419,6 @@ class _LossOf(nn.Module):
 
     def forward(self, batch: Any) -> Any:
         return self.agent.loss(batch)
-
-
-def pmf_image(pmf: torch.Tensor, targets: torch.Tensor, count: int = 8, height: int = 48) -> np.ndarray:
-    """A (3, H, W) uint8 image: bar charts of ``count`` predicted pmfs (first action dim), one per row.
-
-    Bars are blue, scaled to each pmf's maximum; the target bin's column is
-    tinted red. Drawn with numpy (no plotting library in the training loop).
-    """
-    count = min(count, pmf.shape[0])
-    K = pmf.shape[-1]
-    px = max(1, 256 // K)  # pixels per bin
-    p = pmf[:count, 0].float().cpu().numpy()  # (count, K)
-    p = p / np.maximum(p.max(axis=1, keepdims=True), 1e-12)
-    rows = np.arange(height)[::-1][None, :, None]  # (1, H, 1) pixel height from the bottom
-    filled = rows < np.round(p * height)[:, None, :]  # (count, H, K)
-    img = np.full((count, height, K, 3), 255, dtype=np.uint8)
-    img[filled] = (31, 119, 180)
-    tgt = targets[:count, 0].cpu().numpy()
-    img[np.arange(count), :, tgt] = np.where(filled[np.arange(count), :, tgt][..., None], (214, 39, 40), (250, 200, 200))
-    img[:, -1] = 0  # a dark baseline separating rows
-    img = np.repeat(img, px, axis=2).reshape(count * height, K * px, 3)  # (count, H, K*px, 3) -> (count*H, W, 3)
-    return img.transpose(2, 0, 1)  # (3, H_total, W)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

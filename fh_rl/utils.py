@@ -1,21 +1,11 @@
-"""Small shared helpers: atomic file writes, seeding, devices."""
+"""Small shared helpers: seeding, devices."""
 
 from __future__ import annotations
 
-import os
 import random
-from typing import Any
 
 import numpy as np
 import torch
-
-from fh_rl.atomic import atomic_open, atomic_write_bytes, atomic_write_text  # noqa: F401 (re-exported)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temp file next to ``path``, then ``os.replace`` (never a half-written checkpoint)."""
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
 
 
 def seed_everything(seed: int) -> None:

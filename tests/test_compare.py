@@ -101,7 +101,7 @@ def test_validation_metrics_are_the_final_held_out_values(runs):
     """val/nll and val/accuracy read by compare equal a direct recomputation from the checkpoint."""
     from fh_rl.agents import agent_from_spec
     from fh_rl.config import config_from_dict
-    from fh_rl.train import build_everything
+    from fh_rl.build import build
     from fh_rl.trainer import load_checkpoint
 
     _, made = runs
@@ -112,7 +112,7 @@ def test_validation_metrics_are_the_final_held_out_values(runs):
     agent = agent_from_spec(cfg.agent, state["spec"], state["model"]).eval()
     tokens = nll = acc = 0.0
     with torch.no_grad():
-        for batch in build_everything(cfg, progress=False)["val_batches"]:
+        for batch in build(cfg, progress=False).val_batches:
             out = agent.loss(batch)
             tokens += int(out.tokens)
             nll += float(out.nll) * int(out.tokens)

@@ -5,7 +5,8 @@ import yaml
 
 from fh_rl.config import Config, config_from_dict, load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").rglob("*.yaml"))
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parent.parent / "configs").rglob("*.yaml")
+                 if p.parent.name != "studies")  # studies are fh_rl.study files, checked in tests/test_study.py
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)

@@ -72,10 +72,10 @@ def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, p
 def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5, head):
     from fh_rl.config import load_config
     from fh_rl.evaluate import run_evaluation
-    from fh_rl.train import build_everything
+    from fh_rl.build import build
 
     cfg = load_config(write_tiny_config(tmp_path, pendulum_hdf5), head=head)
-    agent = build_everything(cfg, progress=False)["agent"].eval()
+    agent = build(cfg, progress=False).agent.eval()
     kwargs = dict(env_name="Pendulum-v1", targets=[-300.0], episodes=5, workers=2, seed=7, sample=False, progress=False)
     local = run_evaluation(agent, **kwargs)
     remote = run_evaluation(agent, backend="ray", **kwargs)

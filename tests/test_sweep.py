@@ -202,3 +202,25 @@ def test_bad_setting_fails_before_any_job_starts(tiny_config, tmp_path):
     with pytest.raises(ValueError, match="train.stepz"):
         sweep.run_sweep(points, tmp_path / "sweep", config=str(tiny_config), progress=False)
     assert not (tmp_path / "sweep").exists()
+
+
+def test_runs_made_before_an_option_existed_still_match(tiny_config, tmp_path):
+    """A saved config without a key this code added (its default keeps the old behaviour) is the same run;
+    a saved value that differs is still refused."""
+    import json
+
+    root = tmp_path / "sweep"
+    point = sweep.expand_grid(["fourier"], [], [0])[0]
+    wanted = sweep.expected_config(str(tiny_config), point, root)
+    run_dir = root / point.name / "Pendulum-v1" / "dt-fourier" / "seed0-old"
+    run_dir.mkdir(parents=True)
+    older = json.loads(json.dumps(wanted))
+    # Options "not yet there" when the run was made (the tiny config leaves them at their defaults).
+    del older["train"]["grad_clip"], older["eval"]["rtg_mode"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(older))
+    (run_dir / "eval.json").write_text(json.dumps({"results": [{"returns": [1.0]}]}))
+    assert [a for _, a, _ in sweep.plan([point], root, str(tiny_config))] == ["skip"]
+    older["train"]["steps"] = wanted["train"]["steps"] + 1
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(older))
+    with pytest.raises(ValueError, match="train.steps"):
+        sweep.plan([point], root, str(tiny_config))

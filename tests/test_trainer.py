@@ -1,7 +1,6 @@
 import os
 import signal
 
-import numpy as np
 import pytest
 import torch
 
@@ -133,15 +132,3 @@ def test_load_checkpoint_errors(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         load_checkpoint(bad)
-
-
-def test_pmf_image_draws_bars_and_target():
-    from fh_rl.trainer import pmf_image
-
-    pmf = torch.tensor([[[0.0, 0.5, 1.0, 0.5]], [[1.0, 0.0, 0.0, 0.0]]])  # (2, 1, 4)
-    img = pmf_image(pmf, torch.tensor([[2], [3]]), height=10)
-    assert img.shape == (3, 20, 4 * 64) and img.dtype == np.uint8
-    col = lambda row, b: img[:, row * 10 : row * 10 + 9, b * 64]  # noqa: E731  (without the baseline)
-    assert (col(0, 0) == 255).all()  # empty bin stays white
-    assert tuple(col(0, 2)[:, 0]) == (214, 39, 40)  # full target bar is red to the top
-    assert tuple(col(1, 0)[:, 0]) == (31, 119, 180)  # full non-target bar is blue

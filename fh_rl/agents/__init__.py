@@ -23,10 +23,10 @@ from fh_rl.agents.base import (
     AgentLoss,
     available_agents,
     register_agent,
-    transform_reward,
 )
 from fh_rl.agents.behavior_cloning import BehaviorCloning
 from fh_rl.agents.decision_transformer import DecisionTransformer
+from fh_rl.datasets.trajectory import transform_reward
 
 
 def build_agent(

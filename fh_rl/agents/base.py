@@ -5,7 +5,7 @@ An agent is an ``nn.Module`` that owns the math: it turns a sampler batch
 loss, and a context of states (and, for sequence models, returns-to-go,
 actions and timesteps) into the head's output for the next action. The
 trainer owns the optimiser, the schedule and the loop; rollouts go through
-:class:`fh_rl.agents.policy.AgentPolicy`.
+:class:`fh_rl.agents.inference.AgentPolicy`.
 
 The agent works with any head through the head's methods (``loss``, ``mode``,
 ``sample``, ``bin_log_probs``, ``encode_actions``, ``decode_actions``; see
@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from fh_rl.datasets.trajectory import REWARD_TRANSFORMS
 from fh_rl.heads import available_heads, build_head, head_scores
 from fh_rl.registry import Registry
 
@@ -96,20 +97,6 @@ class AgentLoss(NamedTuple):
     targets: torch.Tensor
     action_mse: torch.Tensor | None = None
     chosen: torch.Tensor | None = None
-
-
-REWARD_TRANSFORMS = ("none", "clip")
-
-
-def transform_reward(rewards, transform: str):
-    """Apply the dataset's reward transform (``clip``: sign-clip to [-1, 1] as DQN-Replay stores)."""
-    import numpy as np
-
-    if transform == "none":
-        return rewards
-    if transform == "clip":
-        return np.clip(rewards, -1.0, 1.0)
-    raise ValueError(f"unknown reward transform {transform!r}; expected one of {REWARD_TRANSFORMS}")
 
 
 def check_head_fits(head: str, codec: Any, where: str = "this action space") -> None:

@@ -11,12 +11,28 @@ A action dimensions.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import torch
 
 
+_Batch = TypeVar("_Batch", bound="_TensorBatch")
+
+
+class _TensorBatch:
+    """``to(device)`` and ``len`` for a dataclass of tensors whose first dimension is the batch."""
+
+    actions: torch.Tensor
+
+    def to(self: _Batch, device: torch.device | str, non_blocking: bool = False) -> _Batch:
+        return type(self)(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+
 @dataclass
-class WindowBatch:
+class WindowBatch(_TensorBatch):
     """B windows of K consecutive steps of one episode each (Decision Transformer).
 
     Windows are left-padded: when fewer than K steps of the episode are
@@ -44,17 +60,10 @@ class WindowBatch:
     timesteps: torch.Tensor
     mask: torch.Tensor
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "WindowBatch":
-        return WindowBatch(
-            **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
-        )
-
-    def __len__(self) -> int:
-        return self.actions.shape[0]
 
 
 @dataclass
-class TransitionBatch:
+class TransitionBatch(_TensorBatch):
     """B single steps (behavior cloning).
 
     Fields:
@@ -66,11 +75,3 @@ class TransitionBatch:
 
     states: torch.Tensor
     actions: torch.Tensor
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "TransitionBatch":
-        return TransitionBatch(
-            **{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
-        )
-
-    def __len__(self) -> int:
-        return self.actions.shape[0]

@@ -223,17 +223,7 @@ def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed,
     if expert_episodes:
         parts["expert"] = rollout_episodes(env_id, model, expert_episodes, seed + 10_000, "expert rollouts", progress)
 
-    episodes, part_ids, meta = [], [], {}
-    for name in CONTROL_PARTS:
-        if name not in parts:
-            continue
-        returns = np.array([float(ep.rewards.sum()) for ep in parts[name]])
-        meta[f"{name}_episodes"] = len(returns)
-        meta[f"{name}_return_mean"] = float(returns.mean()) if len(returns) else float("nan")
-        meta[f"{name}_return_std"] = float(returns.std()) if len(returns) else float("nan")
-        for ep in parts[name]:
-            episodes.append(ep)
-            part_ids.append(np.full(len(ep.rewards), CONTROL_PARTS.index(name), np.int8))
+    episodes, part_ids, meta = _merge_parts(parts)
     dataset = TrajectoryDataset(episodes, name=f"{env_id}-sac{steps}")
     meta.update(
         env_id=env_id,
@@ -245,6 +235,22 @@ def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed,
         parts=json.dumps([p for p in CONTROL_PARTS if p in parts]),
     )
     return write_hdf5(out, dataset, metadata=meta, infos={"part": np.concatenate(part_ids)})
+
+
+def _merge_parts(parts: dict[str, list[Episode]]) -> tuple[list[Episode], list[np.ndarray], dict[str, Any]]:
+    """The parts' episodes in :data:`CONTROL_PARTS` order, their part ids ((T_i,) int8 each), and return stats."""
+    episodes, part_ids, meta = [], [], {}
+    for name in CONTROL_PARTS:
+        if name not in parts:
+            continue
+        returns = np.array([float(ep.rewards.sum()) for ep in parts[name]])
+        meta[f"{name}_episodes"] = len(returns)
+        meta[f"{name}_return_mean"] = float(returns.mean()) if len(returns) else float("nan")
+        meta[f"{name}_return_std"] = float(returns.std()) if len(returns) else float("nan")
+        for ep in parts[name]:
+            episodes.append(ep)
+            part_ids.append(np.full(len(ep.rewards), CONTROL_PARTS.index(name), np.int8))
+    return episodes, part_ids, meta
 
 
 # --------------------------------------------------------------------------- atari
@@ -285,8 +291,6 @@ def collect_atari(
     the same rows (for tests and custom side logs). Returns the run directory
     ``<root>/<game>/<run>``; refuses to write over an existing one.
     """
-    from stable_baselines3 import DQN
-
     from fh_rl.envs import canonical_env_name, env_kind, make_env
 
     _require_positive("steps", steps)
@@ -305,7 +309,33 @@ def collect_atari(
     learning_starts = int(learning_starts if learning_starts is not None else min(steps // 10, 50_000))
 
     env = ClipRewardKeepRaw(make_env(game, protocol="dqn-replay"))
-    model = DQN(
+    model = _make_dqn(env, seed, buffer_size, learning_starts)
+    try:
+        with DQNReplayWriter(partial_root, game, run, capacity=capacity) as writer:
+            log = _TransitionLog(writer, on_transition)
+            with _torch_threads(threads):
+                model.learn(steps, callback=_ProgressCallback.make(steps, f"DQN {game}", log.on_step, progress))
+        side = {
+            "game": game,
+            "run": run,
+            "steps": steps,
+            "capacity": capacity,
+            "seed": seed,
+            "protocol": "dqn-replay",
+            **log.episode_stats(),
+        }
+        _publish_run(replay_dir(partial_root, game, run).parent, final, side)
+    finally:
+        env.close()
+        shutil.rmtree(partial_root, ignore_errors=True)
+    return final
+
+
+def _make_dqn(env: gym.Env, seed: int, buffer_size: int, learning_starts: int) -> Any:
+    """SB3's DQN with the Nature-DQN settings used for collection (lr 1e-4, target update 1000, eps to 0.01)."""
+    from stable_baselines3 import DQN
+
+    return DQN(
         "CnnPolicy",
         env,
         seed=seed,
@@ -322,52 +352,49 @@ def collect_atari(
         verbose=0,
         device="cpu",
     )
-    raw_returns: list[float] = []
-    lengths: list[int] = []
-    state = {"ret": 0.0, "len": 0}
-    try:
-        with DQNReplayWriter(partial_root, game, run, capacity=capacity) as writer:
 
-            def on_step(cb) -> None:
-                info = cb.locals["infos"][0]
-                frame = cb.model._last_obs[0, -1]  # newest frame of the state the action was taken in
-                action = int(cb.locals["actions"][0])
-                reward = float(cb.locals["rewards"][0])  # already clipped by ClipRewardKeepRaw
-                terminal = bool(cb.locals["dones"][0])  # game over or the step cap: both end the logged episode
-                writer.add(frame, action, reward, terminal)
-                if on_transition is not None:
-                    on_transition(frame, action, reward, terminal)
-                state["ret"] += info.get("raw_reward", reward)
-                state["len"] += 1
-                if terminal:
-                    raw_returns.append(state["ret"])
-                    lengths.append(state["len"])
-                    state.update(ret=0.0, len=0)
 
-            with _torch_threads(threads):
-                model.learn(steps, callback=_ProgressCallback.make(steps, f"DQN {game}", on_step, progress))
-        side = {
-            "game": game,
-            "run": run,
-            "steps": steps,
-            "capacity": capacity,
-            "seed": seed,
-            "protocol": "dqn-replay",
-            "episode_returns": raw_returns,
-            "episode_lengths": lengths,
-            "unfinished_episode": {"return": state["ret"], "length": state["len"]},
+class _TransitionLog:
+    """SB3 step callback: every transition into the DQN-Replay writer; raw returns of finished episodes."""
+
+    def __init__(self, writer: DQNReplayWriter, on_transition: Callable[[np.ndarray, int, float, bool], None] | None):
+        self.writer, self.on_transition = writer, on_transition
+        self.raw_returns: list[float] = []
+        self.lengths: list[int] = []
+        self.ret, self.steps = 0.0, 0  # the running episode
+
+    def on_step(self, cb: Any) -> None:
+        info = cb.locals["infos"][0]
+        frame = cb.model._last_obs[0, -1]  # newest frame of the state the action was taken in
+        action = int(cb.locals["actions"][0])
+        reward = float(cb.locals["rewards"][0])  # already clipped by ClipRewardKeepRaw
+        terminal = bool(cb.locals["dones"][0])  # game over or the step cap: both end the logged episode
+        self.writer.add(frame, action, reward, terminal)
+        if self.on_transition is not None:
+            self.on_transition(frame, action, reward, terminal)
+        self.ret += info.get("raw_reward", reward)
+        self.steps += 1
+        if terminal:
+            self.raw_returns.append(self.ret)
+            self.lengths.append(self.steps)
+            self.ret, self.steps = 0.0, 0
+
+    def episode_stats(self) -> dict[str, Any]:
+        return {
+            "episode_returns": self.raw_returns,
+            "episode_lengths": self.lengths,
+            "unfinished_episode": {"return": self.ret, "length": self.steps},
         }
-        run_dir = replay_dir(partial_root, game, run).parent
-        (run_dir / "episode_returns.json").write_text(json.dumps(side, indent=1))
-        assert discover_suffixes(replay_dir(partial_root, game, run)), "writer produced no files"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # an empty directory only (checked above)
-            final.rmdir()
-        os.replace(run_dir, final)
-    finally:
-        env.close()
-        shutil.rmtree(partial_root, ignore_errors=True)
-    return final
+
+
+def _publish_run(run_dir: Path, final: Path, side: dict[str, Any]) -> None:
+    """Write ``episode_returns.json`` into the finished ``run_dir`` and rename it to ``final``."""
+    (run_dir / "episode_returns.json").write_text(json.dumps(side, indent=1))
+    assert discover_suffixes(run_dir / "replay_logs"), "writer produced no files"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # an empty directory only (checked above)
+        final.rmdir()
+    os.replace(run_dir, final)
 
 
 # --------------------------------------------------------------------------- CLI

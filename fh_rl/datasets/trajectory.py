@@ -15,6 +15,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
+REWARD_TRANSFORMS = ("none", "clip")
+"""How a dataset's stored rewards relate to the environment's: as given, or sign-clipped to [-1, 1]."""
+
+
+def transform_reward(rewards, transform: str):
+    """Apply a dataset's reward transform to raw rewards (``clip``: to [-1, 1], as DQN-Replay stores them)."""
+    if transform == "none":
+        return rewards
+    if transform == "clip":
+        return np.clip(rewards, -1.0, 1.0)
+    raise ValueError(f"unknown reward transform {transform!r}; expected one of {REWARD_TRANSFORMS}")
+
 
 @dataclass
 class Episode:
@@ -70,6 +82,10 @@ class TrajectoryDataset:
         name: a human-readable name (used in logs and run manifests).
         source: free-form description of where the data came from (paths,
             sampling parameters), recorded in run manifests.
+        reward_transform: how the stored rewards relate to the environment's
+            (:data:`REWARD_TRANSFORMS`): ``none``, or ``clip`` when the loader
+            knows they were sign-clipped (DQN-Replay). Agents trained on the
+            data apply the same transform to live rewards at evaluation.
     """
 
     def __init__(
@@ -79,9 +95,13 @@ class TrajectoryDataset:
         frame_stack: int = 1,
         name: str = "",
         source: Any = None,
+        reward_transform: str = "none",
     ) -> None:
         if not isinstance(frame_stack, int) or frame_stack < 1:
             raise ValueError(f"frame_stack must be a positive int, got {frame_stack!r}")
+        if reward_transform not in REWARD_TRANSFORMS:
+            raise ValueError(f"reward_transform must be one of {REWARD_TRANSFORMS}, got {reward_transform!r}")
+        self.reward_transform = reward_transform
         self.frame_stack = frame_stack
         self.name = name
         self.source = source
@@ -265,6 +285,7 @@ class TrajectoryDataset:
             frame_stack=self.frame_stack,
             name=self.name if name is None else name,
             source=self.source,
+            reward_transform=self.reward_transform,
         )
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple["TrajectoryDataset", "TrajectoryDataset"]:

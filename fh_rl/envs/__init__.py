@@ -30,8 +30,7 @@ from fh_rl.envs.make import (
     make_env,
     resolve_protocol,
 )
-from fh_rl.envs.policies import RandomPolicy
-from fh_rl.envs.policy import Policy
+from fh_rl.envs.policy import Policy, RandomPolicy
 from fh_rl.envs.rollout import EvalResult, RolloutError, evaluate
 from fh_rl.envs.scores import REFERENCE_SCORES, normalized_score
 

@@ -5,8 +5,8 @@ Datasets keep environment action ids / values; a codec converts whole batches
 and back. Letters: A action dimensions (1 for a discrete action), K bins.
 
 - :class:`DiscreteCodec`: a permutation of ``Discrete(K)`` so that neighbouring
-  bins are similar actions (``ordering="joystick"``, DESIGN.md "Actions"), or
-  the identity.
+  bins are similar actions (``ordering="joystick"``: the paper's direction
+  order, :data:`JOYSTICK_ORDER`), or the identity.
 - :class:`BoxCodec`: each of the A dimensions of a Box quantised into K equal
   bins over ``[low, high]``; decoding gives the bin centre, or a uniform sample
   within the bin. For heads that score continuous actions it also scales
@@ -70,6 +70,7 @@ class ActionCodec:
     num_bins: int
     action_dims: int
     continuous: bool = False
+    _torch_tables: dict[Any, tuple]  # device -> _numpy_tables() as tensors
 
     def encode(self, env_actions):
         raise NotImplementedError
@@ -99,6 +100,21 @@ class ActionCodec:
 
     def config(self) -> dict:
         raise NotImplementedError
+
+    def _numpy_tables(self) -> tuple[np.ndarray, ...]:
+        """The lookup arrays ``encode`` and ``decode`` use."""
+        raise NotImplementedError
+
+    def _tables(self, like):
+        """:meth:`_numpy_tables`, as tensors on ``like``'s device (built once per device) when ``like`` is one."""
+        if not _is_torch(like):
+            return self._numpy_tables()
+        import torch
+
+        key = like.device
+        if key not in self._torch_tables:
+            self._torch_tables[key] = tuple(torch.as_tensor(t, device=like.device) for t in self._numpy_tables())
+        return self._torch_tables[key]
 
     def _check_bins(self, bins):
         """Validate (..., A) integer bins; returns them unchanged."""
@@ -134,18 +150,8 @@ class DiscreteCodec(ActionCodec):
         self.inverse = np.argsort(order)  # (K,) env action -> bin
         self._torch_tables: dict[Any, tuple] = {}
 
-    def _tables(self, like):
-        if not _is_torch(like):
-            return self.order, self.inverse
-        import torch
-
-        key = like.device
-        if key not in self._torch_tables:
-            self._torch_tables[key] = (
-                torch.as_tensor(self.order, device=like.device),
-                torch.as_tensor(self.inverse, device=like.device),
-            )
-        return self._torch_tables[key]
+    def _numpy_tables(self) -> tuple[np.ndarray, ...]:
+        return self.order, self.inverse
 
     def encode(self, env_actions):
         """Env actions (...) ints -> bins (..., 1) int64 (numpy in, numpy out; torch in, torch out)."""
@@ -206,6 +212,8 @@ class BoxCodec(ActionCodec):
         margin_bins: m, extra bins beyond each bound (``num_bins`` then reports K + 2m).
     """
 
+    continuous = True
+
     def __init__(self, low, high, num_bins: int, sample_within_bin: bool = False, margin_bins: int = 0):
         low = np.asarray(low, dtype=np.float64).reshape(-1)
         high = np.asarray(high, dtype=np.float64).reshape(-1)
@@ -232,18 +240,8 @@ class BoxCodec(ActionCodec):
         self.sample_within_bin = bool(sample_within_bin)
         self._torch_tables: dict[Any, tuple] = {}
 
-    def _tables(self, like):
-        if not _is_torch(like):
-            return self.low, self.width
-        import torch
-
-        key = like.device
-        if key not in self._torch_tables:
-            self._torch_tables[key] = (
-                torch.as_tensor(self.low, device=like.device),
-                torch.as_tensor(self.width, device=like.device),
-            )
-        return self._torch_tables[key]
+    def _numpy_tables(self) -> tuple[np.ndarray, ...]:
+        return self.low, self.width
 
     def encode(self, env_actions):
         """Env actions (..., A) -> bins (..., A) int64; values outside [low, high] are clipped."""
@@ -282,8 +280,6 @@ class BoxCodec(ActionCodec):
         return (low + (inner + offset) * width).astype(np.float32)
 
     # ------------------------------------------------------------------ the [-1, 1] scale (continuous heads)
-
-    continuous = True
 
     def describe(self) -> str:
         return f"Box(A={self.action_dims})"

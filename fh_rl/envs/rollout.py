@@ -1,19 +1,14 @@
 """Parallel evaluation: W worker processes step environments, the policy batches.
 
-The policy lives in the calling process; workers only step environments. Each
-worker holds E environments (``envs_per_worker``), one per *slot*; global slot
-``w * E + l`` is environment ``l`` of worker ``w``. Every step the policy is
-called once with the observations of all live episodes across all workers,
-then every worker steps its environments with the returned actions, in
-parallel. Episode i is always reset with seed ``seed + i`` (which seeds ALE's
-sticky actions and no-op starts, and MuJoCo's initial state), so its return
-does not depend on W or E as long as the policy's action for an observation
-history does not depend on the batch around it.
-
-Workers are fresh interpreters (``python -m fh_rl.envs._worker``) that import
-only fh_rl.envs and the environment libraries: not torch, and not the calling
-script (no ``if __name__ == "__main__"`` guard needed). They talk to this
-process over socket pairs (Linux and macOS).
+The policy lives in the calling process; workers (:mod:`fh_rl.envs.workers`)
+only step environments. Each worker holds E environments (``envs_per_worker``),
+one per *slot*; global slot ``w * E + l`` is environment ``l`` of worker ``w``.
+Every step the policy is called once with the observations of all live
+episodes across all workers, then every worker steps its environments with the
+returned actions, in parallel. Episode i is always reset with seed ``seed + i``
+(which seeds ALE's sticky actions and no-op starts, and MuJoCo's initial
+state), so its return does not depend on W or E as long as the policy's action
+for an observation history does not depend on the batch around it.
 
 Failures are never silent: an exception in a worker, a worker that dies, or a
 worker that does not answer within ``step_timeout`` seconds raises
@@ -25,14 +20,7 @@ propagates (workers ignore SIGINT themselves, so one Ctrl-C stops cleanly).
 from __future__ import annotations
 
 import math
-import multiprocessing.connection
-import os
-import socket
-import subprocess
-import sys
 import time
-import traceback
-from multiprocessing.connection import Connection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +31,12 @@ from tqdm.auto import tqdm
 from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
 from fh_rl.envs.policy import Policy
 from fh_rl.envs.scores import normalized_score
+from fh_rl.envs.workers import STARTUP_TIMEOUT, RolloutError, WorkerPool
+
+__all__ = ["MAX_AUTO_ENVS_PER_WORKER", "STARTUP_TIMEOUT", "EvalResult", "RolloutError", "evaluate"]
 
 MAX_AUTO_ENVS_PER_WORKER = 16
 """Cap on the default number of environments per worker."""
-STARTUP_TIMEOUT = 120.0
-"""Seconds a worker may take to start and build its environments."""
-
-
-class RolloutError(RuntimeError):
-    """An environment failed, hung or died during evaluation."""
 
 
 @dataclass
@@ -112,200 +97,6 @@ class EvalResult:
         return out
 
 
-class _EnvRunner:
-    """The environments of one worker; also used in-process when ``workers=0``."""
-
-    def __init__(self, env_name: str, protocol: str | None, env_kwargs: dict, n_envs: int) -> None:
-        self.envs = [make_env(env_name, protocol=protocol, **env_kwargs) for _ in range(n_envs)]
-        self.episodes: list[int | None] = [None] * n_envs
-        self.current: int | None = None  # episode being reset/stepped, for error reports
-
-    def reset(self, requests: list[tuple[int, int, int]]) -> np.ndarray:
-        """``requests``: (local slot, episode, seed) -> first observations (n, ...)."""
-        observations = []
-        for local, episode, seed in requests:
-            self.current = self.episodes[local] = episode
-            obs, _ = self.envs[local].reset(seed=seed)
-            observations.append(obs)
-        self.current = None
-        return np.stack(observations)
-
-    def step(self, locals_: list[int], actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Step envs ``locals_`` with ``actions`` -> (observations, rewards, dones)."""
-        observations, rewards, dones = [], np.empty(len(locals_)), np.empty(len(locals_), dtype=bool)
-        for i, local in enumerate(locals_):
-            self.current = self.episodes[local]
-            obs, reward, terminated, truncated, _ = self.envs[local].step(actions[i])
-            observations.append(obs)
-            rewards[i] = reward
-            dones[i] = terminated or truncated
-        self.current = None
-        return np.stack(observations), rewards, dones
-
-    def handle(self, message: tuple) -> tuple:
-        try:
-            if message[0] == "reset":
-                return ("ok", self.reset(message[1]))
-            if message[0] == "step":
-                return ("ok", self.step(message[1], message[2]))
-            raise ValueError(f"unknown worker command {message[0]!r}")
-        except Exception:
-            return ("error", self.current, traceback.format_exc())
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-
-def serve(conn, env_name: str, protocol: str | None, env_kwargs: dict, n_envs: int) -> None:
-    """A worker's loop: build ``n_envs`` environments, then answer commands until "close"."""
-    try:
-        runner = _EnvRunner(env_name, protocol, env_kwargs, n_envs)
-    except Exception:
-        conn.send(("error", None, traceback.format_exc()))
-        return
-    conn.send(("ok", runner.envs[0].action_space))
-    try:
-        while True:
-            message = conn.recv()
-            if message[0] == "close":
-                break
-            conn.send(runner.handle(message))
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        pass  # parent went away
-    finally:
-        runner.close()
-
-
-def _worker_environ() -> dict[str, str]:
-    """The parent's environment, with its import path, so workers import the same fh_rl."""
-    environ = dict(os.environ)
-    environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else os.getcwd() for p in sys.path)
-    return environ
-
-
-class _WorkerPool:
-    """W worker processes (or one in-process runner when ``workers == 0``)."""
-
-    def __init__(self, env_name, protocol, env_kwargs, workers, n_envs, timeout, describe) -> None:
-        self.inline = workers == 0
-        self.timeout = timeout
-        self.describe = describe  # worker index -> "episode(s) ..." for messages
-        self.env_name = env_name
-        self.processes: list[subprocess.Popen] = []
-        self.conns: list = []
-        self._replies: dict[int, tuple] = {}
-        if self.inline:
-            self.runner = _EnvRunner(env_name, protocol, env_kwargs, n_envs)
-            self.action_space = self.runner.envs[0].action_space
-            return
-        try:
-            self._start(env_name, protocol, env_kwargs, workers, n_envs)
-        except BaseException:
-            self.close(graceful=False)
-            raise
-
-    def _start(self, env_name, protocol, env_kwargs, workers, n_envs) -> None:
-        environ = _worker_environ()
-        for w in range(workers):
-            parent, child = socket.socketpair()
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "fh_rl.envs._worker", str(child.fileno())],
-                    pass_fds=(child.fileno(),),
-                    stdin=subprocess.DEVNULL,
-                    env=environ,
-                )
-            finally:
-                child.close()  # the worker holds its own copy; a dead worker reads as EOF here
-            self.processes.append(proc)
-            self.conns.append(Connection(parent.detach()))
-            self.conns[-1].send((env_name, protocol, env_kwargs, n_envs))
-        self.action_space = self.gather(range(workers), "starting", max(self.timeout, STARTUP_TIMEOUT))[0]
-
-    def send(self, w: int, message: tuple) -> None:
-        if self.inline:
-            self._replies[w] = self.runner.handle(message)
-            return
-        try:
-            self.conns[w].send(message)
-        except OSError:
-            raise RolloutError(self._died(w, "sending to")) from None
-
-    def _died(self, w: int, doing: str) -> str:
-        proc = self.processes[w]
-        try:
-            proc.wait(1.0)
-        except subprocess.TimeoutExpired:
-            pass
-        return (
-            f"{self.env_name}: rollout worker {w} (pid {proc.pid}) died with exit code {proc.returncode} "
-            f"while {doing} {self.describe(w)}"
-        )
-
-    def _check(self, w: int, reply: tuple, doing: str) -> Any:
-        if reply[0] == "ok":
-            return reply[1]
-        _, episode, tb = reply
-        where = f"episode {episode}" if episode is not None else self.describe(w)
-        last = tb.strip().splitlines()[-1]
-        raise RolloutError(
-            f"{self.env_name}: {where} failed in rollout worker {w} while {doing}: {last}\n"
-            f"--- worker traceback ---\n{tb}"
-        )
-
-    def gather(self, workers, doing: str, timeout: float | None = None) -> dict[int, Any]:
-        """Replies of ``workers`` (each sent one message), raising on error, death or timeout."""
-        workers = list(workers)
-        if self.inline:
-            return {w: self._check(w, self._replies.pop(w), doing) for w in workers}
-        timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        pending = {self.conns[w]: w for w in workers}
-        replies = {}
-        while pending:
-            ready = multiprocessing.connection.wait(list(pending), timeout=max(0.0, deadline - time.monotonic()))
-            if not ready:
-                w = min(pending.values())
-                raise RolloutError(
-                    f"{self.env_name}: rollout worker {w} did not answer within {timeout:g} s while {doing} "
-                    f"{self.describe(w)} (raise step_timeout if one step can legitimately take longer)"
-                )
-            for conn in ready:
-                w = pending.pop(conn)
-                try:
-                    reply = conn.recv()
-                except (EOFError, OSError):
-                    raise RolloutError(self._died(w, doing)) from None
-                replies[w] = self._check(w, reply, doing)
-        return replies
-
-    def close(self, graceful: bool) -> None:
-        if self.inline:
-            self.runner.close()
-            return
-        if graceful:
-            for conn in self.conns:
-                try:
-                    conn.send(("close",))
-                except OSError:
-                    pass
-        deadline = time.monotonic() + (5.0 if graceful else 0.0)
-        for proc in self.processes:
-            try:
-                proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(2.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for conn in self.conns:
-            conn.close()
-
-
 def _check_actions(actions: np.ndarray, n: int, space: gym.Space) -> np.ndarray:
     """Validate the policy's actions for n slots against the env's action space."""
     if isinstance(space, gym.spaces.Discrete):
@@ -356,6 +147,47 @@ def evaluate(
             call and inter-process traffic. Default: enough to run all
             episodes at once, at most :data:`MAX_AUTO_ENVS_PER_WORKER`.
     """
+    envs_per_worker = _check_arguments(policy, env, episodes, workers, seed, step_timeout, envs_per_worker)
+    env_kwargs = dict(env_kwargs or {})
+    name = canonical_env_name(env)
+    protocol = resolve_protocol(env, protocol)
+    make_env(env, protocol=protocol, **env_kwargs).close()  # bad options fail here, as ValueError/TypeError
+
+    W = min(workers, episodes)
+    E = min(envs_per_worker, math.ceil(episodes / max(W, 1)))
+    rollout = _Rollout(policy, env, episodes, seed, n_workers=max(W, 1), envs_per_worker=E)
+    start = time.perf_counter()
+    bar = tqdm(total=episodes, desc=f"eval {name}", unit="ep", disable=not progress, leave=False)
+    pool = None
+    ok = False
+    try:
+        pool = WorkerPool(env, protocol, env_kwargs, W, E, float(step_timeout), rollout.describe)
+        startup_seconds = time.perf_counter() - start
+        rollout.run(pool, bar)
+        run_seconds = time.perf_counter() - start - startup_seconds
+        ok = True
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close(graceful=ok)
+    return EvalResult(
+        env=name,
+        protocol=protocol,
+        returns=rollout.returns,
+        lengths=rollout.lengths,
+        seeds=rollout.seeds,
+        wall_seconds=time.perf_counter() - start,
+        startup_seconds=startup_seconds,
+        run_seconds=run_seconds,
+        policy_seconds=rollout.policy_seconds,
+        env_kwargs=env_kwargs,
+    )
+
+
+def _check_arguments(
+    policy: Any, env: Any, episodes: Any, workers: Any, seed: Any, step_timeout: Any, envs_per_worker: Any
+) -> int:
+    """Raise TypeError/ValueError on a bad argument of :func:`evaluate`; returns ``envs_per_worker`` resolved."""
     if not isinstance(env, str):
         raise TypeError(f"env must be an environment name (workers build their own envs), got {type(env).__name__}")
     if not isinstance(episodes, (int, np.integer)) or episodes < 1:
@@ -375,113 +207,101 @@ def evaluate(
             raise TypeError(
                 f"policy {type(policy).__name__} has no {method}() method; implement fh_rl.envs.policy.Policy"
             )
-    env_kwargs = dict(env_kwargs or {})
-    name = canonical_env_name(env)
-    protocol = resolve_protocol(env, protocol)
-    make_env(env, protocol=protocol, **env_kwargs).close()  # bad options fail here, as ValueError/TypeError
+    return envs_per_worker
 
-    W = min(workers, episodes)
-    E = min(envs_per_worker, math.ceil(episodes / max(W, 1)))
-    n_workers = max(W, 1)
-    n_slots = n_workers * E
 
-    returns = np.zeros(episodes, dtype=np.float64)
-    lengths = np.zeros(episodes, dtype=np.int64)
-    seeds = seed + np.arange(episodes, dtype=np.int64)
-    slot_episode = np.full(n_slots, -1, dtype=np.int64)  # (n_slots,) episode running in each slot, -1 free
-    live_locals: list[list[int]] = [[] for _ in range(n_workers)]  # per worker: live local slots
-    live_obs: list[np.ndarray | None] = [None] * n_workers  # per worker: (len(live_locals[w]), ...) observations
-    next_episode = 0
-    policy_seconds = 0.0
+class _Rollout:
+    """The episodes of one :func:`evaluate` call: which runs in which slot, live observations, results.
 
-    def describe(w: int) -> str:
-        eps = [int(e) for e in slot_episode[w * E : (w + 1) * E] if e >= 0]
+    Slot ``w * E + l`` is environment ``l`` of worker ``w``; a free slot takes
+    the next episode, so episode i always starts with seed ``seed + i``.
+    """
+
+    def __init__(self, policy: Policy, env: str, episodes: int, seed: int, n_workers: int, envs_per_worker: int) -> None:
+        self.policy, self.env, self.episodes, self.seed, self.E = policy, env, episodes, seed, envs_per_worker
+        self.returns = np.zeros(episodes, dtype=np.float64)
+        self.lengths = np.zeros(episodes, dtype=np.int64)
+        self.seeds = seed + np.arange(episodes, dtype=np.int64)
+        self.slot_episode = np.full(n_workers * envs_per_worker, -1, dtype=np.int64)  # (n_slots,) episode per slot, -1 free
+        self.live_locals: list[list[int]] = [[] for _ in range(n_workers)]  # per worker: live local slots
+        self.live_obs: list[np.ndarray | None] = [None] * n_workers  # per worker: (len(live_locals[w]), ...) observations
+        self.next_episode = 0
+        self.policy_seconds = 0.0
+
+    def describe(self, w: int) -> str:
+        """The episodes worker ``w`` is running, for error messages."""
+        eps = [int(e) for e in self.slot_episode[w * self.E : (w + 1) * self.E] if e >= 0]
         if not eps:
-            return f"(no episode yet; env {env!r})"
-        return "episode(s) " + ", ".join(f"{e} (seed {seed + e})" for e in eps)
+            return f"(no episode yet; env {self.env!r})"
+        return "episode(s) " + ", ".join(f"{e} (seed {self.seed + e})" for e in eps)
 
-    start = time.perf_counter()
-    bar = tqdm(total=episodes, desc=f"eval {name}", unit="ep", disable=not progress, leave=False)
-    pool = None
-    ok = False
-    try:
-        pool = _WorkerPool(env, protocol, env_kwargs, W, E, float(step_timeout), describe)
-        startup_seconds = time.perf_counter() - start
+    def run(self, pool: WorkerPool, bar: tqdm) -> None:
+        """Run every episode to its end."""
         while True:
-            # Start new episodes in free slots, all workers in parallel.
-            requests: dict[int, list[tuple[int, int, int]]] = {}
-            for slot in np.flatnonzero(slot_episode < 0):
-                if next_episode >= episodes:
-                    break
-                w, local = divmod(int(slot), E)
-                slot_episode[slot] = next_episode
-                requests.setdefault(w, []).append((local, next_episode, int(seeds[next_episode])))
-                next_episode += 1
-            for w, reqs in requests.items():
-                pool.send(w, ("reset", reqs))
-            if requests:
-                first = pool.gather(requests, "resetting")
-                new_slots = []
-                for w, reqs in requests.items():
-                    live_locals[w] += [local for local, _, _ in reqs]
-                    live_obs[w] = first[w] if live_obs[w] is None else np.concatenate([live_obs[w], first[w]])
-                    new_slots += [w * E + local for local, _, _ in reqs]
-                t = time.perf_counter()
-                policy.begin(np.asarray(new_slots, dtype=np.int64), np.concatenate([first[w] for w in requests]))
-                policy_seconds += time.perf_counter() - t
-
-            active = [w for w in range(n_workers) if live_locals[w]]
+            self._start_episodes(pool)
+            active = [w for w in range(len(self.live_locals)) if self.live_locals[w]]
             if not active:
-                break
-            # One policy call for every live episode.
-            slots = np.asarray([w * E + local for w in active for local in live_locals[w]], dtype=np.int64)
-            obs = np.concatenate([live_obs[w] for w in active])  # (n, ...) in slot order
-            t = time.perf_counter()
-            actions = policy.act(slots, obs)
-            policy_seconds += time.perf_counter() - t
-            if type(actions).__module__.startswith("torch"):
-                actions = actions.detach().cpu().numpy()
-            actions = _check_actions(np.asarray(actions), len(slots), pool.action_space)
-            offset = 0
-            for w in active:
-                n = len(live_locals[w])
-                pool.send(w, ("step", live_locals[w], actions[offset : offset + n]))
-                offset += n
-            stepped = pool.gather(active, "stepping")
-            rewards = np.concatenate([stepped[w][1] for w in active])
-            dones = np.concatenate([stepped[w][2] for w in active])
-            episode_ids = slot_episode[slots]
-            np.add.at(returns, episode_ids, rewards)
-            np.add.at(lengths, episode_ids, 1)
-            t = time.perf_counter()
-            policy.observe(slots, rewards, dones)
-            policy_seconds += time.perf_counter() - t
-            for w in active:
-                keep = ~stepped[w][2]
-                ended = [local for local, k in zip(live_locals[w], keep) if not k]
-                for local in ended:
-                    slot_episode[w * E + local] = -1
-                live_locals[w] = [local for local, k in zip(live_locals[w], keep) if k]
-                live_obs[w] = stepped[w][0][keep]
+                return
+            dones = self._step(pool, active)
             if dones.any():
                 bar.update(int(dones.sum()))
-                done_so_far = np.isin(np.arange(episodes), slot_episode, invert=True)[:next_episode]
-                bar.set_postfix(mean_return=f"{returns[:next_episode][done_so_far].mean():.1f}")
-        run_seconds = time.perf_counter() - start - startup_seconds
-        ok = True
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.close(graceful=ok)
-    return EvalResult(
-        env=name,
-        protocol=protocol,
-        returns=returns,
-        lengths=lengths,
-        seeds=seeds,
-        wall_seconds=time.perf_counter() - start,
-        startup_seconds=startup_seconds,
-        run_seconds=run_seconds,
-        policy_seconds=policy_seconds,
-        env_kwargs=env_kwargs,
-    )
+                done_so_far = np.isin(np.arange(self.episodes), self.slot_episode, invert=True)[: self.next_episode]
+                bar.set_postfix(mean_return=f"{self.returns[: self.next_episode][done_so_far].mean():.1f}")
+
+    def _policy_call(self, method: Any, *args: Any) -> Any:
+        t = time.perf_counter()
+        out = method(*args)
+        self.policy_seconds += time.perf_counter() - t
+        return out
+
+    def _start_episodes(self, pool: WorkerPool) -> None:
+        """Reset the next episodes in the free slots, all workers in parallel, and begin them in the policy."""
+        requests: dict[int, list[tuple[int, int, int]]] = {}  # worker -> [(local slot, episode, seed)]
+        for slot in np.flatnonzero(self.slot_episode < 0):
+            if self.next_episode >= self.episodes:
+                break
+            w, local = divmod(int(slot), self.E)
+            self.slot_episode[slot] = self.next_episode
+            requests.setdefault(w, []).append((local, self.next_episode, int(self.seeds[self.next_episode])))
+            self.next_episode += 1
+        if not requests:
+            return
+        for w, reqs in requests.items():
+            pool.send(w, ("reset", reqs))
+        first = pool.gather(requests, "resetting")
+        new_slots = []
+        for w, reqs in requests.items():
+            self.live_locals[w] += [local for local, _, _ in reqs]
+            self.live_obs[w] = first[w] if self.live_obs[w] is None else np.concatenate([self.live_obs[w], first[w]])
+            new_slots += [w * self.E + local for local, _, _ in reqs]
+        self._policy_call(self.policy.begin, np.asarray(new_slots, dtype=np.int64), np.concatenate([first[w] for w in requests]))
+
+    def _step(self, pool: WorkerPool, active: list[int]) -> np.ndarray:
+        """One policy call for every live episode, then one step of each, workers in parallel; returns dones (n,)."""
+        E = self.E
+        slots = np.asarray([w * E + local for w in active for local in self.live_locals[w]], dtype=np.int64)
+        obs = np.concatenate([self.live_obs[w] for w in active])  # (n, ...) in slot order
+        actions = self._policy_call(self.policy.act, slots, obs)
+        if type(actions).__module__.startswith("torch"):
+            actions = actions.detach().cpu().numpy()
+        actions = _check_actions(np.asarray(actions), len(slots), pool.action_space)
+        offset = 0
+        for w in active:
+            n = len(self.live_locals[w])
+            pool.send(w, ("step", self.live_locals[w], actions[offset : offset + n]))
+            offset += n
+        stepped = pool.gather(active, "stepping")  # worker -> (observations, rewards, dones)
+        rewards = np.concatenate([stepped[w][1] for w in active])
+        dones = np.concatenate([stepped[w][2] for w in active])
+        episode_ids = self.slot_episode[slots]
+        np.add.at(self.returns, episode_ids, rewards)
+        np.add.at(self.lengths, episode_ids, 1)
+        self._policy_call(self.policy.observe, slots, rewards, dones)
+        for w in active:
+            keep = ~stepped[w][2]
+            for local, k in zip(self.live_locals[w], keep):
+                if not k:
+                    self.slot_episode[w * E + local] = -1
+            self.live_locals[w] = [local for local, k in zip(self.live_locals[w], keep) if k]
+            self.live_obs[w] = stepped[w][0][keep]
+        return dones

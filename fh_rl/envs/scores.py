@@ -1,4 +1,4 @@
-"""Normalised scores (DESIGN.md "Reference scores").
+"""Normalised scores, from the reference scores in :data:`REFERENCE_SCORES`.
 
 Atari: ``100 * (score - random) / (human - random)``. D4RL MuJoCo:
 ``100 * (score - min) / (max - min)`` with D4RL's reference min/max returns.

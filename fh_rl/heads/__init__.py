@@ -23,6 +23,7 @@ from fh_rl.heads.base import (
     build_head,
     head_params,
     head_scores,
+    normalized_pmf,
     register_head,
 )
 from fh_rl.heads.continuous import GaussianHead, MSEHead
@@ -45,5 +46,6 @@ __all__ = [
     "build_head",
     "head_params",
     "head_scores",
+    "normalized_pmf",
     "register_head",
 ]

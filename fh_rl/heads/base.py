@@ -44,14 +44,25 @@ HEADS: Registry[type["Head"]] = Registry("head", entry_point_group="fh_rl.heads"
 class HeadOutput(NamedTuple):
     """What a head that scores bins returns.
 
-    log_probs: ``(..., A, K)`` normalised log-pmf over K bins for each of A
-        action dimensions; usable directly as the input of a cross-entropy.
+    log_probs: ``(..., A, K)`` log-probabilities over K bins for each of A
+        action dimensions, used as they are by the loss (the negative
+        log-probability of the target bin). ``exp(log_probs)`` sums to 1 over
+        the K bins up to the head's floor: exactly 1 for the linear and GMM
+        heads, ``1 + K * eps`` for the Fourier head, which returns
+        ``log(pmf + eps)`` as the paper does. :func:`normalized_pmf` gives a
+        pmf that sums to 1 for any head.
     regularization: scalar tensor to add to the training loss (zero for heads
         without a regulariser).
     """
 
     log_probs: torch.Tensor
     regularization: torch.Tensor
+
+
+def normalized_pmf(log_probs: torch.Tensor) -> torch.Tensor:
+    """``(..., K)`` log-probabilities -> float32 pmf summing to exactly 1 over the last dimension."""
+    pmf = log_probs.float().exp()
+    return pmf / pmf.sum(-1, keepdim=True)
 
 
 class ContinuousOutput(NamedTuple):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fh_rl.benchmarks import density
-from fh_rl.benchmarks.density import (
+from benchmarks import density
+from benchmarks.density import (
     DATASETS,
     RunConfig,
     bin_centers,
@@ -127,7 +127,7 @@ def _env():
 
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "fh_rl.benchmarks.density", "--heads", "linear", "fourier",
+    cmd = [sys.executable, "-m", "benchmarks.density", "--heads", "linear", "fourier",
            "--datasets", "gaussian", "beta", "--frequencies", "4", "--gammas", "0", "1e-6",
            "--seeds", "1", "--epochs", "2", "--samples", "200", "--jobs", "2", "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
@@ -153,9 +153,9 @@ def test_cli_end_to_end(tmp_path):
     resumed = json.loads((out / "results.json").read_text())
     assert [r["metrics"] for r in resumed["runs"]] == [r["metrics"] for r in result["runs"] if r["label"] == "linear"]
     (out / "results.json").write_text(json.dumps(result))
-    # the thin script under benchmarks/ rebuilds the report from results.json
+    # --replot rebuilds the report from results.json
     (out / "results.md").unlink()
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "density.py"), "--out", str(out), "--replot"],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.density", "--out", str(out), "--replot"],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (out / "results.md").read_text() == md

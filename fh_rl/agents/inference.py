@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fh_rl.agents.base import Agent, transform_reward
+from fh_rl.agents.base import Agent
 from fh_rl.agents.encoders import FRAME_STACK
+from fh_rl.datasets.trajectory import transform_reward
 
 RTG_MODES = ("transformed", "raw")
 

@@ -1,35 +1,19 @@
-"""Run configuration: typed dataclasses, YAML files under ``configs/``, ``--set a.b=c`` overrides.
+"""The run configuration's schema: one dataclass per section, each field documented and range-checked.
 
-A config file is a nested mapping whose sections match :class:`Config`'s
-fields. Every value is checked against its field's type and range; an
-unknown key or a bad value raises ValueError naming the key and, for a
-misspelt key, the closest valid one. The ``head`` section is ``name`` plus the
-chosen head's own parameters (``head_params(name)``), flat, so that
-``--set head.num_frequencies=8`` works like any other field.
-
-    cfg = load_config("configs/default.yaml", overrides=["train.steps=100"], head="linear", seed=1)
-    cfg.to_dict()   # plain nested dict, the form saved in checkpoints and run directories
+Checks that need only the field's own value live in ``__post_init__``; turning
+YAML values into the field types is :mod:`fh_rl.config.coerce`'s job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence, Union
-
-import yaml
+from typing import Any, Sequence
 
 from fh_rl.agents.base import AGENTS, AgentConfig
-from fh_rl.heads import HEADS, available_heads, head_params
-
-DEFAULT_CONFIG = Path("configs") / "default.yaml"
-"""The default config, looked up in the working directory, then in the checkout that holds the package."""
-_PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from fh_rl.config.coerce import coerce_value, unknown_key_message
+from fh_rl.heads import HEADS, head_params
 
 DATASET_FORMATS = ("hdf5", "dqn-replay")
 DATASET_BUILDERS = ("sac",)
@@ -136,10 +120,10 @@ class HeadConfig:
         known = head_params(self.name)
         for key, value in list(self.params.items()):
             if key not in known:
-                raise ValueError(_unknown_key_message(f"head.{key}", key, [f"name", *known], f"head {self.name!r}"))
+                raise ValueError(unknown_key_message(f"head.{key}", key, [f"name", *known], f"head {self.name!r}"))
             default = known[key]
             if default is not None and value is not None:
-                self.params[key] = _coerce(value, type(default), f"head.{key}")
+                self.params[key] = coerce_value(value, type(default), f"head.{key}")
 
 
 @dataclass
@@ -275,216 +259,7 @@ class Config:
         return self.agent.context_len if AGENTS.get(self.agent.name).sequence_model else 1
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-def load_config(
-    path: str | os.PathLike | None = None,
-    *,
-    overrides: Sequence[str] = (),
-    head: str | None = None,
-    seed: int | None = None,
-) -> Config:
-    """Read a YAML config (default ``configs/default.yaml``), apply overrides and validate.
-
-    ``head`` switches the head; parameters in the file meant for another head are then dropped.
-    ``overrides`` are ``key=value`` strings with dotted keys (values parsed as YAML).
-    """
-    if path is None:
-        path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else _PACKAGED_CONFIGS / "default.yaml"
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} not found; pass --config with a YAML file under configs/")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
-    return config_from_dict(data, overrides=overrides, head=head, seed=seed)
-
-
-def config_from_dict(
-    data: dict[str, Any],
-    *,
-    overrides: Sequence[str] = (),
-    head: str | None = None,
-    seed: int | None = None,
-) -> Config:
-    """Validate a nested dict (as in a YAML file or :meth:`Config.to_dict`) into a :class:`Config`."""
-    data = _deepcopy(data)
-    head_section = data.get("head", {})
-    if head_section is None:
-        head_section = {}
-    if not isinstance(head_section, dict):
-        raise ValueError(f"config section 'head' must be a mapping, got {head_section!r}")
-    if head is not None:
-        HEADS.get(head)
-        if head_section.get("name", HeadConfig.name) != head:
-            # Parameters written for the file's head: keep those the new head also takes.
-            known = head_params(head)
-            all_params = {p for h in available_heads() for p in head_params(h)}
-            for key in list(head_section):
-                if key != "name" and key not in known:
-                    if key not in all_params:
-                        raise ValueError(
-                            _unknown_key_message(f"head.{key}", key, ["name", *sorted(all_params)], "head")
-                        )
-                    del head_section[key]
-        head_section["name"] = head
-    data["head"] = head_section
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
-        _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
-    if seed is not None:
-        data["seed"] = seed
-    return _build(Config, data, "")
-
-
-def save_config(config: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    from fh_rl.utils import atomic_write_text
-
-    atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _deepcopy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deepcopy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deepcopy(v) for v in value]
-    return value
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    node = data
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        nxt = node.get(part)
-        if nxt is None:
-            nxt = node[part] = {}
-        if not isinstance(nxt, dict):
-            raise ValueError(f"override {key!r}: {'.'.join(parts[: i + 1])!r} is a value, not a section")
-        node = nxt
-    node[parts[-1]] = value
-
-
-def _unknown_key_message(full_key: str, key: str, valid: Sequence[str], section: str) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    hint = f"; did you mean {full_key.rsplit('.', 1)[0] + '.' if '.' in full_key else ''}{close[0]}?" if close else ""
-    return f"unknown config key {full_key!r}{hint} Valid keys in {section}: {', '.join(valid)}"
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    section = prefix.rstrip(".") or "the top level"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config section {section!r} must be a mapping, got {data!r}")
-    if cls is HeadConfig:
-        data = dict(data)
-        name = data.pop("name", HeadConfig.name)
-        if not isinstance(name, str):
-            raise ValueError(f"head.name must be a string, got {name!r}")
-        try:
-            return HeadConfig(name=name, params=data)
-        except TypeError as exc:
-            raise ValueError(f"head: {exc}") from None
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ValueError(_unknown_key_message(prefix + str(key), str(key), names, section))
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _coerce(value, tp, prefix + key)
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        msg = str(exc)
-        if prefix and not msg.startswith(prefix.split(".")[0]):
-            msg = msg  # section-specific messages already name their key
-        raise ValueError(msg) from None
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check/convert a YAML value to the field type (numbers written as strings, e.g. ``1e-6``, are accepted)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            if type(None) in args:
-                return None
-            raise ValueError(f"config key {key!r} must not be null")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(errors[0])
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
-            return value.lower() in ("true", "yes", "on")
-        raise ValueError(f"config key {key!r} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                f = float(value.replace("_", ""))
-                if f.is_integer():
-                    return int(f)
-            except ValueError:
-                pass
-        raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"config key {key!r} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"config key {key!r} must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"config key {key!r} must be a string, got {value!r}")
-    if tp is Any:
-        return value
-    raise TypeError(f"config key {key!r} has unsupported type {tp!r}")  # internal: a field type we don't handle
+# ----------------------------------------------------------------------------- range checks
 
 
 def _positive(obj: Any, name: str, minimum: int = 1) -> None:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fh_rl.agents import AgentConfig, build_agent
-from fh_rl.agents.policy import AgentPolicy
+from fh_rl.agents.inference import AgentPolicy
 from fh_rl.envs.policy import Policy
 import gymnasium as gym
 

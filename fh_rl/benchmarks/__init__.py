@@ -1,1 +1,0 @@
-"""Quality benchmarks runnable from an installed package (``python -m fh_rl.benchmarks.<name>``)."""

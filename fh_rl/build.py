@@ -1,0 +1,241 @@
+"""From a run config to what training needs: data, action codec, agent, samplers, held-out batches.
+
+    built = build(cfg)          # Built: dataset, train, val, codec, agent, sampler, val_batches
+    trainer = Trainer(built.agent, built.sampler, cfg.train, val_batches=built.val_batches, ...)
+    cfg, agent, state = load_agent(run_dir)   # a trained agent back from its checkpoint
+
+``train``, ``evaluate`` and ``compare`` build through here, so a run's parts
+are made one way. Statistics the model keeps (state mean and std, the
+return-to-go scale) come from the training split only; the reward transform
+(e.g. DQN-Replay's clipping) is the one the dataset declares.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from fh_rl.config import Config, EnvConfig
+
+if TYPE_CHECKING:
+    from fh_rl.agents import Agent
+    from fh_rl.datasets import TrajectoryDataset, TransitionBatch, TransitionSampler, WindowBatch, WindowSampler
+    from fh_rl.envs.codecs import ActionCodec
+
+
+@dataclass
+class Built:
+    """The parts of one run, built from its config by :func:`build`."""
+
+    dataset: TrajectoryDataset
+    """The whole dataset as loaded (what the manifest records)."""
+    train: TrajectoryDataset
+    """The training split (the whole dataset when ``dataset.val_fraction`` is 0)."""
+    val: TrajectoryDataset | None
+    """The held-out split, or None."""
+    codec: ActionCodec
+    """Environment actions <-> bins."""
+    agent: Agent
+    """The untrained agent with its head, state statistics and return-to-go scale."""
+    sampler: WindowSampler | TransitionSampler
+    """Training batches (this rank's share of each global batch under torchrun)."""
+    val_batches: list[WindowBatch | TransitionBatch]
+    """``train.val_batches`` fixed held-out batches (empty without a held-out split)."""
+
+
+def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)) -> Built:
+    """Dataset, split, codec, agent, training sampler and held-out batches for ``cfg``.
+
+    ``shard`` is ``(rank, world_size)`` under torchrun: the training sampler
+    yields this rank's share of each global batch of ``train.batch_size``.
+    """
+    from fh_rl.agents import build_agent
+    from fh_rl.agents.base import check_head_fits
+
+    codec = build_codec(cfg.env, seed=cfg.seed)
+    check_head_fits(cfg.head.name, codec, where=cfg.env.name)  # before any data is read (or built)
+    dataset = load_dataset(cfg, progress=progress)
+    check_actions_fit(cfg, dataset, codec)
+    train, val = split_dataset(cfg, dataset)
+    frames = len(dataset.state_shape) == 3
+    agent = build_agent(
+        cfg.agent,
+        head=cfg.head.name,
+        head_params=cfg.head.params,
+        state_shape=tuple(dataset.state_shape),
+        codec=codec,
+        state_mean=None if frames else torch.as_tensor(np.asarray(train.state_mean()), dtype=torch.float32),
+        state_std=None if frames else torch.as_tensor(np.asarray(train.state_std()), dtype=torch.float32),
+        rtg_scale=rtg_scale(cfg, train),
+        reward_transform=dataset.reward_transform,
+    )
+    sampler, val_batches = build_samplers(cfg, agent.sequence_model, train, val, shard=shard)
+    return Built(dataset, train, val, codec, agent, sampler, val_batches)
+
+
+def check_actions_fit(cfg: Config, dataset: TrajectoryDataset, codec: ActionCodec) -> None:
+    """ValueError when the dataset's actions are not actions of the environment (discrete vs Box, or dimensions)."""
+    kind = "discrete actions" if dataset.is_discrete else f"continuous actions of {dataset.action_dims} dimension(s)"
+    if dataset.is_discrete == codec.continuous or dataset.action_dims != codec.action_dims:
+        raise ValueError(
+            f"dataset {cfg.dataset.path!r} holds {kind} but {cfg.env.name} has {codec.describe()} actions; "
+            f"pair the dataset with its environment (env.name, dataset.path)"
+        )
+
+
+def split_dataset(cfg: Config, dataset: TrajectoryDataset) -> tuple[TrajectoryDataset, TrajectoryDataset | None]:
+    """(train, held-out) by whole episodes (``dataset.val_fraction``, seeded by the run seed); no held-out split at 0."""
+    if cfg.dataset.val_fraction > 0:
+        return dataset.split(cfg.dataset.val_fraction, cfg.seed)
+    return dataset, None
+
+
+def held_out_batches(cfg: Config, *, progress: bool = True) -> list[WindowBatch | TransitionBatch]:
+    """The run's fixed held-out batches (as :func:`build` makes them) without building its agent or environment."""
+    from fh_rl.agents import AGENTS
+
+    train, val = split_dataset(cfg, load_dataset(cfg, progress=progress))
+    return build_samplers(cfg, AGENTS.get(cfg.agent.name).sequence_model, train, val)[1]
+
+
+def rtg_scale(cfg: Config, train: TrajectoryDataset) -> float:
+    """``dataset.rtg_scale``, else the largest absolute episode return of the training split (1 if all are 0)."""
+    if cfg.dataset.rtg_scale is not None:
+        return float(cfg.dataset.rtg_scale)
+    returns = np.abs(np.asarray(train.episode_returns, dtype=np.float64))
+    return float(returns.max()) if len(returns) and returns.max() > 0 else 1.0
+
+
+def build_codec(env_cfg: EnvConfig, *, seed: int = 0) -> ActionCodec:
+    """The action codec of ``env_cfg.name`` (bins and margins for Box actions; Atari's joystick order from the ROM)."""
+    import gymnasium as gym
+
+    from fh_rl.envs import make_env
+    from fh_rl.envs.codecs import make_codec
+
+    env = make_env(env_cfg.name, protocol=env_cfg.protocol, seed=seed)
+    try:
+        box = isinstance(env.action_space, gym.spaces.Box)
+        return make_codec(
+            env.action_space,
+            num_bins=env_cfg.num_bins if box else None,
+            ordering=env_cfg.ordering,
+            action_meanings=env.unwrapped.get_action_meanings() if env_cfg.ordering == "joystick" else None,
+            sample_within_bin=env_cfg.sample_within_bin,
+            margin_bins=env_cfg.margin_bins if box else 0,
+        )
+    finally:
+        env.close()
+
+
+def build_samplers(
+    cfg: Config,
+    sequence_model: bool,
+    train: TrajectoryDataset,
+    val: TrajectoryDataset | None,
+    *,
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[WindowSampler | TransitionSampler, list[WindowBatch | TransitionBatch]]:
+    """The training sampler (windows for sequence models, transitions otherwise) and the fixed held-out batches."""
+    from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
+
+    B = cfg.train.batch_size
+    if sequence_model:
+        sampler = WindowSampler(train, cfg.agent.context_len, B, seed=cfg.seed, shard=shard)
+        val_sampler = WindowSampler(val, cfg.agent.context_len, B, seed=cfg.seed + 1) if val is not None else None
+    else:
+        sampler = TransitionSampler(train, B, seed=cfg.seed, shard=shard)
+        val_sampler = TransitionSampler(val, B, seed=cfg.seed + 1) if val is not None else None
+    val_batches = [val_sampler.sample() for _ in range(cfg.train.val_batches)] if val_sampler is not None else []
+    return sampler, val_batches
+
+
+def load_agent(checkpoint: str | Path) -> tuple[Config, Agent, dict[str, Any]]:
+    """The config, the trained agent and the whole checkpoint of a run directory or ``.pt`` file (``weights_only``)."""
+    from fh_rl.agents import agent_from_spec
+    from fh_rl.config import config_from_dict
+    from fh_rl.trainer import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    cfg = config_from_dict(state["config"])
+    return cfg, agent_from_spec(cfg.agent, state["spec"], state["model"]), state
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_dataset(cfg: Config, *, progress: bool = True) -> TrajectoryDataset:
+    """The configured dataset (FileNotFoundError naming the path when missing; made first if ``dataset.build``)."""
+    d = cfg.dataset
+    path = Path(d.path)
+    if not path.exists() and d.build is not None:
+        if d.format != "hdf5":
+            raise ValueError(
+                f"dataset {str(path)!r} not found and dataset.build={d.build!r} makes HDF5 files only; for "
+                f"DQN-Replay data run `python -m fh_rl.datasets.collect atari` or set dataset.build=null"
+            )
+        build_dataset(cfg, progress=progress)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {str(path)!r} not found (dataset.path in the config); make one with "
+            f"`python -m fh_rl.datasets.collect` or point --set dataset.path=... at a "
+            f"{'D4RL-layout HDF5 file' if d.format == 'hdf5' else 'DQN-Replay root'}"
+        )
+    if d.format == "hdf5":
+        from fh_rl.datasets import load_hdf5
+
+        return load_hdf5(path)
+    from fh_rl.datasets import load_dqn_replay
+
+    return load_dqn_replay(
+        path,
+        d.game or cfg.env.name,
+        run=d.run,
+        suffixes=d.suffixes,
+        max_transitions=d.max_transitions,
+        seed=cfg.seed,
+        protocol=d.replay_sampling,
+        progress=progress,
+    )
+
+
+def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
+    """Make the configured dataset (``dataset.build``) when it is missing, once, under a file lock.
+
+    Several runs started together (a sweep) wait for the first to finish building
+    instead of training SAC twice; the file appears atomically when complete.
+    """
+    import fcntl
+
+    from fh_rl.datasets.collect import collect_control
+
+    d = cfg.dataset
+    path = Path(d.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return path
+        parts = [f"SAC for {d.build_steps:,} steps on {cfg.env.name}", f"{d.build_expert_episodes} rollouts of its final policy"]
+        if d.build_medium_episodes:
+            parts.append(f"{d.build_medium_episodes} of its half-time policy")
+        print(f"dataset {path} not found: building it ({', '.join(parts)}); it is cached there for later runs",
+              file=sys.stderr)
+        t0 = time.perf_counter()
+        collect_control(
+            cfg.env.name,
+            d.build_steps,
+            path,
+            expert_episodes=d.build_expert_episodes,
+            medium_episodes=d.build_medium_episodes,
+            seed=d.build_seed,
+            progress=progress,
+        )
+        print(f"dataset built in {time.perf_counter() - t0:.0f} s: {path}", file=sys.stderr)
+    return path

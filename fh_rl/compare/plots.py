@@ -1,0 +1,162 @@
+"""The comparison's figures: return and smoothness against the number of frequencies, and learned pmfs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fh_rl.compare.runs import Run
+from fh_rl.compare.stats import Group
+from fh_rl.plots import pyplot, save_figure
+
+
+def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Lines of (num_frequencies -> row), keyed by the rest of the label; and the other heads' rows (bands)."""
+    lines: dict[str, list[dict[str, Any]]] = {}
+    bands = []
+    for row in rows:
+        if "num_frequencies" not in row["head_params"]:
+            bands.append(row)
+        elif isinstance(row["head_params"].get("num_frequencies"), (int, float)):
+            rest = " ".join(f"{k}={v}" for k, v in row["settings"].items() if k != "head.num_frequencies")
+            lines.setdefault(f"{row['agent']}-{row['head']}" + (f" {rest}" if rest else ""), []).append(row)
+    return lines, bands
+
+
+def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Return and held-out smoothness against the number of frequencies; heads without frequencies as bands."""
+    plt = pyplot()
+    lines, bands = _frequency_series(rows)
+    if not lines:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    panels = [("return", lambda row: row["return"], "return (mean over seeds, 95% CI)"),
+              ("smoothness", lambda row: row["val"]["smoothness"], "held-out smoothness (lower is smoother)")]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (name, pick, ylabel) in zip(axes, panels):
+        for i, band in enumerate(bands):
+            s = pick(band)
+            if s["mean"] is None:
+                continue
+            c = colors[(len(lines) + i) % len(colors)]
+            ax.axhline(s["mean"], color=c, lw=1.5, label=f"{band['label']} (n={s['n']})")
+            if s["ci_low"] is not None:
+                ax.axhspan(s["ci_low"], s["ci_high"], color=c, alpha=0.2, lw=0)
+        for i, (label, pts) in enumerate(sorted(lines.items())):
+            pts = sorted(pts, key=lambda r: r["head_params"]["num_frequencies"])
+            xs = [p["head_params"]["num_frequencies"] for p in pts]
+            stats = [pick(p) for p in pts]
+            keep = [j for j, s in enumerate(stats) if s["mean"] is not None]
+            if not keep:
+                continue
+            xs = [xs[j] for j in keep]
+            m = np.array([stats[j]["mean"] for j in keep])
+            lo = np.array([stats[j]["ci_low"] if stats[j]["ci_low"] is not None else stats[j]["mean"] for j in keep])
+            hi = np.array([stats[j]["ci_high"] if stats[j]["ci_high"] is not None else stats[j]["mean"] for j in keep])
+            ax.errorbar(xs, m, yerr=[m - lo, hi - m], marker="o", capsize=3, color=colors[i % len(colors)], label=label)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({p["head_params"]["num_frequencies"] for pts in lines.values() for p in pts})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("number of frequencies N")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{env}: Fourier head vs number of frequencies (other heads as bands)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _representatives(groups: list[Group]) -> list[tuple[Group, Run]]:
+    """One run per head (same agent as the first group), on a seed they share where possible.
+
+    For heads with ``num_frequencies`` the group with the most frequencies is shown.
+    """
+    agent = groups[0].agent
+    per_head: dict[str, Group] = {}
+    for g in groups:
+        if g.agent != agent:
+            continue
+        best = per_head.get(g.head)
+        freq = g.head_params.get("num_frequencies")
+        if best is None or (isinstance(freq, (int, float)) and freq > (best.head_params.get("num_frequencies") or -1)):
+            per_head[g.head] = g
+    chosen = list(per_head.values())
+    common = set.intersection(*(set(g.seeds) for g in chosen)) if chosen else set()
+    out = []
+    for g in chosen:
+        seed = min(common) if common else min(g.seeds)
+        out.append((g, next(r for r in g.runs if r.seed == seed)))
+    return out
+
+
+def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray | None], list[np.ndarray], np.ndarray]:
+    """At the same ``states`` held-out steps (first action dimension): each run's predicted pmfs ``(S, K)``
+    (None for a point prediction), each run's evaluation-action bins ``(S,)``, and the target bins ``(S,)``.
+
+    The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
+    validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
+    """
+    import torch
+    import yaml
+
+    from fh_rl.build import held_out_batches, load_agent
+    from fh_rl.config import config_from_dict
+    from fh_rl.heads import normalized_pmf
+
+    cfg0 = config_from_dict(yaml.safe_load((runs[0].path / "config.yaml").read_text()))
+    # The runs' own data or nothing: never build a missing dataset (dataset.build) just to draw a figure.
+    cfg0 = dataclasses.replace(cfg0, dataset=dataclasses.replace(cfg0.dataset, build=None))
+    batches = held_out_batches(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
+    if not batches:
+        raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
+    pmfs, chosen, targets = [], [], None
+    for run in runs:
+        _, agent, _ = load_agent(run.path)
+        with torch.no_grad():
+            out = agent.eval().loss(batches[0])
+        M = len(out.targets)
+        idx = np.linspace(0, M - 1, min(states, M)).round().astype(int)
+        chosen.append(out.chosen[idx, 0].numpy())
+        targets = out.targets[idx, 0].numpy()
+        if out.log_probs is None:  # a point prediction (mse head): no pmf
+            pmfs.append(None)
+            continue
+        pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
+        pmfs.append(pmf[idx])
+    return pmfs, chosen, targets
+
+
+def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Path:
+    """The learned pmfs of one run per head over the same held-out states, one panel per state.
+
+    A head without a pmf (``mse``, a point prediction) is a dotted vertical line at its action's bin.
+    """
+    plt = pyplot()
+    reps = _representatives(groups)
+    pmfs, chosen, targets = held_out_pmfs([r for _, r in reps], states=states)
+    S = len(targets)
+    K = next((p.shape[1] for p in pmfs if p is not None), int(max(max(c) for c in chosen)) + 1)
+    fig, axes = plt.subplots(1, S, figsize=(3.2 * S, 3.0), sharey=False, squeeze=False)
+    bins = np.arange(K)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for s, ax in enumerate(axes[0]):
+        for i, ((group, run), pmf) in enumerate(zip(reps, pmfs)):
+            label, color = f"{group.label} (seed {run.seed})", colors[i % len(colors)]
+            if pmf is None:
+                ax.axvline(chosen[i][s], color=color, ls=":", lw=1.6, label=f"{label}, point prediction")
+            else:
+                ax.plot(bins, pmf[s], lw=1.4, color=color, label=label)
+        ax.axvline(targets[s], color="k", ls="--", lw=0.8, label="dataset action")
+        ax.set_title(f"held-out state {s + 1}", fontsize=9)
+        ax.set_xlabel("action bin")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("probability")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{env}: learned action distributions on the same held-out states")
+    fig.tight_layout()
+    return save_figure(fig, path)
+

@@ -1,0 +1,90 @@
+"""The comparison report: a markdown table per environment, ``comparison.json`` and the figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from fh_rl.atomic import atomic_write_text
+from fh_rl.compare.plots import plot_frequencies, plot_pmfs
+from fh_rl.compare.runs import VAL_METRICS, find_runs
+from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:,.{digits}f}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"### {env}",
+        "",
+        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL (bins) | val NLL (density) "
+        "| val accuracy | val smoothness | val action MSE |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        r = row["return"]
+        ci = f" [{_num(r['ci_low'], 1)}, {_num(r['ci_high'], 1)}]" if r["ci_low"] is not None else ""
+        norm = row["normalized"]["mean"] if row["normalized"] else None
+        lines.append(
+            f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
+            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|"
+        )
+    return "\n".join(lines)
+
+
+
+def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = True, pmf_states: int = 4) -> dict[str, Any]:
+    """Find, group and summarise the runs; write ``comparison.md``/``.json`` and figures into ``out``."""
+    runs, skipped = find_runs(paths)
+    if not runs:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        raise ValueError(f"no complete runs found under {', '.join(map(str, paths))}" + (f" ({reasons})" if reasons else ""))
+    groups, dropped = group_runs(runs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "statistics": {"return": "mean over seeds of each run's mean evaluation return (first target)",
+                       "ci": f"{CONFIDENCE:.0%} bootstrap of the mean over seeds, percentile method, "
+                             f"{N_RESAMPLES} resamples, rng seed {BOOTSTRAP_SEED} (scipy.stats.bootstrap)",
+                       "iqm": "scipy.stats.trim_mean(per-seed returns, 0.25)",
+                       "val": "last logged val/* value of each run, mean over seeds"},
+        "environments": {},
+        "figures": [],
+        "skipped": skipped + dropped,
+    }
+    md = ["# Head comparison", ""]
+    for env, env_groups in groups.items():
+        rows = [summarize(g) for g in env_groups]
+        result["environments"][env] = rows
+        md += [markdown_table(env, rows), ""]
+        if not figures:
+            continue
+        fig = plot_frequencies(env, rows, out / f"frequencies-{_slug(env)}.png")
+        if fig is not None:
+            result["figures"].append(str(fig))
+            md += [f"![return and smoothness vs frequencies]({fig.name})", ""]
+        try:
+            fig = plot_pmfs(env, env_groups, out / f"pmfs-{_slug(env)}.png", states=pmf_states)
+        except (ValueError, FileNotFoundError, KeyError) as exc:  # e.g. the dataset moved: tables still come out
+            result["skipped"].append({"path": f"pmfs-{_slug(env)}.png", "reason": f"no pmf figure: {exc}"})
+        else:
+            result["figures"].append(str(fig))
+            md += [f"![learned pmfs]({fig.name})", ""]
+    if result["skipped"]:
+        md += ["Skipped:", ""] + [f"- `{s['path']}`: {s['reason']}" for s in result["skipped"]] + [""]
+    md += [f"Return: {result['statistics']['return']}; CI: {result['statistics']['ci']}; "
+           f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}.", ""]
+    atomic_write_text(out / "comparison.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "comparison.md", "\n".join(md))
+    result["markdown"] = "\n".join(md)
+    return result
+
+
+def _slug(env: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in env)
+

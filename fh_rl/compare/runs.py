@@ -1,0 +1,137 @@
+"""Finding and reading run directories: config, evaluation returns and the last held-out scalars."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+VAL_METRICS = ("nll", "nll_density", "accuracy", "smoothness", "action_mse")
+"""The held-out scalars compare reads (``val/<name>``); the two NLLs are in different units (see the package doc)."""
+
+
+@dataclass
+class Run:
+    """A complete run as compare reads it."""
+
+    path: Path
+    env: str
+    agent: str
+    head: str
+    head_params: dict[str, Any]
+    seed: int
+    config: dict[str, Any]
+    """The flattened resolved config (``train.steps`` -> 500)."""
+    target: float | None
+    returns: list[float]
+    """Evaluation returns of the first target return, one per episode."""
+    val: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def return_mean(self) -> float:
+        return float(np.mean(self.returns))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and not (prefix == "" and key == "head"):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif prefix == "" and key == "head":
+            for k, v in value.items():
+                flat[f"head.{k}"] = v
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def last_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, float | None]:
+    """The value at the highest step of each scalar tag in the run's TensorBoard events (None when absent)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1, "tensors": 1,
+                                                         "audio": 1, "compressedHistograms": 1})
+    acc.Reload()
+    have = set(acc.Tags().get("scalars", []))
+    out: dict[str, float | None] = {}
+    for tag in tags:
+        if tag not in have:
+            out[tag] = None
+            continue
+        events = acc.Scalars(tag)
+        out[tag] = float(max(events, key=lambda e: (e.step, e.wall_time)).value)
+    return out
+
+
+def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
+    """Read a run directory; ValueError/FileNotFoundError saying what is missing or malformed."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError("no config.yaml") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"config.yaml unreadable ({type(exc).__name__})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("head"), dict) or not isinstance(cfg.get("env"), dict):
+        raise ValueError("config.yaml is not an fh_rl run config (no env/head sections)")
+    eval_path = run_dir / "eval.json"
+    if not eval_path.is_file():
+        raise FileNotFoundError("incomplete: no eval.json (training or evaluation did not finish)")
+    try:
+        payload = json.loads(eval_path.read_text())
+        first = payload["results"][0]
+        returns = [float(r) for r in first["returns"]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        raise ValueError("eval.json is malformed (expected results[0].returns)") from None
+    if not returns or not all(math.isfinite(r) for r in returns):
+        raise ValueError("eval.json holds no finite returns")
+    head = dict(cfg["head"])
+    name = head.pop("name", None)
+    if not isinstance(name, str):
+        raise ValueError("config.yaml has no head.name")
+    agent = cfg.get("agent", {}).get("name") if isinstance(cfg.get("agent"), dict) else None
+    run = Run(
+        path=run_dir,
+        env=str(payload.get("env") or cfg["env"].get("name")),
+        agent=str(agent),
+        head=name,
+        head_params=head,
+        seed=int(cfg.get("seed", 0)),
+        config=_flatten(cfg),
+        target=first.get("target_return"),
+        returns=returns,
+    )
+    if read_events:
+        values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])
+        run.val = {m: values[f"val/{m}"] for m in VAL_METRICS}
+    return run
+
+
+def find_runs(paths: Sequence[str | Path], *, read_events: bool = True) -> tuple[list[Run], list[dict[str, str]]]:
+    """Complete runs below ``paths`` and ``[{path, reason}]`` for the run directories skipped."""
+    runs, skipped = [], []
+    seen: set[Path] = set()
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{str(path)!r} does not exist; pass run directories or folders holding them")
+        candidates = {p.parent for p in path.rglob("config.yaml")} | {p.parent for p in path.rglob("manifest.json")}
+        if (path / "config.yaml").exists() or (path / "manifest.json").exists():
+            candidates.add(path)
+        for run_dir in sorted(candidates):
+            key = run_dir.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                runs.append(load_run(run_dir, read_events=read_events))
+            except (ValueError, FileNotFoundError) as exc:
+                skipped.append({"path": str(run_dir), "reason": str(exc)})
+    return runs, skipped
+

@@ -1,0 +1,147 @@
+"""Grouping runs that differ only in the seed, and the statistics over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fh_rl.compare.runs import VAL_METRICS, Run
+
+CONFIDENCE = 0.95
+N_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+IGNORED_KEYS = frozenset({
+    "seed", "run_root", "train.device", "train.threads", "train.amp", "eval.workers",
+    "train.checkpoint_every", "train.log_every", "train.pmf_states",
+})
+"""Config keys that do not change what a run learns or scores: never a reason to split groups."""
+
+
+
+def seed_statistics(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, 95% bootstrap CI of the mean, IQM and std of per-seed values (CI None for fewer than 2 seeds)."""
+    from scipy.stats import bootstrap, trim_mean
+
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    out: dict[str, Any] = {"n": int(len(x)), "values": x.tolist(), "mean": None, "ci_low": None, "ci_high": None,
+                           "iqm": None, "std": None}
+    if len(x) == 0:
+        return out
+    out["mean"] = float(x.mean())
+    out["iqm"] = float(trim_mean(x, 0.25))
+    out["std"] = float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    if len(x) > 1:
+        if np.ptp(x) == 0:
+            low = high = float(x[0])
+        else:
+            ci = bootstrap((x,), np.mean, confidence_level=CONFIDENCE, n_resamples=N_RESAMPLES, method="percentile",
+                           rng=np.random.default_rng(BOOTSTRAP_SEED)).confidence_interval
+            low, high = float(ci.low), float(ci.high)
+        out["ci_low"], out["ci_high"] = low, high
+    return out
+
+
+
+@dataclass
+class Group:
+    """Runs of one environment that differ only in the seed."""
+
+    env: str
+    agent: str
+    head: str
+    head_params: dict[str, Any]
+    settings: dict[str, Any]
+    """The swept settings that set this group apart (head parameters and other keys), for its label."""
+    runs: list[Run]
+
+    @property
+    def label(self) -> str:
+        extra = " ".join(f"{k[5:] if k.startswith('head.') else k}={v}" for k, v in self.settings.items())
+        return f"{self.agent}-{self.head}" + (f" {extra}" if extra else "")
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+
+def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[str, str]]]:
+    """Groups per environment, and the runs dropped as duplicates (same group and seed: the newest is kept)."""
+    by_env: dict[str, list[Run]] = {}
+    for run in runs:
+        by_env.setdefault(run.env, []).append(run)
+    out: dict[str, list[Group]] = {}
+    dropped: list[dict[str, str]] = []
+    for env, env_runs in sorted(by_env.items()):
+        keys = set().union(*(r.config for r in env_runs)) - IGNORED_KEYS
+        # Keys whose value differs between runs of the same head (or, outside head.*, between any runs).
+        varying = []
+        for key in sorted(keys):
+            if key.startswith("head."):
+                per_head: dict[str, set[str]] = {}
+                for r in env_runs:
+                    if key in r.config:
+                        per_head.setdefault(r.head, set()).add(json.dumps(r.config[key], sort_keys=True))
+                if any(len(v) > 1 for v in per_head.values()):
+                    varying.append(key)
+            elif len({json.dumps(r.config.get(key), sort_keys=True) for r in env_runs}) > 1:
+                if key != "head.name":
+                    varying.append(key)
+        groups: dict[str, Group] = {}
+        for run in env_runs:
+            settings = {k: run.config[k] for k in varying if k in run.config and k != "head.name"}
+            key = json.dumps([run.agent, run.head, run.head_params, settings], sort_keys=True, default=str)
+            if key not in groups:
+                groups[key] = Group(env, run.agent, run.head, dict(run.head_params), settings, [])
+            groups[key].runs.append(run)
+        for group in groups.values():
+            by_seed: dict[int, Run] = {}
+            for run in sorted(group.runs, key=lambda r: (_created(r.path), str(r.path))):
+                if run.seed in by_seed:
+                    dropped.append({"path": str(by_seed[run.seed].path),
+                                    "reason": f"duplicate of seed {run.seed} in {group.label}; kept the newer {run.path}"})
+                by_seed[run.seed] = run
+            group.runs = [by_seed[s] for s in sorted(by_seed)]
+        out[env] = sorted(groups.values(), key=_group_order)
+    return out, dropped
+
+
+def _created(path: Path) -> float:
+    try:
+        return (path / "eval.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _group_order(g: Group) -> tuple:
+    freq = g.head_params.get("num_frequencies")
+    return (g.agent, g.head != "linear", g.head, freq if isinstance(freq, (int, float)) else -1, g.label)
+
+
+def summarize(group: Group) -> dict[str, Any]:
+    """The statistics of one group (plain JSON types)."""
+    from fh_rl.envs.scores import normalized_score
+
+    returns = [r.return_mean for r in group.runs]
+    norm = [normalized_score(group.env, x) for x in returns]
+    targets = sorted({r.target for r in group.runs if r.target is not None})
+    return {
+        "label": group.label,
+        "agent": group.agent,
+        "head": group.head,
+        "head_params": group.head_params,
+        "settings": group.settings,
+        "seeds": group.seeds,
+        "n_seeds": len(group.runs),
+        "runs": [str(r.path) for r in group.runs],
+        "target_returns": targets,
+        "episodes": [len(r.returns) for r in group.runs],
+        "return": seed_statistics(returns),
+        "normalized": None if any(n is None for n in norm) else seed_statistics(norm),
+        "val": {m: seed_statistics([r.val.get(m) for r in group.runs]) for m in VAL_METRICS},
+    }
+

@@ -1,0 +1,351 @@
+"""``python -m fh_rl.study configs/studies/<name>.yaml``: one head-comparison study, end to end.
+
+    python -m fh_rl.study configs/studies/pendulum.yaml            # data, sweeps, compare, docs
+    python -m fh_rl.study configs/studies/pendulum.yaml --report   # only re-read the runs, rewrite docs
+
+A study is a YAML file: the dataset it needs (and the command that makes it),
+one or more sweeps (each a config, heads and ``--set`` grid, as
+``python -m fh_rl.sweep`` takes them), the seeds, and a few paragraphs of prose
+about the data and settings. Running it:
+
+1. makes the dataset when its file is missing (collectors write atomically);
+2. runs the sweeps *seed by seed* (every arm's seed 0, then every arm's seed 1,
+   ...), stage by stage (stage 1 first: the arms that answer the main
+   question), so an interrupted study has balanced arms; sweeps resume, so
+   running the same command again continues where it stopped;
+3. compares every finished run under the study's root with
+   :func:`fh_rl.compare.compare` (tables, bootstrap CIs, figures) into
+   ``docs/results/<name>/``, writes one record per run to
+   ``docs/results/<name>.json`` (env, agent, head and its settings, seed, every
+   evaluation return, val NLL / accuracy / smoothness, steps, wall time, git
+   commit), and rewrites the study's section of ``docs/results.md`` from those
+   files, verdict included. Nothing in that section is typed by hand except
+   the YAML's prose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from fh_rl.cli import run_cli
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PAGE_HEADER = """# Results: which action head earns more return?
+
+Every number on this page is produced by `python -m fh_rl.study configs/studies/<study>.yaml`
+from the runs of that study; the per-run records are in `docs/results/<study>.json` and the
+grouped statistics in `docs/results/<study>/comparison.json`. Returns are the mean over seeds of
+each run's mean evaluation return, with a 95% bootstrap confidence interval over seeds.
+Overlapping intervals mean *no evidence of a difference*, not a win.
+"""
+
+
+@dataclass
+class SweepSpec:
+    """One sweep of a study (the arguments of ``python -m fh_rl.sweep``)."""
+
+    name: str
+    """Sub-folder of the study root; also how the docs name this sweep."""
+    config: str
+    """Training config the sweep starts from."""
+    heads: list[str]
+    """Heads to train (``--heads``)."""
+    set: list[str] = field(default_factory=list)
+    """``--set`` arguments: ``key=v1,v2`` is a grid axis, ``key=v`` a fixed override."""
+    dir: str = ""
+    """Sub-folder of the study root its runs go to (default: ``name``); sweeps may share one."""
+    stage: int = 1
+    """Stages run in order, each seed by seed: put the arms that answer the main question in stage 1."""
+
+    @property
+    def folder(self) -> str:
+        return self.dir or self.name
+
+
+@dataclass
+class StudySpec:
+    """A study as its YAML file describes it."""
+
+    name: str
+    """Short name: the docs section, ``docs/results/<name>.json`` and ``docs/results/<name>/``."""
+    title: str
+    """Section heading in docs/results.md."""
+    root: str
+    """Where the study's sweeps keep their runs (``<root>/<sweep name>/``)."""
+    seeds: list[int]
+    """Seeds of every arm."""
+    sweeps: list[SweepSpec]
+    """The arms, as sweeps."""
+    jobs: int = 1
+    """Trainings at a time within a sweep."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """``path`` of the dataset and, optionally, ``command`` (a list) that makes it when missing."""
+    about: str = ""
+    """Markdown prose: what the data is and how it was made, the settings, caveats."""
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and check a study YAML; ValueError naming the bad key."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study file {str(path)!r} not found; studies live in configs/studies/")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a study file must be a mapping with name, title, root, seeds, sweeps")
+    missing = [k for k in ("name", "title", "root", "seeds", "sweeps") if k not in raw]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
+    sweeps = raw["sweeps"]
+    if not isinstance(sweeps, list) or not sweeps:
+        raise ValueError(f"{path}: sweeps must be a non-empty list")
+    specs = []
+    for i, s in enumerate(sweeps):
+        if not isinstance(s, dict) or not {"name", "config", "heads"} <= set(s):
+            raise ValueError(f"{path}: sweeps[{i}] needs name, config and heads")
+        unknown = set(s) - {"name", "config", "heads", "set", "dir", "stage"}
+        if unknown:
+            raise ValueError(f"{path}: sweeps[{i}] has unknown key(s) {sorted(unknown)}")
+        stage = s.get("stage", 1)
+        if not isinstance(stage, int) or isinstance(stage, bool) or stage < 1:
+            raise ValueError(f"{path}: sweeps[{i}].stage must be a positive integer, got {stage!r}")
+        specs.append(SweepSpec(str(s["name"]), str(s["config"]), [str(h) for h in s["heads"]],
+                               [str(x) for x in s.get("set") or []], str(s.get("dir") or ""), stage))
+    if len({s.name for s in specs}) != len(specs):
+        raise ValueError(f"{path}: sweep names must be unique")
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds):
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    unknown = set(raw) - {"name", "title", "root", "seeds", "sweeps", "jobs", "data", "about"}
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
+    return StudySpec(name=str(raw["name"]), title=str(raw["title"]), root=str(raw["root"]), seeds=seeds,
+                     sweeps=specs, jobs=int(raw.get("jobs", 1)), data=dict(raw.get("data") or {}),
+                     about=str(raw.get("about") or ""))
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def make_data(study: StudySpec) -> None:
+    """Run the study's data command when its dataset file is missing."""
+    path = study.data.get("path")
+    command = study.data.get("command")
+    if not path or Path(path).exists() or not command:
+        return
+    print(f"study {study.name}: making {path}: {' '.join(map(str, command))}", flush=True)
+    subprocess.run([sys.executable if c == "python" else str(c) for c in command], check=True)
+
+
+def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int) -> list[str]:
+    cmd = [sys.executable, "-m", "fh_rl.sweep", "--config", sweep.config, "--heads", *sweep.heads]
+    for s in sweep.set:
+        cmd += ["--set", s]
+    return cmd + ["--seeds", str(seed), "--jobs", str(study.jobs), "--root", str(Path(study.root) / sweep.folder)]
+
+
+def run_sweeps(study: StudySpec) -> list[str]:
+    """Every sweep, stage by stage, seed-major within a stage; the sweeps that reported failed runs."""
+    failed = []
+    for stage in sorted({s.stage for s in study.sweeps}):
+        for seed in study.seeds:
+            for sweep in (s for s in study.sweeps if s.stage == stage):
+                print(f"study {study.name}: sweep {sweep.name}, seed {seed}", flush=True)
+                if subprocess.run(sweep_command(study, sweep, seed)).returncode != 0:
+                    failed.append(f"{sweep.name} seed {seed}")
+    return failed
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def _git_commit(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / "manifest.json").read_text())["git"]["commit"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _events_span(run_dir: Path) -> tuple[int | None, float | None]:
+    """(last logged step, seconds from the first to the last TensorBoard event) of a run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1,
+                                                         "tensors": 1})
+    acc.Reload()
+    times, steps = [], []
+    for tag in acc.Tags().get("scalars", []):
+        for e in acc.Scalars(tag):
+            times.append(e.wall_time)
+            steps.append(e.step)
+    if not times:
+        return None, None
+    return max(steps), max(times) - min(times)
+
+
+def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """One plain-JSON record per run (see the module docstring)."""
+    records = []
+    for run in runs:
+        payload = json.loads((run.path / "eval.json").read_text())
+        steps, wall = _events_span(run.path)
+        records.append({
+            "env": run.env,
+            "agent": run.agent,
+            "head": run.head,
+            "head_params": run.head_params,
+            "seed": run.seed,
+            "config": run.config,
+            "evaluations": [{"target_return": r.get("target_return"), "returns": r.get("returns")}
+                            for r in payload.get("results", [])],
+            "return_mean": run.return_mean,
+            "val": run.val,
+            "steps": steps,
+            "wall_time_s": None if wall is None else round(wall, 1),
+            "git_commit": _git_commit(run.path),
+            "path": str(run.path),
+        })
+    return records
+
+
+# ----------------------------------------------------------------------------- verdict
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
+    if a["ci_low"] is None or b["ci_low"] is None:
+        return None
+    return not (a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"])
+
+
+def verdict(rows: list[dict[str, Any]]) -> list[str]:
+    """Plain-words lines: each head setting against the linear head of the same agent, by CI overlap."""
+    lines = []
+    for base in (r for r in rows if r["head"] == "linear"):
+        for row in rows:
+            if row is base or row["agent"] != base["agent"]:
+                continue
+            overlap = _overlap(row["return"], base["return"])
+            a, b = row["return"]["mean"], base["return"]["mean"]
+            if overlap is None:
+                word = "too few seeds for an interval"
+            elif overlap:
+                word = "intervals overlap: no evidence of a difference"
+            else:
+                word = "intervals do not overlap: " + ("higher" if a > b else "lower") + " return than linear"
+            lines.append(f"- {row['label']} vs {base['label']}: {a:.1f} vs {b:.1f} "
+                         f"({row['n_seeds']} vs {base['n_seeds']} seeds); {word}.")
+    return lines
+
+
+# ----------------------------------------------------------------------------- docs
+
+
+def _dataset_summary(path: str | None) -> str:
+    """Episodes, transitions and the episode-return distribution of an HDF5 dataset (empty when absent)."""
+    if not path or not Path(path).is_file() or not str(path).endswith((".hdf5", ".h5")):
+        return ""
+    import numpy as np
+
+    from fh_rl.datasets.hdf5 import load_hdf5
+
+    data = load_hdf5(path)
+    returns = np.asarray(data.episode_returns, dtype=float)
+    lengths = np.asarray(data.episode_lengths)
+    q = np.percentile(returns, [0, 25, 50, 75, 100])
+    return (f"Dataset `{path}`: {len(returns)} episodes, {int(lengths.sum()):,} transitions; episode "
+            f"return min / 25% / median / 75% / max = {' / '.join(f'{x:.1f}' for x in q)}.")
+
+
+def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, Any]], failed: list[str]) -> str:
+    """The study's section of docs/results.md, between its start and end markers."""
+    lines = [f"<!-- study:{study.name}:start -->", f"## {study.title}", ""]
+    lines += [f"Regenerate: `python -m fh_rl.study configs/studies/{study.name}.yaml` "
+              f"({len(records)} runs; per-run records in `docs/results/{study.name}.json`).", ""]
+    if study.about.strip():
+        lines += [study.about.strip(), ""]
+    summary = _dataset_summary(study.data.get("path"))
+    if summary:
+        lines += [summary, ""]
+    commits = sorted({r["git_commit"] for r in records if r["git_commit"]})
+    walls = [r["wall_time_s"] for r in records if r["wall_time_s"] is not None]
+    if commits:
+        lines += [f"Code: commit{'s' if len(commits) > 1 else ''} {', '.join(c[:10] for c in commits)}."
+                  + (f" Wall time per run (training + evaluation, 1 CPU thread): median "
+                     f"{sorted(walls)[len(walls) // 2]:.0f} s." if walls else ""), ""]
+    for env, rows in result["environments"].items():
+        from fh_rl.compare import markdown_table
+
+        lines += [markdown_table(env, rows).replace(f"### {env}", f"### {env} ({study.name})"), ""]
+        episodes = sorted({e for r in rows for e in r["episodes"]})
+        lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
+                  "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]
+        lines += ["Verdict (return, against the linear head):", ""] + (verdict(rows) or ["- no linear baseline"]) + [""]
+    for fig in result.get("figures", []):
+        name = Path(fig).name
+        lines += [f"![{name}](results/{study.name}/{name})", ""]
+    if failed:
+        lines += ["Sweeps with failed runs in the last invocation: " + "; ".join(failed) + ".", ""]
+    lines += [f"<!-- study:{study.name}:end -->"]
+    return "\n".join(lines)
+
+
+def rewrite_page(page: Path, name: str, text: str) -> None:
+    """Replace (or append) the study's marked section of docs/results.md, atomically."""
+    from fh_rl.atomic import atomic_write_text
+
+    current = page.read_text() if page.exists() else PAGE_HEADER
+    start, end = f"<!-- study:{name}:start -->", f"<!-- study:{name}:end -->"
+    if start in current and end in current:
+        before, rest = current.split(start, 1)
+        after = rest.split(end, 1)[1]
+        current = before + text + after
+    else:
+        current = current.rstrip("\n") + "\n\n" + text + "\n"
+    atomic_write_text(page, current)
+
+
+def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "docs") -> dict[str, Any]:
+    """Compare the study's finished runs; rewrite ``<docs>/results/<name>{.json,/}`` and its section of
+    ``<docs>/results.md``."""
+    from fh_rl.atomic import atomic_write_text
+    from fh_rl.compare import compare, find_runs
+
+    docs = Path(docs)
+    result = compare([study.root], docs / "results" / study.name)
+    runs, _ = find_runs([study.root])
+    records = sorted(run_records(runs), key=lambda r: (r["env"], r["agent"], r["head"],
+                                                       json.dumps(r["head_params"], sort_keys=True), r["seed"]))
+    atomic_write_text(docs / "results" / f"{study.name}.json",
+                      json.dumps({"study": study.name, "runs": records}, indent=1, allow_nan=False) + "\n")
+    rewrite_page(docs / "results.md", study.name, section(study, result, records, list(failed)))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fh_rl.study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", help="a study YAML, e.g. configs/studies/pendulum.yaml")
+    parser.add_argument("--report", action="store_true", help="skip data and sweeps: only compare and rewrite docs")
+    parser.add_argument("--docs", default="docs", help="docs folder to write results.md and results/ into (default docs)")
+    args = parser.parse_args(argv)
+    study = load_study(args.study)
+    failed: list[str] = []
+    if not args.report:
+        make_data(study)
+        failed = run_sweeps(study)
+    result = report(study, failed, args.docs)
+    n = sum(len(rows) for rows in result["environments"].values())
+    print(f"study {study.name}: {n} groups; wrote {args.docs}/results.md, {args.docs}/results/{study.name}.json "
+          f"and {args.docs}/results/{study.name}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

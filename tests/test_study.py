@@ -1,0 +1,106 @@
+"""Studies: a tiny real study end to end (sweeps seed by seed, compare, per-run records, docs section)."""
+
+import json
+
+import pytest
+import yaml
+
+from fh_rl import study
+from fh_rl.cli import run_cli
+from tests.tiny_run import REPO, child_env, write_tiny_config
+
+
+@pytest.fixture
+def tiny_study(tmp_path, pendulum_hdf5, monkeypatch):
+    config = write_tiny_config(tmp_path, pendulum_hdf5)
+    spec = {
+        "name": "tiny",
+        "title": "Tiny study",
+        "root": str(tmp_path / "runs"),
+        "seeds": [0, 1],
+        "data": {"path": str(pendulum_hdf5)},
+        "sweeps": [
+            {"name": "main", "config": str(config), "heads": ["linear", "fourier"], "set": ["head.num_frequencies=2"]},
+            {"name": "nomargin", "config": str(config), "heads": ["fourier"],
+             "set": ["head.num_frequencies=2", "env.margin_bins=0", "train.lr=0.001"]},
+        ],
+        "about": "**Data.** eight random episodes.",
+    }
+    path = tmp_path / "tiny-study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    for key, value in child_env().items():
+        monkeypatch.setenv(key, value)
+    return path
+
+
+@pytest.mark.slow
+def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, tmp_path, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    # Another study's section must survive the rewrite.
+    (docs / "results.md").write_text(study.PAGE_HEADER + "\n<!-- study:other:start -->\nOTHER\n<!-- study:other:end -->\n")
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs)]) == 0
+    out = capsys.readouterr().out
+    # Seed-major: every sweep's seed 0 before any seed 1.
+    order = [line for line in out.splitlines() if line.startswith("study tiny: sweep")]
+    assert order == ["study tiny: sweep main, seed 0", "study tiny: sweep nomargin, seed 0",
+                     "study tiny: sweep main, seed 1", "study tiny: sweep nomargin, seed 1"]
+
+    records = json.loads((docs / "results" / "tiny.json").read_text())["runs"]
+    assert len(records) == 6  # (linear, fourier, fourier lr 1e-3) x 2 seeds
+    assert sorted({(r["head"], r["seed"]) for r in records}) == [("fourier", 0), ("fourier", 1), ("linear", 0), ("linear", 1)]
+    for r in records:
+        assert r["env"] == "Pendulum-v1" and r["agent"] == "dt"
+        assert len(r["evaluations"][0]["returns"]) == 1
+        assert r["return_mean"] == pytest.approx(r["evaluations"][0]["returns"][0])
+        assert r["steps"] == 6 and r["wall_time_s"] is not None
+        assert set(r["val"]) == {"nll", "accuracy", "smoothness"} and r["val"]["nll"] > 0
+    assert (docs / "results" / "tiny" / "comparison.json").is_file()
+
+    page = (docs / "results.md").read_text()
+    assert "OTHER" in page and page.count("<!-- study:tiny:start -->") == 1
+    section = page.split("<!-- study:tiny:start -->")[1].split("<!-- study:tiny:end -->")[0]
+    assert "## Tiny study" in section and "eight random episodes" in section
+    assert "6 runs" in section and "Verdict" in section
+    assert "dt-fourier" in section and "vs dt-linear" in section
+    # The verdict's means come from the records.
+    linear = [r["return_mean"] for r in records if r["head"] == "linear"]
+    assert f"vs {sum(linear) / 2:.1f} (2 vs 2 seeds)" in section
+
+    # Rerunning only the report rewrites the section in place (no duplicate), and reruns nothing.
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs), "--report"]) == 0
+    again = (docs / "results.md").read_text()
+    assert again.count("<!-- study:tiny:start -->") == 1 and "OTHER" in again
+    assert "study tiny: sweep" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"name": "x"}, "missing key"),
+        ({"name": "x", "title": "t", "root": "r", "seeds": [0], "sweeps": []}, "non-empty list"),
+        ({"name": "x", "title": "t", "root": "r", "seeds": [0], "sweeps": [{"name": "a", "config": "c"}]}, "needs name"),
+        ({"name": "x", "title": "t", "root": "r", "seeds": "0", "sweeps": [{"name": "a", "config": "c", "heads": ["linear"]}]},
+         "list of integers"),
+        ({"name": "x", "title": "t", "root": "r", "seeds": [0], "sweeps": [{"name": "a", "config": "c", "heads": ["linear"]}],
+          "jbos": 2}, "unknown key"),
+    ],
+)
+def test_bad_study_files_are_one_line_errors(tmp_path, spec, match):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=match):
+        study.load_study(path)
+
+
+def test_missing_study_file_exits_2(tmp_path, capsys):
+    assert run_cli(study.main, [str(tmp_path / "nope.yaml")]) == 2
+    assert "configs/studies" in capsys.readouterr().err
+
+
+def test_repository_studies_parse():
+    for path in sorted((REPO / "configs" / "studies").glob("*.yaml")):
+        spec = study.load_study(path)
+        assert len(spec.seeds) >= 5, path
+        for sweep in spec.sweeps:
+            assert (REPO / sweep.config).is_file(), f"{path}: {sweep.config}"
