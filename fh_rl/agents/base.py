@@ -77,15 +77,15 @@ class AgentLoss(NamedTuple):
         negative log-likelihood of the target bin (heads that score bins), of the action's density
         (``gaussian``: ``nll_density``), or the squared error (``mse``).
     regularization: the head's regulariser (scalar).
-    accuracy: fraction of (step, action dim) pairs where the evaluation action (argmax bin,
-        or ``tanh(mean)``) falls in the dataset action's bin.
+    accuracy: fraction of (step, action dim) pairs where the evaluation action is in the dataset
+        action's bin (the argmax bin is the target bin; ``tanh(mean)`` falls in the target bin).
     tokens: number of real (non-padding) steps in the batch (int tensor), for the token schedule.
     log_probs: ``(M, A, K)`` predicted log-pmfs over the codec's bins at the real steps (the
         discretised density for ``gaussian``); None for a point prediction (``mse``).
     targets: ``(M, A)`` target bins at the real steps.
     action_mse: squared error of the evaluation action against the dataset action on the
         [-1, 1] scale, averaged (Box actions; None for discrete actions).
-    chosen: ``(M, A)`` the bins of the evaluation action at the real steps.
+    chosen: ``(M, A)`` the bins of the evaluation action at the real steps (the argmax bin for heads that score bins).
     """
 
     loss: torch.Tensor
@@ -226,11 +226,12 @@ class Agent(nn.Module):
             real = actions[mask]  # (M[, A]) environment actions
             bins = self.action_bins(real)  # (M, A)
             log_probs = self.head.bin_log_probs(out, self.bin_edges)  # (*L, A, K) or None
-            chosen = self.decode_actions(self.head.mode(out)[mask])  # (M[, A]) the evaluation action
-            chosen_bins = self.action_bins(chosen)  # (M, A)
+            mode = self.head.mode(out)[mask]  # (M, A) the evaluation action, as the head scores it
+            chosen_bins = torch.as_tensor(self.head.to_bins(self.codec, mode), device=mode.device).long()  # (M, A)
             accuracy = (chosen_bins == bins).float().mean()
             action_mse = None
-            if self.codec.continuous:
+            if self.codec.continuous:  # on the [-1, 1] scale, the action the environment gets (margin bins clamped)
+                chosen = self.decode_actions(mode)  # (M, A) environment actions
                 action_mse = (self.codec.to_unit(chosen) - self.codec.to_unit(real)).square().mean()
         return AgentLoss(
             loss=nll + out.regularization,

@@ -24,7 +24,8 @@ and each kind implements them in its own terms:
   None for a point prediction), so that held-out NLL, accuracy and smoothness
   compare heads in one unit;
 - ``encode_actions(codec, actions)`` / ``decode_actions(codec, x)``:
-  environment actions to and from what the head scores.
+  environment actions to and from what the head scores; ``to_bins(codec, x)``
+  the codec's bins of what the head scores (for accuracy).
 """
 
 from __future__ import annotations
@@ -154,6 +155,10 @@ class Head(nn.Module):
         """Bins -> environment actions (``codec.decode``: the bin centre, or a sample within the bin with ``rng``)."""
         return codec.decode(bins, rng=rng)
 
+    def to_bins(self, codec: Any, bins: Any) -> Any:
+        """The codec's bins ``(..., A)`` of actions this head scores: these are bins already."""
+        return bins
+
 
 class ContinuousHead(Head):
     """Base class of heads that score continuous actions: ``h (..., D)`` -> :class:`ContinuousOutput`.
@@ -194,6 +199,10 @@ class ContinuousHead(Head):
     def decode_actions(self, codec: Any, actions: Any, rng: Any = None) -> Any:
         """Values in [-1, 1] -> environment actions (``codec.from_unit``)."""
         return codec.from_unit(actions)
+
+    def to_bins(self, codec: Any, actions: Any) -> Any:
+        """The codec's bins ``(..., A)`` that values in [-1, 1] fall in."""
+        return codec.encode(codec.from_unit(actions))
 
 
 def register_head(name: str):

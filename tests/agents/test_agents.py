@@ -211,3 +211,20 @@ def test_continuous_heads_learn_a_deterministic_action(head):
     with torch.no_grad():
         final = model.loss(big)
     assert float(final.action_mse) < min(0.02, first / 5), (first, float(final.action_mse))
+
+
+@pytest.mark.parametrize("head", available_heads("bins"))
+def test_bin_heads_accuracy_is_argmax_against_target_also_with_margins(head):
+    codec = make_codec(gym.spaces.Box(-2.0, 2.0, (2,)), num_bins=6, margin_bins=3)
+    cfg = AgentConfig(name="bc", embed_dim=16, hidden_dim=16, dropout=0.0)
+    torch.manual_seed(0)
+    model = build_agent(cfg, head=head, state_shape=(3,), codec=codec).eval()
+    with torch.no_grad():
+        model.head.proj.bias.zero_()
+        model.head.proj.bias[0] = 5.0  # pushes the linear head's first dimension into margin bin 0
+        out = model.loss(TransitionSampler(synthetic_dataset("box"), 64, seed=0).sample())
+    argmax = out.log_probs.argmax(-1)
+    assert torch.equal(out.chosen, argmax)  # a margin bin counts as the margin bin, never as the bound's bin
+    assert float(out.accuracy) == pytest.approx(float((argmax == out.targets).float().mean()))
+    if head == "linear":
+        assert (argmax[:, 0] == 0).all() and float(out.accuracy) < 1
