@@ -126,7 +126,7 @@ def build_codec(env_cfg: EnvConfig, *, seed: int = 0) -> ActionCodec:
             env.action_space,
             num_bins=env_cfg.num_bins if box else None,
             ordering=env_cfg.ordering,
-            action_meanings=env.unwrapped.get_action_meanings() if env_cfg.ordering == "joystick" else None,
+            action_meanings=getattr(env.unwrapped, "get_action_meanings", lambda: None)() if not box else None,
             sample_within_bin=env_cfg.sample_within_bin,
             margin_bins=env_cfg.margin_bins if box else 0,
         )
@@ -174,6 +174,10 @@ def load_dataset(cfg: Config, *, progress: bool = True) -> TrajectoryDataset:
     """The configured dataset (FileNotFoundError naming the path when missing; made first if ``dataset.build``)."""
     d = cfg.dataset
     path = Path(d.path)
+    if d.format == "minari":
+        from fh_rl.datasets import load_minari
+
+        return load_minari(d.path)  # a path or an id (FileNotFoundError naming it, with the collector to make one)
     if not path.exists() and d.build is not None:
         if d.format != "hdf5":
             raise ValueError(
@@ -203,6 +207,17 @@ def load_dataset(cfg: Config, *, progress: bool = True) -> TrajectoryDataset:
         protocol=d.replay_sampling,
         progress=progress,
     )
+
+
+def resolve_env(cfg: Config) -> Config:
+    """``cfg`` with ``env.name`` filled in from a Minari dataset's spec when the config names none."""
+    import dataclasses
+
+    if cfg.env.name is not None:
+        return cfg
+    from fh_rl.datasets.hdf5 import minari_env_id
+
+    return dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, name=minari_env_id(cfg.dataset.path)))
 
 
 def build_dataset(cfg: Config, *, progress: bool = True) -> Path:

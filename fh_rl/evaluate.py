@@ -3,8 +3,9 @@
 The agent is rebuilt from the checkpoint alone (config, agent spec, weights
 loaded with ``weights_only=True``), evaluated by the rollout workers for each
 target return, and the results are printed as a table, written to the run's
-``eval.json`` and logged as TensorBoard scalars ``eval/return_mean/target_<R>``,
-``eval/return_std/...`` and ``eval/normalized/...``.
+``eval.json`` and logged as TensorBoard scalars ``eval/return_mean``,
+``eval/return_std`` and ``eval/normalized`` at the run's own target, with a
+``/target_<R>`` suffix at any other (:func:`fh_rl.board.eval_tag`).
 
 ``--backend ray [--address ADDR]`` spreads the episodes over ``--workers`` Ray
 actors instead of local worker processes (``pip install "fh_rl[ray]"``);
@@ -25,11 +26,6 @@ import torch
 from fh_rl.atomic import atomic_write_text
 from fh_rl.cli import run_cli
 from fh_rl.envs import resolve_protocol
-
-
-def target_tag(target: float | None) -> str:
-    """``target_90`` / ``target_-150.5`` (``target_none`` for agents without one): the TensorBoard tag suffix."""
-    return "target_none" if target is None else f"target_{target:g}"
 
 
 def normalized(env_name: str, score: float) -> float | None:
@@ -59,12 +55,15 @@ def run_evaluation(
     backend: str = "local",
     address: str | None = None,
     gpus_per_worker: float = 0.0,
+    timesteps: str = "own",
+    integer_rtg: bool = False,
 ) -> list[dict[str, Any]]:
     """Evaluate ``agent`` for each target return; one result dict per target (raw returns and normalised).
 
     ``backend="ray"``: ``workers`` Ray actors (``gpus_per_worker`` GPUs each; the
     policy runs on CUDA there when > 0, else on CPU) run contiguous chunks of
     the episodes, with the same seed per episode as the local workers.
+    ``timesteps`` and ``integer_rtg``: see :class:`~fh_rl.agents.inference.AgentPolicy`.
     """
     import copy
     import functools
@@ -87,39 +86,52 @@ def run_evaluation(
     for i, target in enumerate(targets):
         if backend == "ray":
             factory = functools.partial(AgentPolicy, agent, target_return=target or 0.0, sample=sample, rtg_mode=rtg_mode,
-                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu")
+                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu",
+                                        timesteps=timesteps, integer_rtg=integer_rtg)
             res = evaluate_on_ray(factory, env_name, episodes, actors=max(workers, 1), seed=seed, protocol=protocol,
                                   address=address, num_gpus=gpus_per_worker, progress=progress)
         else:
             policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode,
-                                 seed=seed + i)
+                                 seed=seed + i, timesteps=timesteps, integer_rtg=integer_rtg)
             res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
-        returns = np.asarray(res.returns, dtype=np.float64)
-        norm = [normalized(env_name, float(r)) for r in returns]
-        results.append(
-            {
-                "target_return": None if target is None else float(target),
-                "rtg_mode": rtg_mode,
-                "sample": sample,
-                "returns": returns.tolist(),
-                "lengths": np.asarray(res.lengths).tolist(),
-                "seeds": np.asarray(res.seeds).tolist(),
-                "return_mean": float(returns.mean()),
-                "return_std": float(returns.std()),
-                "normalized_mean": None if any(n is None for n in norm) else float(np.mean(norm)),
-            }
-        )
+        results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample,
+                                     timesteps=timesteps, integer_rtg=integer_rtg))
     return results
 
 
-def log_results(writer: Any, results: list[dict[str, Any]], step: int) -> None:
-    """TensorBoard scalars per target return."""
+def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool,
+                  timesteps: str | None = None, integer_rtg: bool = False) -> dict[str, Any]:
+    """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean."""
+    returns = np.asarray(res.returns, dtype=np.float64)
+    norm = [normalized(env_name, float(r)) for r in returns]
+    return {
+        "target_return": None if target is None else float(target),
+        "rtg_mode": rtg_mode,
+        "sample": sample,
+        "timesteps": timesteps,
+        "integer_rtg": integer_rtg,
+        "returns": returns.tolist(),
+        "lengths": np.asarray(res.lengths).tolist(),
+        "seeds": np.asarray(res.seeds).tolist(),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "normalized_mean": None if any(n is None for n in norm) else float(np.mean(norm)),
+    }
+
+
+def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first") -> None:
+    """TensorBoard scalars: ``eval/return_mean`` etc. at the run's own target ``primary`` (default: the first
+    result's), ``eval/return_mean/target_<R>`` at other targets (:func:`fh_rl.board.eval_tag`)."""
+    from fh_rl.board import eval_tag
+
+    if primary == "first":
+        primary = results[0]["target_return"] if results else None
     for r in results:
-        tag = target_tag(r["target_return"])
-        writer.add_scalar(f"eval/return_mean/{tag}", r["return_mean"], step)
-        writer.add_scalar(f"eval/return_std/{tag}", r["return_std"], step)
+        target = r["target_return"]
+        writer.add_scalar(eval_tag("return_mean", target, primary), r["return_mean"], step)
+        writer.add_scalar(eval_tag("return_std", target, primary), r["return_std"], step)
         if r["normalized_mean"] is not None:
-            writer.add_scalar(f"eval/normalized/{tag}", r["normalized_mean"], step)
+            writer.add_scalar(eval_tag("normalized", target, primary), r["normalized_mean"], step)
 
 
 def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | None = None) -> str:
@@ -150,7 +162,7 @@ def _run_dir_of(path: Path) -> Path:
     return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fh_rl.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="run directory (uses checkpoints/last.pt) or a .pt checkpoint")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per target return (default: the run's eval.episodes)")
@@ -169,7 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="local worker processes, or --workers Ray actors (pip install \"fh_rl[ray]\")")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0: CPU policies)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.backend == "local" and args.address:
         raise ValueError("--address needs --backend ray")
     for name in ("episodes", "workers"):
@@ -201,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend=args.backend,
         address=args.address,
         gpus_per_worker=args.gpus_per_worker,
+        timesteps=cfg.eval.timesteps,
+        integer_rtg=cfg.eval.integer_returns_to_go,
     )
     print(format_table(results, cfg.env.name, protocol))
     run_dir = _run_dir_of(Path(args.checkpoint))
@@ -215,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(run_dir)) as writer:
-        log_results(writer, results, int(state["step"]))
+        own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
+        log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None)
     print(f"wrote {path}")
     return 0
 

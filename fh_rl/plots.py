@@ -1,14 +1,18 @@
-"""Drawing: the TensorBoard pmf image of the training loop and matplotlib figures saved atomically.
+"""Drawing: predicted pmfs over labelled action bins, and matplotlib figures saved atomically.
 
-``pmf_image`` draws with numpy alone (no plotting library in the training
-loop); figure code (``fh_rl.compare``, ``benchmarks/density``) gets pyplot from
-:func:`pyplot` (the non-interactive Agg backend) and writes with :func:`save_figure`.
+:func:`draw_pmfs` is the one way a pmf is drawn: TensorBoard's ``val/pmf``
+images (:func:`pmf_image`) and ``compare``'s pmf figures both use it, with the
+bins labelled by :func:`bin_axis` (Atari action names, Box action values) and
+the dataset's action marked. Figure code gets pyplot from :func:`pyplot` (the
+non-interactive Agg backend) and writes with :func:`save_figure`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -16,26 +20,96 @@ import torch
 from fh_rl.atomic import atomic_open
 
 
-def pmf_image(pmf: torch.Tensor, targets: torch.Tensor, count: int = 8, height: int = 48) -> np.ndarray:
-    """A (3, H, W) uint8 image: bar charts of ``count`` predicted pmfs (first action dim), one per row.
+@dataclass(frozen=True)
+class BinAxis:
+    """How one action dimension's K bins read on a plot: action names (discrete) or action values (Box)."""
 
-    Bars are blue, scaled to each pmf's maximum; the target bin's column is
-    tinted red. Drawn with numpy (no plotting library in the training loop).
+    labels: list[str]
+    """One label per bin: the action's name (Atari: NOOP, FIRE, ...) or its value (the bin centre)."""
+    values: np.ndarray | None = None
+    """Box: the bins' centres in action units (the x positions); None: bins are categories 0..K-1."""
+    bounds: tuple[float, float] | None = None
+    """Box: the action bounds; bins beyond them (``env.margin_bins``) are shaded as never-target."""
+    title: str = "action bin"
+    """The x-axis title."""
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.values if self.values is not None else np.arange(len(self.labels))
+
+
+def bin_axis(codec: Any = None, num_bins: int | None = None, dim: int = 0) -> BinAxis:
+    """The :class:`BinAxis` of an action codec's dimension ``dim`` (plain bin numbers without a codec)."""
+    if codec is None:
+        return BinAxis([str(b) for b in range(int(num_bins or 0))])
+    if hasattr(codec, "order"):  # DiscreteCodec: bin b is env action order[b]
+        meanings = codec.action_meanings
+        names = [meanings[a] if meanings else f"action {a}" for a in codec.order.tolist()]
+        return BinAxis(names, title=f"action ({codec.ordering} order)")
+    m = codec.margin_bins
+    low, width = float(codec.low[dim]), float(codec.width[dim])
+    centres = low + (np.arange(codec.num_bins) - m + 0.5) * width  # margin bins sit beyond the bounds
+    what = "action" if codec.action_dims == 1 else f"action[{dim}]"
+    return BinAxis([f"{c:.3g}" for c in centres], centres, (low, float(codec.high[dim])), f"{what} value")
+
+
+def draw_pmfs(ax: Any, axis: BinAxis, pmfs: Sequence[tuple[str, np.ndarray]], target: int | None = None,
+              title: str | None = None, points: Sequence[tuple[str, int]] = ()) -> None:
+    """Draw predicted pmfs ``(label, (K,))`` over ``axis`` on a matplotlib ``ax``; mark the dataset action ``target``.
+
+    One pmf is drawn as bars, several as overlaid lines (heads side by side).
+    ``points`` ``(label, bin)`` are heads without a pmf (point predictions): a dotted line at their bin.
+    The shared plotting code of TensorBoard's ``val/pmf`` images and ``compare``'s figures.
     """
+    x = axis.x
+    width = float(np.min(np.diff(x))) if len(x) > 1 else 1.0
+    if axis.bounds is not None and len(x) and (x[0] < axis.bounds[0] or x[-1] > axis.bounds[1]):
+        for lo, hi in ((x[0] - width / 2, axis.bounds[0]), (axis.bounds[1], x[-1] + width / 2)):
+            ax.axvspan(lo, hi, color="0.9", lw=0, zorder=0)
+    if len(pmfs) == 1:
+        ax.bar(x, pmfs[0][1], width=0.85 * width, color="#1f77b4", label=pmfs[0][0] or None)
+    else:
+        for label, pmf in pmfs:
+            ax.plot(x, pmf, lw=1.4, marker="o" if axis.values is None else None, ms=3, label=label)
+    for j, (label, b) in enumerate(points):  # colours continue the lines' cycle
+        ax.axvline(x[int(b)], color=f"C{len(pmfs) + j}", ls=":", lw=1.8, label=f"{label}, point prediction")
+    if target is not None:
+        ax.axvline(x[int(target)], color="#d62728", ls="--", lw=2.0, label=f"dataset action ({axis.labels[int(target)]})")
+    if axis.values is None:
+        ax.set_xticks(x, axis.labels, rotation=90, fontsize=7 if len(x) > 8 else 8)
+    ax.set_xlabel(axis.title, fontsize=8)
+    ax.set_ylabel("probability", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def pmf_image(pmf: torch.Tensor, targets: torch.Tensor, axis: BinAxis | None = None, count: int = 8) -> np.ndarray:
+    """A (3, H, W) uint8 image of ``count`` predicted pmfs (first action dimension), one panel each, with axes,
+    bin labels and the dataset action marked (TensorBoard's ``val/pmf``; :func:`draw_pmfs`)."""
+    plt = pyplot()
     count = min(count, pmf.shape[0])
-    K = pmf.shape[-1]
-    px = max(1, 256 // K)  # pixels per bin
-    p = pmf[:count, 0].float().cpu().numpy()  # (count, K)
-    p = p / np.maximum(p.max(axis=1, keepdims=True), 1e-12)
-    rows = np.arange(height)[::-1][None, :, None]  # (1, H, 1) pixel height from the bottom
-    filled = rows < np.round(p * height)[:, None, :]  # (count, H, K)
-    img = np.full((count, height, K, 3), 255, dtype=np.uint8)
-    img[filled] = (31, 119, 180)
+    p = pmf[:count, 0].float().cpu().numpy()  # (count, A, K) -> (count, K)
     tgt = targets[:count, 0].cpu().numpy()
-    img[np.arange(count), :, tgt] = np.where(filled[np.arange(count), :, tgt][..., None], (214, 39, 40), (250, 200, 200))
-    img[:, -1] = 0  # a dark baseline separating rows
-    img = np.repeat(img, px, axis=2).reshape(count * height, K * px, 3)  # (count, H, K*px, 3) -> (count*H, W, 3)
-    return img.transpose(2, 0, 1)  # (3, H_total, W)
+    axis = axis or bin_axis(num_bins=p.shape[-1])
+    cols = 2 if count > 1 else 1
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False, dpi=90)
+    try:
+        for i, ax in enumerate(axes.flat):
+            if i >= count:
+                ax.axis("off")
+                continue
+            draw_pmfs(ax, axis, [("", p[i])], int(tgt[i]), title=f"held-out step {i + 1}")
+        axes.flat[0].legend(fontsize=7, loc="upper right")
+        fig.tight_layout()
+        fig.canvas.draw()
+        img = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # (H, W, 3)
+    finally:
+        plt.close(fig)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))  # (3, H, W)
 
 
 def pyplot():

@@ -237,7 +237,7 @@ def evaluate_on_ray(
     """
     import time
 
-    from tqdm.auto import tqdm
+    from fh_rl.progress import progress_bar
 
     from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
     from fh_rl.envs.rollout import EvalResult
@@ -263,7 +263,7 @@ def evaluate_on_ray(
         h.run.remote(factory, env, int(c[0]), len(c), int(seed), protocol, env_kwargs, float(step_timeout)): c
         for h, c in zip(handles, chunks)
     }
-    bar = tqdm(total=episodes, desc=f"eval {canonical_env_name(env)} (ray)", unit="ep", disable=not progress, leave=False)
+    bar = progress_bar(total=episodes, desc=f"eval {canonical_env_name(env)} (ray)", unit="ep", disable=not progress, leave=False)
     try:
         pending = list(refs)
         while pending:

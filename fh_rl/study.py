@@ -2,6 +2,7 @@
 
     python -m fh_rl.study configs/studies/pendulum.yaml            # data, sweeps, compare, docs
     python -m fh_rl.study configs/studies/pendulum.yaml --report   # only re-read the runs, rewrite docs
+    nohup python -m fh_rl.study configs/studies/pendulum.yaml --commit &   # long runs: commit as runs finish
 
 A study is a YAML file: the dataset it needs (and the command that makes it),
 one or more sweeps (each a config, heads and ``--set`` grid, as
@@ -32,7 +33,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from fh_rl.cli import run_cli
 
@@ -78,7 +79,8 @@ class StudySpec:
     title: str
     """Section heading in docs/results.md."""
     root: str
-    """Where the study's sweeps keep their runs (``<root>/<sweep name>/``)."""
+    """Where the study's sweeps keep their runs (``<root>/<sweep dir>/``): ``studies/<name>`` in the
+    repository, committed as runs finish (without checkpoints), so the study resumes in a new checkout."""
     seeds: list[int]
     """Seeds of every arm."""
     sweeps: list[SweepSpec]
@@ -152,16 +154,57 @@ def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int) -> list[str]:
     return cmd + ["--seeds", str(seed), "--jobs", str(study.jobs), "--root", str(Path(study.root) / sweep.folder)]
 
 
-def run_sweeps(study: StudySpec) -> list[str]:
-    """Every sweep, stage by stage, seed-major within a stage; the sweeps that reported failed runs."""
-    failed = []
+def run_sweeps(study: StudySpec, after_each: Callable[[list[str]], None] | None = None) -> list[str]:
+    """Every sweep, stage by stage, seed-major within a stage; the sweeps that reported failed runs.
+
+    ``after_each(failed)`` runs after every sweep invocation (e.g. report and commit what finished)."""
+    failed: list[str] = []
     for stage in sorted({s.stage for s in study.sweeps}):
         for seed in study.seeds:
             for sweep in (s for s in study.sweeps if s.stage == stage):
                 print(f"study {study.name}: sweep {sweep.name}, seed {seed}", flush=True)
                 if subprocess.run(sweep_command(study, sweep, seed)).returncode != 0:
                     failed.append(f"{sweep.name} seed {seed}")
+                if after_each is not None:
+                    after_each(failed)
     return failed
+
+
+def finished_files(study: StudySpec) -> list[Path]:
+    """What to commit of the study's runs: every file of each finished run (it has an ``eval.json``)
+    except checkpoints, its sweep point's ``train.log``, and each sweep folder's TensorBoard layout."""
+    root = Path(study.root)
+    files: set[Path] = set()
+    for eval_json in root.rglob("eval.json"):
+        run_dir = eval_json.parent
+        files |= {f for f in run_dir.rglob("*") if f.is_file() and "checkpoints" not in f.relative_to(run_dir).parts}
+        point_log = run_dir.parents[2] / "train.log"  # <sweep dir>/<point>/<env>/<agent-head>/<run>
+        if point_log.is_file():
+            files.add(point_log)
+    files |= {f for f in root.glob("*/events.out.tfevents.*") if f.is_file()}
+    return sorted(files)
+
+
+def commit(study: StudySpec, docs: Path) -> None:
+    """``git add`` the finished runs and the study's results files, and commit when anything changed.
+
+    Failures (not a git checkout, another commit in progress) are reported and skipped: the next
+    commit picks the files up."""
+    paths = [*finished_files(study), docs / "results.md", docs / "results" / f"{study.name}.json",
+             docs / "results" / study.name]
+    paths = [str(p.resolve()) for p in paths if p.exists()]
+    n = len({p.parent for p in Path(study.root).rglob("eval.json")})
+    repo = Path(docs).resolve().parent  # the checkout that holds the docs folder
+    try:
+        subprocess.run(["git", "add", "--", *paths], cwd=repo, check=True, capture_output=True, text=True)
+        staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *paths], cwd=repo).returncode != 0
+        if staged:
+            subprocess.run(["git", "commit", "-q", "-m", f"study {study.name}: results of {n} finished runs",
+                            "--", *paths], cwd=repo, check=True, capture_output=True, text=True)
+            print(f"study {study.name}: committed results of {n} finished runs", flush=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        print(f"study {study.name}: commit skipped ({' '.join(str(detail).split())[:200]})", flush=True)
 
 
 # ----------------------------------------------------------------------------- records
@@ -219,6 +262,10 @@ def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- verdict
 
 
+MIN_SEEDS_FOR_VERDICT = 3
+"""A bootstrap interval over fewer seeds is not an interval worth reading."""
+
+
 def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     if a["ci_low"] is None or b["ci_low"] is None:
         return None
@@ -234,8 +281,8 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
                 continue
             overlap = _overlap(row["return"], base["return"])
             a, b = row["return"]["mean"], base["return"]["mean"]
-            if overlap is None:
-                word = "too few seeds for an interval"
+            if overlap is None or min(row["n_seeds"], base["n_seeds"]) < MIN_SEEDS_FOR_VERDICT:
+                word = f"fewer than {MIN_SEEDS_FOR_VERDICT} seeds: no verdict yet"
             elif overlap:
                 word = "intervals overlap: no evidence of a difference"
             else:
@@ -260,11 +307,22 @@ def _dataset_summary(path: str | None) -> str:
     returns = np.asarray(data.episode_returns, dtype=float)
     lengths = np.asarray(data.episode_lengths)
     q = np.percentile(returns, [0, 25, 50, 75, 100])
-    return (f"Dataset `{path}`: {len(returns)} episodes, {int(lengths.sum()):,} transitions; episode "
+    text = (f"Dataset `{path}`: {len(returns)} episodes, {int(lengths.sum()):,} transitions; episode "
             f"return min / 25% / median / 75% / max = {' / '.join(f'{x:.1f}' for x in q)}.")
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        meta = dict(f["metadata"].attrs) if "metadata" in f else {}
+    parts = [f"{part}: {int(meta[f'{part}_episodes'])} episodes, return {float(meta[f'{part}_return_mean']):.1f} "
+             f"+- {float(meta[f'{part}_return_std']):.1f}"
+             for part in ("replay", "medium", "expert") if f"{part}_return_mean" in meta and meta.get(f"{part}_episodes")]
+    if parts:
+        text += " Parts (collector metadata, mean +- std): " + "; ".join(parts) + "."
+    return text
 
 
-def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, Any]], failed: list[str]) -> str:
+def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, Any]], failed: list[str],
+            figures: Path) -> str:
     """The study's section of docs/results.md, between its start and end markers."""
     lines = [f"<!-- study:{study.name}:start -->", f"## {study.title}", ""]
     lines += [f"Regenerate: `python -m fh_rl.study configs/studies/{study.name}.yaml` "
@@ -283,14 +341,15 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
     for env, rows in result["environments"].items():
         from fh_rl.compare import markdown_table
 
-        lines += [markdown_table(env, rows).replace(f"### {env}", f"### {env} ({study.name})"), ""]
+        lines += [markdown_table(env, rows), ""]
         episodes = sorted({e for r in rows for e in r["episodes"]})
         lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
                   "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]
         lines += ["Verdict (return, against the linear head):", ""] + (verdict(rows) or ["- no linear baseline"]) + [""]
-    for fig in result.get("figures", []):
-        name = Path(fig).name
-        lines += [f"![{name}](results/{study.name}/{name})", ""]
+    # Figures on disk, not only those drawn now: a pmf figure needs checkpoints, which are not committed,
+    # so a later session that cannot redraw it keeps the last one drawn.
+    for fig in sorted({Path(f).name for f in result.get("figures", [])} | {p.name for p in figures.glob("*.png")}):
+        lines += [f"![{fig}](results/{study.name}/{fig})", ""]
     if failed:
         lines += ["Sweeps with failed runs in the last invocation: " + "; ".join(failed) + ".", ""]
     lines += [f"<!-- study:{study.name}:end -->"]
@@ -325,7 +384,8 @@ def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "doc
                                                        json.dumps(r["head_params"], sort_keys=True), r["seed"]))
     atomic_write_text(docs / "results" / f"{study.name}.json",
                       json.dumps({"study": study.name, "runs": records}, indent=1, allow_nan=False) + "\n")
-    rewrite_page(docs / "results.md", study.name, section(study, result, records, list(failed)))
+    rewrite_page(docs / "results.md", study.name, section(study, result, records, list(failed),
+                                                           docs / "results" / study.name))
     return result
 
 
@@ -334,13 +394,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("study", help="a study YAML, e.g. configs/studies/pendulum.yaml")
     parser.add_argument("--report", action="store_true", help="skip data and sweeps: only compare and rewrite docs")
     parser.add_argument("--docs", default="docs", help="docs folder to write results.md and results/ into (default docs)")
+    parser.add_argument("--commit", action="store_true",
+                        help="after every sweep, rewrite the report and git-commit the finished runs and results")
     args = parser.parse_args(argv)
     study = load_study(args.study)
     failed: list[str] = []
+
+    def report_and_commit(failed_so_far: list[str]) -> None:
+        if not any(Path(study.root).rglob("eval.json")):
+            return  # nothing finished yet
+        report(study, failed_so_far, args.docs)
+        commit(study, Path(args.docs))
+
     if not args.report:
         make_data(study)
-        failed = run_sweeps(study)
+        failed = run_sweeps(study, report_and_commit if args.commit else None)
     result = report(study, failed, args.docs)
+    if args.commit:
+        commit(study, Path(args.docs))
     n = sum(len(rows) for rows in result["environments"].values())
     print(f"study {study.name}: {n} groups; wrote {args.docs}/results.md, {args.docs}/results/{study.name}.json "
           f"and {args.docs}/results/{study.name}/")

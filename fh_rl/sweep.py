@@ -300,7 +300,7 @@ def run_sweep(
     """Train the points not yet complete: ``jobs`` at a time as ``python -m fh_rl.train`` subprocesses
     (``backend="local"``), or as Ray tasks of ``num_cpus``/``num_gpus`` each (``backend="ray"``, see
     :mod:`fh_rl.ray_backend`; ``address`` None starts a local Ray instance unless one is running)."""
-    from tqdm.auto import tqdm
+    from fh_rl.progress import progress_bar
 
     from fh_rl.compare import write_custom_scalars
 
@@ -324,7 +324,7 @@ def run_sweep(
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
     todo = [(p, a, d) for p, a, d in actions if a != "skip"]
     if backend == "ray":
-        bar = tqdm(total=len(actions), initial=len(result.skipped), desc="sweep (ray)", unit="run", disable=not progress)
+        bar = progress_bar(total=len(actions), initial=len(result.skipped), desc="sweep (ray)", unit="run", disable=not progress)
         try:
             _run_on_ray(todo, root, config, result, bar, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
                         max_retries=max_retries, shared_storage=shared_storage)
@@ -333,6 +333,16 @@ def run_sweep(
         finally:
             bar.close()
         return result
+    bar = progress_bar(total=len(actions), initial=len(result.skipped), desc="sweep", unit="run", disable=not progress)
+    try:
+        _run_local(todo, root, config, result, bar, jobs=jobs)
+    finally:
+        bar.close()
+    return result
+
+
+def _run_local(todo, root: Path, config: str | None, result: SweepResult, bar: Any, *, jobs: int) -> None:
+    """``jobs`` training subprocesses at a time; SIGINT/SIGTERM make each checkpoint and exit (``result.interrupted``)."""
     env = _child_env(jobs)
     running: dict[subprocess.Popen, tuple[GridPoint, Path]] = {}
     stop: list[str] = []
@@ -349,25 +359,12 @@ def run_sweep(
             previous[sig] = signal.signal(sig, request_stop)
         except ValueError:  # not the main thread
             pass
-    bar = tqdm(total=len(actions), initial=len(result.skipped), desc="sweep", unit="run", disable=not progress)
     try:
         queue = list(todo)
         while queue or running:
             while queue and len(running) < jobs and not stop:
                 point, action, run_dir = queue.pop(0)
-                point_dir = root / point.name
-                if action == "train":
-                    for d in run_dirs_under(point_dir):  # a start that died before its first checkpoint
-                        shutil.rmtree(d)
-                point_dir.mkdir(parents=True, exist_ok=True)
-                log_path = point_dir / "train.log"
-                with open(log_path, "a") as log:
-                    log.write(f"$ {' '.join(command(config, point, root, run_dir))}\n")
-                    log.flush()
-                    proc = subprocess.Popen(
-                        command(config, point, root, run_dir), stdout=log, stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                    )
+                proc, log_path = _start_run(point, action, run_dir, root, config, env)
                 running[proc] = (point, log_path)
                 (result.resumed if action == "resume" else result.ran).append(point.name)
             if stop and not running:
@@ -381,14 +378,37 @@ def run_sweep(
                     result.failed[point.name] = f"exit {proc.returncode}: {_last_line(log_path)} (log: {log_path})"
                 bar.update(1)
     finally:
-        bar.close()
         for proc in running:  # only on an unexpected error in this loop
             proc.send_signal(signal.SIGINT)
             proc.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     result.interrupted = bool(stop)
-    return result
+
+
+def _start_run(point: GridPoint, action: str, run_dir: Path | None, root: Path, config: str | None,
+               env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    """Start one point's ``python -m fh_rl.train`` (fresh or ``--resume``), logging to its ``train.log``."""
+    point_dir = _point_dir(root, point, action)
+    point_dir.mkdir(parents=True, exist_ok=True)
+    log_path = point_dir / "train.log"
+    with open(log_path, "a") as log:
+        log.write(f"$ {' '.join(command(config, point, root, run_dir))}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            command(config, point, root, run_dir), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+    return proc, log_path
+
+
+def _point_dir(root: Path, point: GridPoint, action: str) -> Path:
+    """The point's folder; training afresh first removes run directories that died before their first checkpoint."""
+    point_dir = root / point.name
+    if action == "train":
+        for d in run_dirs_under(point_dir):
+            shutil.rmtree(d)
+    return point_dir
 
 
 def _run_on_ray(todo, root: Path, config: str | None, result: SweepResult, bar: Any, *, address: str | None,
@@ -401,10 +421,7 @@ def _run_on_ray(todo, root: Path, config: str | None, result: SweepResult, bar: 
     shared_root = str(root.resolve()) if shared_storage else None
     jobs = []
     for point, action, run_dir in todo:
-        point_dir = root / point.name
-        if action == "train":
-            for d in run_dirs_under(point_dir):  # a start that died before its first checkpoint
-                shutil.rmtree(d)
+        point_dir = _point_dir(root, point, action)
         args = ["--head", point.head, "--seed", str(point.seed), "--no-progress"]
         for item in point.overrides():
             args += ["--set", item]

@@ -49,6 +49,10 @@ def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[st
     path = Path(cfg.dataset.path)
     if cfg.dataset.format == "dqn-replay":
         path = path / (cfg.dataset.game or cfg.env.name) / str(cfg.dataset.run) / "replay_logs"
+    elif cfg.dataset.format == "minari":
+        from fh_rl.datasets.hdf5 import minari_path
+
+        path = minari_path(cfg.dataset.path)  # an id resolves to its directory
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     returns = np.asarray(dataset.episode_returns, dtype=np.float64)
     return {
@@ -143,37 +147,18 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
             "targets": targets,
             "rtg_mode": cfg.eval.rtg_mode,
             "sample": cfg.eval.sample,
+            "timesteps": cfg.eval.timesteps,
+            "integer_returns_to_go": cfg.eval.integer_returns_to_go,
+            "every_steps": cfg.eval.every_steps,
         },
     }
 
 
-def hparams(cfg: Config) -> dict[str, Any]:
-    """Flat hyperparameters for TensorBoard's hparams table (heads line up across runs)."""
-    flat: dict[str, Any] = {}
+def write_hparams(writer: Any, cfg: Config) -> None:
+    """The run's row in TensorBoard's HParams table (columns and metrics: :mod:`fh_rl.board`)."""
+    from fh_rl.board import run_hparams, write_session
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}.", v)
-        elif isinstance(value, (int, float, str, bool)):
-            flat[prefix[:-1]] = value
-        elif value is not None:
-            flat[prefix[:-1]] = str(value)
-
-    walk("", cfg.to_dict())
-    return flat
-
-
-def write_hparams(writer: Any, cfg: Config, metrics: dict[str, float]) -> None:
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
-    metrics = {k: v for k, v in metrics.items() if v is not None and np.isfinite(v)}
-    exp, ssi, sei = hparams_summary(hparams(cfg), metrics)
-    fw = writer._get_file_writer()
-    for summary in (exp, ssi, sei):
-        fw.add_summary(summary)
-    for name, value in metrics.items():
-        writer.add_scalar(name, value, cfg.train.steps)
+    write_session(writer, run_hparams(cfg))
 
 
 # ----------------------------------------------------------------------------- main
@@ -219,47 +204,93 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
         run_dir = run_dir if run_dir.is_dir() else run_dir.parent.parent
         cfg = config_from_dict(state["config"])
     else:
-        cfg = load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed)
+        from fh_rl.build import resolve_env
+
+        cfg = resolve_env(load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed))
         run_dir = None
     return state, cfg, run_dir
 
 
 def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext") -> Path:
     """A new run directory holding the resolved ``config.yaml`` and ``manifest.json`` (``info`` + the process layout)."""
+    from fh_rl.board import write_run_root
+
     run_dir = make_run_dir(cfg)
+    write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
     save_config(cfg, run_dir / "config.yaml")
     info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
     atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
     return run_dir
 
 
-def evaluate_run(agent: Any, cfg: Config, targets: list[float], run_dir: Path, writer: Any, step: int, *,
-                 device: torch.device, progress: bool) -> dict[str, float]:
-    """The run's evaluation rollouts: ``eval.json``, TensorBoard scalars, the printed table; returns its hparams metrics."""
-    from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+class RunEvaluations:
+    """The run's evaluation rollouts: every ``eval.every_steps`` training steps (when set) and after training.
 
-    seed = cfg.seed + cfg.eval.seed
-    results = run_evaluation(
-        agent,
-        env_name=cfg.env.name,
-        targets=targets,
-        episodes=cfg.eval.episodes,
-        workers=cfg.eval.workers,
-        seed=seed,
-        protocol=cfg.env.protocol,
-        rtg_mode=cfg.eval.rtg_mode,
-        sample=cfg.eval.sample,
-        device=device,
-        progress=progress,
-    )
-    log_results(writer, results, step)
-    write_eval_json(run_dir, {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
-                              "checkpoint_step": step, "seed": seed, "results": results})
-    print(format_table(results, cfg.env.name, cfg.env.protocol))
-    metrics = {"eval/return_mean": results[0]["return_mean"]}
-    if results[0]["normalized_mean"] is not None:
-        metrics["eval/normalized"] = results[0]["normalized_mean"]
-    return metrics
+    Each evaluation is logged to TensorBoard at its step and appended to ``eval.json``'s ``history``;
+    ``results`` (the final evaluation, which marks the run complete for compare and sweeps) is written
+    only by :meth:`final`. A resumed run keeps the evaluations made up to its checkpoint.
+    """
+
+    def __init__(self, agent: Any, cfg: Config, targets: list[float], run_dir: Path, writer: Any, *,
+                 device: torch.device, progress: bool, resumed_at: int | None = None) -> None:
+        self.agent, self.cfg, self.targets, self.run_dir, self.writer = agent, cfg, targets, Path(run_dir), writer
+        self.device, self.progress = device, progress
+        self.history: list[dict[str, Any]] = [] if resumed_at is None else self._saved_history(resumed_at)
+
+    def _saved_history(self, step: int) -> list[dict[str, Any]]:
+        try:
+            data = json.loads((self.run_dir / "eval.json").read_text())
+        except (OSError, ValueError):
+            return []
+        history = data.get("history") if isinstance(data, dict) else None
+        if not isinstance(history, list):
+            return []
+        return [h for h in history if isinstance(h, dict) and isinstance(h.get("step"), int) and h["step"] <= step]
+
+    def _payload(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
+                "seed": cfg.seed + cfg.eval.seed, "history": list(self.history)}
+
+    def __call__(self, step: int) -> list[dict[str, Any]]:
+        """One evaluation at training step ``step``."""
+        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+
+        cfg = self.cfg
+        results = run_evaluation(
+            self.agent,
+            env_name=cfg.env.name,
+            targets=self.targets,
+            episodes=cfg.eval.episodes,
+            workers=cfg.eval.workers,
+            seed=cfg.seed + cfg.eval.seed,
+            protocol=cfg.env.protocol,
+            rtg_mode=cfg.eval.rtg_mode,
+            sample=cfg.eval.sample,
+            device=self.device,
+            progress=self.progress,
+            timesteps=cfg.eval.timesteps,
+            integer_rtg=cfg.eval.integer_returns_to_go,
+        )
+        log_results(self.writer, results, step)
+        self.history.append({"step": step, "results": results})
+        write_eval_json(self.run_dir, self._payload())
+        if step < cfg.train.steps:
+            print(f"step {step}: " + format_table(results, cfg.env.name, cfg.env.protocol), file=sys.stderr)
+        return results
+
+    def final(self, step: int) -> list[dict[str, Any]]:
+        """The evaluation after training (the last periodic one when it was at this step): ``eval.json``'s
+        ``results``, the printed table; returns the results."""
+        from fh_rl.evaluate import format_table, write_eval_json
+
+        if self.history and self.history[-1]["step"] == step:
+            results = self.history[-1]["results"]
+        else:
+            results = self(step)
+        write_eval_json(self.run_dir, {**self._payload(), "checkpoint_step": step, "results": results})
+        print(format_table(results, self.cfg.env.name, self.cfg.env.protocol))
+        return results
 
 
 def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
@@ -288,6 +319,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
            run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object
+    from fh_rl.plots import bin_axis
     from fh_rl.trainer import Trainer, TrainingDiverged
 
     if ctx.enabled and device.type == "cuda":
@@ -320,12 +352,19 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         checkpoint_extra={"config": cfg.to_dict(), "spec": agent.spec(), "dataset": identity, "eval_targets": targets},
         progress=progress,
         dist=ctx,
+        pmf_axis=bin_axis(built.codec),
     )
     if state is not None:
         seed_everything(cfg.seed)
         trainer.load_state_dict(state)
         if ctx.is_main:
             print(f"resuming at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
+    evaluations = None
+    if ctx.is_main and not args.no_eval:
+        evaluations = RunEvaluations(agent, cfg, targets, run_dir, writer, device=device, progress=progress,
+                                     resumed_at=trainer.step if state is not None else None)
+        if cfg.eval.every_steps:
+            trainer.evaluate_every, trainer.on_evaluate = cfg.eval.every_steps, evaluations
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
@@ -342,10 +381,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
               f"python -m fh_rl.train --resume {run_dir}", file=sys.stderr)
         return EXIT_SIGNAL.get(result.interrupted, 1)
 
-    metrics: dict[str, float] = {f"val/{k}": v for k, v in result.val_metrics.items()}
-    if not args.no_eval:
-        metrics.update(evaluate_run(agent, cfg, targets, run_dir, writer, result.step, device=device, progress=progress))
-    write_hparams(writer, cfg, metrics)
+    if evaluations is not None:
+        evaluations.final(result.step)
+    write_hparams(writer, cfg)
     writer.close()
     print(f"done: {run_dir}", file=sys.stderr)
     return 0

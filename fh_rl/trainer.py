@@ -35,7 +35,7 @@ from fh_rl.config import TrainConfig
 from fh_rl.distributed import SINGLE, DistContext, barrier, gather_objects, global_step, rank_seed
 from fh_rl.heads import normalized_pmf
 from fh_rl.metrics import smoothness
-from fh_rl.plots import pmf_image
+from fh_rl.plots import BinAxis, pmf_image
 
 CHECKPOINT_FORMAT = "fh_rl.checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -129,7 +129,8 @@ class Trainer:
         val_batches: fixed held-out batches for ``val/*`` metrics (None: no validation).
         writer: a TensorBoard ``SummaryWriter`` (None: no event files).
         checkpoint_extra: added to every checkpoint (config, agent spec, dataset identity).
-        progress: show a tqdm bar.
+        progress: show a progress bar (plain lines every ~30 s when stderr is not a terminal).
+        pmf_axis: labels of the bins in the ``val/pmf`` images (:func:`fh_rl.plots.bin_axis` of the codec).
         dist: the data-parallel context (default: a single process). With P > 1
             processes the sampler must yield this rank's share of the global
             batch (``shard=dist.shard``), and only rank 0 should get a writer
@@ -150,6 +151,7 @@ class Trainer:
         checkpoint_extra: dict[str, Any] | None = None,
         progress: bool = True,
         dist: DistContext = SINGLE,
+        pmf_axis: BinAxis | None = None,
     ) -> None:
         self.agent = agent
         self.dist = dist
@@ -162,7 +164,12 @@ class Trainer:
         self.writer = writer
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.progress = progress
-        self.final_tokens = config.final_tokens or config.steps * config.batch_size * context_len
+        self.pmf_axis = pmf_axis
+        total = config.steps * config.batch_size * context_len  # the run's tokens (at most: windows may be padded)
+        self.final_tokens = (round(config.final_fraction * total) if config.final_fraction is not None
+                             else config.final_tokens or total)
+        self.warmup_tokens = (round(config.warmup_fraction * total) if config.warmup_fraction is not None
+                              else config.warmup_tokens)
         self.optimizer = torch.optim.AdamW(
             parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=None
         )
@@ -171,6 +178,9 @@ class Trainer:
         self._stop: str | None = None
         self.autocast = self.device.type == "cuda" and config.amp
         self.last_good_checkpoint: Path | None = None
+        self.evaluate_every: int | None = None
+        """With ``on_evaluate``: call ``on_evaluate(step)`` every this many steps, after that step's checkpoint."""
+        self.on_evaluate: Any = None
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -233,7 +243,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train until ``config.steps`` (or a signal); checkpoint every N steps and at the end."""
-        from tqdm.auto import tqdm
+        from fh_rl.progress import format_rate, progress_bar
 
         cfg = self.config
         handlers = {}
@@ -242,7 +252,8 @@ class Trainer:
                 handlers[sig] = signal.signal(sig, self._request_stop)
         self.agent.to(self.device).train()
         forward = self._loss_module()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        bar = progress_bar(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step",
+                           dynamic_ncols=True)
         last_loss: float | None = None
         objective = getattr(self.agent, "objective", "nll")  # train/nll, train/nll_density or train/mse
         val_metrics: dict[str, float] = {}
@@ -262,7 +273,7 @@ class Trainer:
                     elapsed = time.perf_counter() - window_start
                     throughput = window_samples / max(elapsed, 1e-9)
                     window_start, window_samples = time.perf_counter(), 0
-                    bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=f"{throughput:.0f}")
+                    bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=format_rate(throughput))
                     logged = {k: v for k, v in done._asdict().items() if k != "stop"}  # loss, nll, ..., grad_norm
                     logged[objective] = logged.pop("nll")  # train/nll, train/nll_density or train/mse
                     self._scalars("train", {**logged, "samples_per_s": throughput})
@@ -270,6 +281,9 @@ class Trainer:
                     val_metrics = self.validate()
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
+                if self.on_evaluate is not None and self.evaluate_every and self.step % self.evaluate_every == 0:
+                    self.on_evaluate(self.step)  # e.g. rollouts after each epoch; the agent comes back in train mode
+                    self.agent.train()
                 if not self.dist.enabled:
                     stopping = self._stop is not None
             if self._stop is not None:
@@ -308,7 +322,7 @@ class Trainer:
             tokens, loss_value, loss = batch_tokens(batch), float(out.loss.detach()), out.loss
             nll_value, reg_value = float(out.nll.detach()), float(out.regularization.detach())
         self.tokens += int(tokens)
-        lr = cfg.lr * lr_multiplier(self.tokens, cfg.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
+        lr = cfg.lr * lr_multiplier(self.tokens, self.warmup_tokens, self.final_tokens, cfg.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if not math.isfinite(loss_value):
@@ -395,7 +409,8 @@ class Trainer:
         metrics = {key: value / max(total, 1) for key, value in sums.items()}
         self._scalars("val", metrics)
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
-            self.writer.add_image("val/pmf", pmf_image(*first, count=self.config.pmf_states), self.step, dataformats="CHW")
+            image = pmf_image(*first, axis=self.pmf_axis, count=self.config.pmf_states)
+            self.writer.add_image("val/pmf", image, self.step, dataformats="CHW")
         return metrics
 
 

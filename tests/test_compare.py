@@ -148,9 +148,18 @@ def test_cli_writes_outputs_and_skips_bad_run_dirs(runs, tmp_path, capsys):
     assert [r["n_seeds"] for r in rows] == [4, 2, 2]
     md = (out / "comparison.md").read_text()
     assert "| dt-fourier num_frequencies=4 | 2 |" in md and "broken-eval" in md
+    assert "### Pendulum-v1\n\nEvaluation: transformed returns-to-go, argmax actions.\n" in md  # how returns were had
     for name in ("frequencies-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert name in md
+
+
+def test_table_names_the_atari_protocol():
+    from fh_rl.compare.runs import _resolved_protocol
+
+    assert _resolved_protocol({"env": {"name": "Breakout", "protocol": None}}) == "dqn-replay"  # a run from before eval.json said
+    table = compare_cli.markdown_table("Breakout", [], "dt-paper protocol, transformed returns-to-go, sampled actions")
+    assert table.splitlines()[2] == "Evaluation: dt-paper protocol, transformed returns-to-go, sampled actions."
 
 
 def test_duplicate_seed_keeps_one_run(runs, tmp_path):
@@ -205,8 +214,11 @@ def test_custom_scalars_layout(tmp_path):
     (layout,) = layouts
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
     assert charts["held-out smoothness"] == [r"val/smoothness$"]
-    assert charts["return mean"] == [r"eval/return_mean/.*"]
+    assert charts["return mean"] == [r"eval/return_mean(/target_.*)?$"]
     assert {"held-out accuracy", "normalised return", "loss"} <= set(charts)
+    import re
+
+    assert re.search(charts["return mean"][0], "eval/return_mean") and not re.search(charts["return mean"][0], "eval/return_std")
     # NLLs in different units get different charts: a pmf over bins, a density of the action
     assert charts["held-out NLL over the bins (pmf)"] == [r"val/nll$"]
     assert charts["held-out NLL of the action (density on [-1, 1])"] == [r"val/nll_density$"]
@@ -258,8 +270,50 @@ def test_continuous_heads_beside_quantized_ones_never_mix_units(runs, pendulum_h
     # The figures: the pmfs (mse as its point prediction) and the frequency plot with the other heads as bands.
     for name in ("frequencies-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    pmfs, chosen, targets = compare_cli.held_out_pmfs([compare_cli.load_run(d) for d in sorted(root.glob("*/dt-*/*"))
+    pmfs, chosen, targets, _ = compare_cli.held_out_pmfs([compare_cli.load_run(d) for d in sorted(root.glob("*/dt-*/*"))
                                                        + [root / "linear-copy"]], states=3)
     assert [p is None for p in pmfs] == [False, True, False]  # gaussian, mse, linear
     assert all(c.shape == (3,) for c in chosen) and targets.shape == (3,)
     assert [p.shape for p in pmfs if p is not None] == [(3, 48), (3, 48)]  # the same 16 bins and 2 x 16 margin bins
+
+
+def test_best_of_evaluations_is_the_papers_statistic(runs, tmp_path):
+    """Per seed the best of N evaluations, normalised, then mean +- 0.67 std (ddof 0); labelled as optimistic."""
+    _, made = runs
+    means = {0: [100.0, 900.0, 500.0], 1: [300.0, 200.0, 1500.0]}
+    copies = []
+    for seed, values in means.items():
+        run = tmp_path / f"seed{seed}"
+        shutil.copytree(made[("linear", None, seed)], run)
+        payload = json.loads((run / "eval.json").read_text())
+        payload["history"] = [{"step": 2 * (i + 1), "results": [{"returns": [v - 10, v + 10]}]} for i, v in enumerate(values)]
+        (run / "eval.json").write_text(json.dumps(payload))
+        copies.append(run)
+    found, _ = compare_cli.find_runs(copies, read_events=False)
+    (group,) = compare_cli.group_runs(found)[0]["Pendulum-v1"]
+    best = compare_cli.summarize(group)["best_of_evaluations"]
+    assert best["label"] == "best of 3 evaluations per seed (the paper's statistic; optimistic)"
+    assert not best["normalized"] and best["values"] == [900.0, 1500.0]  # Pendulum: no reference scores
+    assert best["mean"] == 1200.0 and best["half_width"] == pytest.approx(0.67 * 300.0)
+    table = compare_cli.markdown_table("Pendulum-v1", [compare_cli.summarize(group)])
+    assert "best of 3 evaluations per seed (the paper's statistic; optimistic), return: mean ± 0.67 std" in table
+    assert "| 1,200 ± 201.00 |" in table
+
+    # Atari: normalised 100 (R - random) / (human - random) per seed before the mean
+    seaquest = [compare_cli.Run(path=r.path, env="Seaquest", agent="dt", head="linear", head_params={}, seed=r.seed,
+                                config={}, target=None, returns=r.returns, history=r.history) for r in group.runs]
+    best = compare_cli.best_of_evaluations(compare_cli.Group("Seaquest", "dt", "linear", {}, {}, seaquest))
+    expected = [100 * (b - 68.4) / (42054.7 - 68.4) for b in (900.0, 1500.0)]
+    assert best["normalized"] and best["values"] == pytest.approx(expected)
+    assert best["half_width"] == pytest.approx(0.67 * np.std(expected))
+    # runs evaluated once (no history beyond the final evaluation) get no such column
+    assert compare_cli.summarize(compare_cli.group_runs(compare_cli.find_runs([made[("linear", None, 2)]], read_events=False)[0])[0]["Pendulum-v1"][0])["best_of_evaluations"] is None
+
+
+def test_run_still_training_is_incomplete(runs, tmp_path):
+    _, made = runs
+    run = tmp_path / "training"
+    shutil.copytree(made[("linear", None, 0)], run)
+    (run / "eval.json").write_text(json.dumps({"env": "Pendulum-v1", "history": [{"step": 3, "results": []}]}))
+    found, skipped = compare_cli.find_runs([run], read_events=False)
+    assert found == [] and "incomplete: 1 evaluation(s) during training" in skipped[0]["reason"]

@@ -31,6 +31,20 @@ def test_atari_presets_follow_the_paper():
         assert cfg.train.final_tokens == 2 * 500_000 * ctx * 3
 
 
+def test_seaquest_paper_preset_is_the_papers_code():
+    """configs/atari/seaquest-paper.yaml: every difference of the paper's code that changes results (docs/fidelity.md)."""
+    path = Path(__file__).resolve().parent.parent / "configs" / "atari" / "seaquest-paper.yaml"
+    cfg = load_config(path)
+    a, e = cfg.agent, cfg.eval
+    assert (a.timestep_embedding, a.init, a.loss_form) == ("window_start", "reference", "cross_entropy")
+    assert cfg.head.params == {"num_frequencies": 8, "regularization_gamma": 0.0}
+    assert load_config(path, head="linear").head.params == {"bias": False}
+    assert cfg.env.protocol == "dt-paper-code" and cfg.env.ordering == "joystick"
+    assert (e.target_returns, e.rtg_mode, e.integer_returns_to_go, e.timesteps, e.sample) == ([1150.0], "raw", True, "current", True)
+    assert e.every_steps * 5 == cfg.train.steps and e.every_steps == -(-500_000 // cfg.train.batch_size)
+    assert cfg.train.final_tokens == 2 * 500_000 * 30 * 3 and cfg.dataset.rtg_scale == 1.0
+
+
 def test_overrides_reach_every_section_and_coerce_types():
     cfg = load_config(
         overrides=[
@@ -57,8 +71,18 @@ def test_switching_head_drops_other_heads_parameters():
     assert cfg.head.name == "linear" and cfg.head.params == {}
     cfg = load_config(head="gmm", overrides=["head.num_components=3"])
     assert cfg.head.params == {"num_components": 3}
-    with pytest.raises(ValueError, match=r"unknown config key 'head.num_frequencies'.*head 'linear'"):
-        load_config(head="linear", overrides=["head.num_frequencies=8"])
+
+
+
+def test_head_switch_drops_another_heads_set_parameter_with_a_note(capsys):
+    # One command line serves every head of a comparison, as the README says of --head.
+    cfg = load_config(head="linear", overrides=["head.num_frequencies=8"])
+    assert cfg.head.name == "linear" and cfg.head.params == {}
+    assert "head.num_frequencies is a parameter of the fourier head, not of 'linear': ignored" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"unknown config key 'head.num_frequences'.*did you mean head.num_frequencies"):
+        load_config(head="linear", overrides=["head.num_frequences=8"])  # a typo is still an error
+    with pytest.raises(ValueError, match=r"unknown config key 'head.num_components'.*head 'fourier'"):
+        load_config(overrides=["head.num_components=3"])  # without --head the file's head is meant: an error
 
 
 @pytest.mark.parametrize(
@@ -127,10 +151,13 @@ def test_set_reaches_every_field(key, value):
     elif value is None:
         new = {"dataset.game": "Pong", "dataset.suffixes": [0, 1], "dataset.max_transitions": 100,
                "dataset.replay_sampling": "episodes", "dataset.rtg_scale": 10.0, "env.protocol": "dqn-replay",
-               "train.final_tokens": 1000, "train.threads": 1, "eval.target_returns": [1.0]}.get(key, None)
+               "train.final_tokens": 1000, "train.threads": 1, "eval.target_returns": [1.0],
+               "eval.every_steps": 5}.get(key, None)
     else:
         new = {"env.name": "CartPole-v1", "env.ordering": "joystick", "dataset.format": "dqn-replay", "agent.name": "bc",
                "head.name": "fourier", "train.device": "cpu", "eval.rtg_mode": "raw", "dataset.build": None,
+               "agent.timestep_embedding": "window_start", "agent.init": "reference", "agent.loss_form": "cross_entropy",
+               "eval.timesteps": "current",
                }.get(key, value + "x")
     new = {"agent.n_head": 2, "agent.embed_dim": 128, "dataset.val_fraction": 0.1, "train.min_lr_ratio": 0.2}.get(key, new)
     raw = yaml.safe_dump(new, default_flow_style=True).strip().removesuffix("...").strip()
@@ -139,3 +166,15 @@ def test_set_reaches_every_field(key, value):
     for part in key.split("."):
         got = got[part]
     assert got == new, (key, raw, got)
+
+
+def test_per_head_sections(tmp_path):
+    """A preset serves every head: ``head.<name>: {...}`` applies when that head is chosen."""
+    path = tmp_path / "preset.yaml"
+    path.write_text("head:\n  name: fourier\n  num_frequencies: 8\n  linear:\n    bias: false\n")
+    assert load_config(path).head.params == {"num_frequencies": 8}
+    assert load_config(path, head="linear").head.params == {"bias": False}
+    assert load_config(path, head="linear").to_dict()["head"] == {"name": "linear", "bias": False}
+    assert load_config(path, head="linear", overrides=["head.linear.bias=true"]).head.params == {"bias": True}
+    with pytest.raises(ValueError, match=r"unknown config key 'head.bias'.*head 'fourier'"):
+        load_config(path, overrides=["head.bias=false"])

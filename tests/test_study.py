@@ -1,6 +1,7 @@
 """Studies: a tiny real study end to end (sweeps seed by seed, compare, per-run records, docs section)."""
 
 import json
+import subprocess
 
 import pytest
 import yaml
@@ -64,15 +65,26 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
     assert "## Tiny study" in section and "eight random episodes" in section
     assert "6 runs" in section and "Verdict" in section
     assert "dt-fourier" in section and "vs dt-linear" in section
+    assert "fewer than 3 seeds: no verdict yet" in section  # 2 seeds per arm
     # The verdict's means come from the records.
     linear = [r["return_mean"] for r in records if r["head"] == "linear"]
     assert f"vs {sum(linear) / 2:.1f} (2 vs 2 seeds)" in section
 
-    # Rerunning only the report rewrites the section in place (no duplicate), and reruns nothing.
-    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs), "--report"]) == 0
+    # Rerunning only the report rewrites the section in place (no duplicate), and reruns nothing;
+    # --commit commits the finished runs (no checkpoints) and the results files.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([*git, "config", "user.name", "t"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "config", "user.email", "t@t"], cwd=tmp_path, check=True)
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs), "--report", "--commit"]) == 0
     again = (docs / "results.md").read_text()
     assert again.count("<!-- study:tiny:start -->") == 1 and "OTHER" in again
-    assert "study tiny: sweep" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "study tiny: sweep" not in out and "committed results of 6 finished runs" in out
+    tracked = subprocess.run(["git", "ls-files"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert "docs/results.md" in tracked and "docs/results/tiny.json" in tracked
+    assert sum(p.endswith("/eval.json") for p in tracked) == 6
+    assert not any("checkpoints" in p for p in tracked) and any(p.endswith("train.log") for p in tracked)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,17 @@ def test_lr_schedule_warmup_then_cosine_to_floor():
     assert lr_multiplier(5000, 100, 1000, 0.1) == pytest.approx(0.1)
 
 
+def test_schedule_fractions_scale_with_the_run(tmp_path):
+    long = make_trainer(tmp_path / "a", steps=40, warmup_fraction=0.1, final_fraction=0.9)
+    short = make_trainer(tmp_path / "b", steps=20, warmup_fraction=0.1, final_fraction=0.9)
+    assert (long.warmup_tokens, long.final_tokens) == (256, 2304)  # of 40 steps * 16 windows * 4 steps
+    assert (short.warmup_tokens, short.final_tokens) == (128, 1152)  # half the run: half the warmup and decay
+    fixed = make_trainer(tmp_path / "c", steps=20)
+    assert (fixed.warmup_tokens, fixed.final_tokens) == (64, 1280)  # warmup_tokens, and the run's end
+    with pytest.raises(ValueError, match="warmup_fraction.*below train.final_fraction"):
+        TrainConfig(warmup_fraction=0.5, final_fraction=0.4)
+
+
 def test_short_training_reduces_the_loss(tmp_path):
     trainer = make_trainer(tmp_path, steps=40)
     first = trainer.validate()["nll"]

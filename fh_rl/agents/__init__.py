@@ -6,7 +6,8 @@ Build one from its config, the head and what the data says about states and acti
                         state_shape=(3,), codec=codec, state_mean=mean, state_std=std, rtg_scale=1000.0)
     out = agent.loss(window_batch)          # AgentLoss(loss, nll, regularization, accuracy, ...)
 
-Rebuild one from a checkpoint's config and spec alone with :func:`agent_from_spec`.
+Rebuild one from a checkpoint's config and spec alone with :func:`agent_from_spec`, or load the
+Fourier head paper's Atari DT with :func:`from_reference_state_dict`.
 Register your own with ``@register_agent("name")`` on an :class:`Agent` subclass.
 """
 
@@ -26,6 +27,7 @@ from fh_rl.agents.base import (
 )
 from fh_rl.agents.behavior_cloning import BehaviorCloning
 from fh_rl.agents.decision_transformer import DecisionTransformer
+from fh_rl.agents.reference import from_reference_state_dict
 from fh_rl.datasets.trajectory import transform_reward
 
 
@@ -85,6 +87,7 @@ __all__ = [
     "agent_from_spec",
     "available_agents",
     "build_agent",
+    "from_reference_state_dict",
     "register_agent",
     "transform_reward",
 ]

@@ -67,12 +67,27 @@ class AgentConfig:
     """Hidden ReLU layers of the vector-state encoder (0: one linear map, as in DT's gym code)."""
     trunk_layers: int = 2
     """BC: hidden ReLU layers between the encoder and the head."""
+    timestep_embedding: str = "per_step"
+    """DT: ``per_step``: each step's tokens get the embedding of that step's own timestep; ``window_start``:
+    one vector, the embedding of the window's first timestep (``timesteps[:, 0]``), is added to all 3T tokens
+    (the Fourier head paper's Atari code)."""
+    init: str = "gpt2"
+    """DT: ``gpt2``: N(0, 0.02) for every linear/embedding weight (state encoder, return embedding and timestep
+    table included), zero biases, GPT-2's scaled init of residual projections, the head keeps its own init
+    (Fourier: divided by 100); ``reference``: as the paper's Atari code ends up: N(0, 0.02) and zero biases for
+    the transformer and the head (Fourier's /100 is overwritten), PyTorch's default init for the state encoder
+    and return embedding, a zero timestep table, no scaled residual init."""
+    loss_form: str = "nll"
+    """``nll``: minus the mean log-probability the head gives the target bin; ``cross_entropy``:
+    ``F.cross_entropy`` applied to the head's log-probabilities, i.e. a second log-softmax (the paper's code;
+    differs from ``nll`` only when they do not sum to 1, as the Fourier head's log(pmf + eps))."""
 
 
 class AgentLoss(NamedTuple):
     """What :meth:`Agent.loss` returns.
 
-    loss: scalar to minimise (``nll + regularization``).
+    loss: scalar to minimise (``nll + regularization``; with ``loss_form: cross_entropy`` the
+        cross-entropy of the log-softmax of the log-pmfs replaces ``nll``).
     nll: the head's objective (``Agent.objective``) averaged over real steps and action dims: the
         negative log-likelihood of the target bin (heads that score bins), of the action's density
         (``gaussian``: ``nll_density``), or the squared error (``mse``).
@@ -106,6 +121,11 @@ def check_head_fits(head: str, codec: Any, where: str = "this action space") -> 
             f"head {head!r} scores continuous actions and needs a Box action space, but {where} has "
             f"{codec.describe()} actions; use a head that scores bins ({', '.join(available_heads('bins'))})"
         )
+
+
+TIMESTEP_EMBEDDINGS = ("per_step", "window_start")
+INITS = ("gpt2", "reference")
+LOSS_FORMS = ("nll", "cross_entropy")
 
 
 class Agent(nn.Module):
@@ -144,6 +164,11 @@ class Agent(nn.Module):
         if not rtg_scale > 0:
             raise ValueError(f"rtg_scale must be > 0, got {rtg_scale}")
         check_head_fits(head, codec)
+        if head_scores(head) == "continuous" and config.loss_form != "nll":
+            raise ValueError(
+                f"agent.loss_form={config.loss_form!r} is a cross-entropy over a head's log-pmf, but head {head!r} "
+                f"scores continuous actions; use agent.loss_form=nll"
+            )
         self.config = config
         self.state_shape = tuple(int(s) for s in state_shape)
         self.codec = codec
@@ -222,6 +247,9 @@ class Agent(nn.Module):
         """
         per_dim = self.head.loss(out, targets)  # (*L, A)
         nll = per_dim[mask].mean()
+        fit = nll
+        if self.config.loss_form == "cross_entropy":  # the paper's code: a log-softmax over the log-pmfs first
+            fit = -torch.log_softmax(out.log_probs[mask], dim=-1).gather(-1, targets[mask].unsqueeze(-1)).mean()
         with torch.no_grad():
             real = actions[mask]  # (M[, A]) environment actions
             bins = self.action_bins(real)  # (M, A)
@@ -234,7 +262,7 @@ class Agent(nn.Module):
                 chosen = self.decode_actions(mode)  # (M, A) environment actions
                 action_mse = (self.codec.to_unit(chosen) - self.codec.to_unit(real)).square().mean()
         return AgentLoss(
-            loss=nll + out.regularization,
+            loss=fit + out.regularization,
             nll=nll,
             regularization=out.regularization,
             accuracy=accuracy,

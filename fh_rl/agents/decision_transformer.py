@@ -1,11 +1,24 @@
 """Decision Transformer (Chen et al. 2021) with a pluggable action head.
 
 Reads top to bottom: embeddings -> token interleave -> causal blocks -> head
-at the state tokens. The Atari variant follows the paper's code: Nature-CNN
-state encoder with tanh, return embedding linear + tanh, action embedding +
-tanh, a timestep embedding plus a learned position embedding over the 3T
-tokens, GPT-2 blocks, dropout. Vector states use a linear (or MLP) encoder
-with the dataset's mean/std held in buffers.
+at the state tokens. The architecture is the Atari DT's (the DT paper's code,
+reused by the Fourier head paper): Nature-CNN state encoder with tanh, return
+embedding linear + tanh, action embedding + tanh, a timestep embedding plus a
+learned position embedding over the 3T tokens, pre-LayerNorm GPT blocks with
+GELU, dropout. Vector states use a linear (or MLP) encoder with the dataset's
+mean/std held in buffers.
+
+What follows the Fourier head paper's code and what does not: by default the
+timestep embedding is per step (the original DT's gym design), the init is
+GPT-2's with the head's own init kept (Fourier: /100), and the loss is the
+plain NLL; the paper's Atari code instead adds one timestep row (the window's
+first) to every token, initialises the head N(0, 0.02) and the CNN with
+PyTorch's default, and applies ``F.cross_entropy`` to the head's log-pmf.
+``agent.timestep_embedding: window_start``, ``agent.init: reference`` and
+``agent.loss_form: cross_entropy`` (with ``head.bias: false`` for the linear
+head) give exactly the paper's function: :func:`fh_rl.agents.from_reference_state_dict`
+loads its weights, and tests pin the outputs to 1e-5. docs/fidelity.md lists
+every difference, evaluation protocol included.
 
 Letters: B batch, T context timesteps, D embedding, A action dimensions,
 K bins. Token order per step: (return-to-go, state, action); the action of
@@ -22,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fh_rl.agents.base import Agent, AgentConfig, AgentLoss, register_agent
+from fh_rl.agents.base import INITS, LOSS_FORMS, TIMESTEP_EMBEDDINGS, Agent, AgentConfig, AgentLoss, register_agent
 from fh_rl.agents.encoders import build_action_embedding, stack_frames
 
 
@@ -81,6 +94,9 @@ class DecisionTransformer(Agent):
         D, T = config.embed_dim, config.context_len
         if D % config.n_head != 0:
             raise ValueError(f"agent.embed_dim ({D}) must be divisible by agent.n_head ({config.n_head})")
+        for name, choices in (("timestep_embedding", TIMESTEP_EMBEDDINGS), ("init", INITS), ("loss_form", LOSS_FORMS)):
+            if getattr(config, name) not in choices:
+                raise ValueError(f"agent.{name} must be one of {', '.join(choices)}, got {getattr(config, name)!r}")
         self.context_len = T
         self.max_timestep = config.max_timestep
 
@@ -93,12 +109,19 @@ class DecisionTransformer(Agent):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(D, config.n_head, config.dropout) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(D)
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
-            if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        # The head is built last so its own initialisation (e.g. Fourier's /100) is kept.
-        self.head = self._build_head(D)
+        if config.init == "gpt2":
+            self.apply(self._init_weights)
+            for name, p in self.named_parameters():  # GPT-2 scaled init of residual projections
+                if name.endswith("attn.proj.weight") or name.endswith("mlp.2.weight"):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+            # The head is built last so its own initialisation (e.g. Fourier's /100) is kept.
+            self.head = self._build_head(D)
+        else:  # "reference": what the paper's Atari code ends up with
+            self.head = self._build_head(D)
+            for module in (*self.blocks, self.ln_f, self.head, self.action_embed):
+                module.apply(self._init_weights)  # the head's own init (Fourier's /100) is overwritten
+            nn.init.zeros_(self.timestep_embed.weight)  # a zero-initialised parameter there
+            # state_encoder and return_embed keep PyTorch's default init (built after the paper's init pass)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -127,7 +150,9 @@ class DecisionTransformer(Agent):
                 continuous head). The last step's is never seen by its own
                 prediction; pass anything.
             returns_to_go: (B, T) in dataset units (divided by ``rtg_scale`` here).
-            timesteps: (B, T) int64 step index within the episode.
+            timesteps: (B, T) int64 step index within the episode (with
+                ``timestep_embedding: window_start`` only ``timesteps[:, 0]`` is read:
+                left padding carries timestep 0, which is the first real step's).
             mask: (B, T) bool, True at real steps; None means all real.
 
         Returns:
@@ -162,10 +187,13 @@ class DecisionTransformer(Agent):
         state_emb = self.state_encoder(states)
         rtg_emb = torch.tanh(self.return_embed((returns_to_go.float() / self.rtg_scale).unsqueeze(-1)))
         action_emb = torch.tanh(self.action_embed(actions))  # (B, T, A) -> (B, T, D)
-        time_emb = self.timestep_embed(timesteps.clamp(0, self.max_timestep))
+        if self.config.timestep_embedding == "per_step":
+            time_emb = self.timestep_embed(timesteps.clamp(0, self.max_timestep)).unsqueeze(2)  # (B, T, 1, D)
+        else:  # window_start: one vector per window, added to all 3T tokens
+            time_emb = self.timestep_embed(timesteps[:, 0].clamp(0, self.max_timestep))[:, None, None]  # (B, 1, 1, D)
 
         # Interleave: (B, T, 3, D) -> (B, 3T, D) as R_1, s_1, a_1, R_2, ...
-        tokens = torch.stack([rtg_emb, state_emb, action_emb], dim=2) + time_emb.unsqueeze(2)
+        tokens = torch.stack([rtg_emb, state_emb, action_emb], dim=2) + time_emb
         x = self.drop(tokens.reshape(B, 3 * T, D) + self.pos_embed[:, : 3 * T])
 
         attn_mask = None if mask is None else self._attention_mask(mask)

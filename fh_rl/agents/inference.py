@@ -1,16 +1,24 @@
-"""An agent acting in environments: the rollout workers' :class:`fh_rl.envs.policy.Policy`.
+"""Inference: a trained agent acting in environments, as the rollout workers' :class:`fh_rl.envs.policy.Policy`.
 
-Each live episode (slot) keeps its own context: the last T states, chosen
-actions (as the head scores them: bins, or values in [-1, 1]), returns-to-go
-and timesteps. Every ``act`` is one batched model
-call over all live slots (contexts right-aligned, left padding masked). After
+:class:`AgentPolicy` adapts an agent to the rollout protocol. Each live
+episode (slot) keeps its own context: the last T states, chosen actions (as
+the head scores them: bins, or values in [-1, 1]), returns-to-go and
+timesteps. Every ``act`` is one batched model call over all
+live slots (contexts right-aligned, left padding masked). After
 each step the slot's return-to-go is decremented by the reward in dataset
 units (``transformed``: e.g. clipped for DQN-Replay) or by the raw reward
 (``raw``, the DT paper's code).
+
+Two options reproduce the papers' evaluation code (``configs/atari/seaquest-paper.yaml``):
+``timesteps="current"`` gives every step of the context the current step's
+timestep (that code indexes its timestep table with the current step, while
+training used each window's first step), and ``integer_rtg`` truncates the
+returns-to-go fed to the model to integers (that code casts them to int64).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -22,6 +30,7 @@ from fh_rl.agents.encoders import FRAME_STACK
 from fh_rl.datasets.trajectory import transform_reward
 
 RTG_MODES = ("transformed", "raw")
+TIMESTEP_MODES = ("own", "current")
 
 
 class _Slot:
@@ -49,6 +58,9 @@ class AgentPolicy:
             or ``tanh(mean)`` for a continuous head; a point prediction ignores this).
         rtg_mode: ``transformed`` or ``raw`` (see the module docstring).
         seed: seeds action sampling and within-bin decoding.
+        timesteps: ``own`` (each context step carries its own timestep, as in
+            training) or ``current`` (all carry the current step's: the papers' code).
+        integer_rtg: feed returns-to-go truncated to integers (the papers' code).
     """
 
     def __init__(
@@ -60,9 +72,15 @@ class AgentPolicy:
         sample: bool = True,
         rtg_mode: str = "transformed",
         seed: int = 0,
+        timesteps: str = "own",
+        integer_rtg: bool = False,
     ) -> None:
         if rtg_mode not in RTG_MODES:
             raise ValueError(f"rtg_mode must be one of {RTG_MODES}, got {rtg_mode!r}")
+        if timesteps not in TIMESTEP_MODES:
+            raise ValueError(f"timesteps must be one of {TIMESTEP_MODES}, got {timesteps!r}")
+        self.timesteps = timesteps
+        self.integer_rtg = bool(integer_rtg)
         self.agent = agent.eval()
         self.device = torch.device(device)
         self.agent.to(self.device)
@@ -89,7 +107,7 @@ class AgentPolicy:
             s = self.slots[slot]
             s.states.append(self._state(s, obs))
             s.actions.append(np.zeros(A, dtype=self.action_dtype))  # the action being chosen; unseen by its own prediction
-            s.rtg.append(s.return_to_go)
+            s.rtg.append(math.trunc(s.return_to_go) if self.integer_rtg else s.return_to_go)
             s.timesteps.append(s.t)
         batch = self._context_batch([self.slots[slot] for slot in slots])
         head = self.agent.head
@@ -143,9 +161,12 @@ class AgentPolicy:
             actions[i, T - L :] = np.stack(s.actions)
             rtg[i, T - L :] = s.rtg
             timesteps[i, T - L :] = s.timesteps
+            if self.timesteps == "current":
+                timesteps[i] = s.t  # every position, padding included (window_start reads position 0)
             mask[i, T - L :] = True
         to = lambda x: torch.from_numpy(x).to(self.device)  # noqa: E731
         return to(states), to(actions), to(rtg), to(timesteps), to(mask)
 
     def config(self) -> dict[str, Any]:
-        return {"target_return": self.target_return, "sample": self.sample, "rtg_mode": self.rtg_mode}
+        return {"target_return": self.target_return, "sample": self.sample, "rtg_mode": self.rtg_mode,
+                "timesteps": self.timesteps, "integer_rtg": self.integer_rtg}

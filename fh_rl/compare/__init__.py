@@ -25,6 +25,12 @@ swept key); the seed is what varies inside a group. For each group:
   evaluation action on the [-1, 1] scale, Box actions). A metric that does not
   apply to a head (e.g. the NLL of the ``mse`` head, a point prediction) is "-";
 - the number of seeds.
+- when the runs evaluated during training (``eval.every_steps``, as the
+  ``seaquest-paper`` preset does after each epoch): the paper's statistic,
+  labelled as such: per seed the best of its N evaluations, normalised where
+  the environment has reference scores, then mean +- 0.67 std (ddof 0) over
+  seeds. It picks the best checkpoint with the test episodes themselves, so
+  it is optimistic; the final-evaluation columns are the honest numbers.
 
 Writes ``comparison.md``, ``comparison.json`` and PNG figures into ``--out``
 (default: the first directory): ``frequencies-<env>.png`` (return and smoothness
@@ -41,7 +47,7 @@ from fh_rl.compare.cli import main
 from fh_rl.compare.plots import held_out_pmfs, plot_frequencies, plot_pmfs
 from fh_rl.compare.report import compare, markdown_table
 from fh_rl.compare.runs import VAL_METRICS, Run, find_runs, last_scalars, load_run
-from fh_rl.compare.stats import Group, group_runs, seed_statistics, summarize
+from fh_rl.compare.stats import Group, best_of_evaluations, group_runs, seed_statistics, summarize
 from fh_rl.compare.tensorboard_layout import CUSTOM_SCALARS_LAYOUT, LAYOUT_SUFFIX, write_custom_scalars
 
 __all__ = [
@@ -50,6 +56,7 @@ __all__ = [
     "VAL_METRICS",
     "Group",
     "Run",
+    "best_of_evaluations",
     "compare",
     "find_runs",
     "group_runs",

@@ -10,7 +10,7 @@ import numpy as np
 
 from fh_rl.compare.runs import Run
 from fh_rl.compare.stats import Group
-from fh_rl.plots import pyplot, save_figure
+from fh_rl.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
 
 
 def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -93,9 +93,10 @@ def _representatives(groups: list[Group]) -> list[tuple[Group, Run]]:
     return out
 
 
-def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray | None], list[np.ndarray], np.ndarray]:
+def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray | None], list[np.ndarray], np.ndarray, BinAxis]:
     """At the same ``states`` held-out steps (first action dimension): each run's predicted pmfs ``(S, K)``
-    (None for a point prediction), each run's evaluation-action bins ``(S,)``, and the target bins ``(S,)``.
+    (None for a point prediction), each run's evaluation-action bins ``(S,)``, the target bins ``(S,)``, and the
+    bins' labels (action names or values, from the first run's action codec).
 
     The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
     validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
@@ -113,9 +114,10 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     batches = held_out_batches(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
     if not batches:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
-    pmfs, chosen, targets = [], [], None
+    pmfs, chosen, targets, axis = [], [], None, None
     for run in runs:
         _, agent, _ = load_agent(run.path)
+        axis = axis or bin_axis(agent.codec)
         with torch.no_grad():
             out = agent.eval().loss(batches[0])
         M = len(out.targets)
@@ -127,7 +129,7 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
             continue
         pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
         pmfs.append(pmf[idx])
-    return pmfs, chosen, targets
+    return pmfs, chosen, targets, axis
 
 
 def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Path:
@@ -137,24 +139,14 @@ def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Pat
     """
     plt = pyplot()
     reps = _representatives(groups)
-    pmfs, chosen, targets = held_out_pmfs([r for _, r in reps], states=states)
+    pmfs, chosen, targets, axis = held_out_pmfs([r for _, r in reps], states=states)
     S = len(targets)
-    K = next((p.shape[1] for p in pmfs if p is not None), int(max(max(c) for c in chosen)) + 1)
-    fig, axes = plt.subplots(1, S, figsize=(3.2 * S, 3.0), sharey=False, squeeze=False)
-    bins = np.arange(K)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, S, figsize=(3.4 * S, 3.4), sharey=False, squeeze=False)
     for s, ax in enumerate(axes[0]):
-        for i, ((group, run), pmf) in enumerate(zip(reps, pmfs)):
-            label, color = f"{group.label} (seed {run.seed})", colors[i % len(colors)]
-            if pmf is None:
-                ax.axvline(chosen[i][s], color=color, ls=":", lw=1.6, label=f"{label}, point prediction")
-            else:
-                ax.plot(bins, pmf[s], lw=1.4, color=color, label=label)
-        ax.axvline(targets[s], color="k", ls="--", lw=0.8, label="dataset action")
-        ax.set_title(f"held-out state {s + 1}", fontsize=9)
-        ax.set_xlabel("action bin")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("probability")
+        labels = [f"{group.label} (seed {run.seed})" for group, run in reps]
+        lines = [(label, pmf[s]) for label, pmf in zip(labels, pmfs) if pmf is not None]
+        points = [(label, int(c[s])) for label, pmf, c in zip(labels, pmfs, chosen) if pmf is None]
+        draw_pmfs(ax, axis, lines, int(targets[s]), title=f"held-out state {s + 1}", points=points)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{env}: learned action distributions on the same held-out states")
     fig.tight_layout()

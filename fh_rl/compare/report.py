@@ -18,24 +18,26 @@ def _num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:,.{digits}f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
-def markdown_table(env: str, rows: list[dict[str, Any]]) -> str:
-    lines = [
-        f"### {env}",
-        "",
+def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -> str:
+    """One environment's table, headed by how its returns were evaluated (protocol, returns-to-go, actions)."""
+    best = [row.get("best_of_evaluations") for row in rows]
+    labels = sorted({b["label"] + (", normalised" if b["normalized"] else ", return") for b in best if b})
+    extra = f" {'; '.join(labels)}: mean ± 0.67 std |" if labels else ""
+    lines = [f"### {env}", ""] + ([f"Evaluation: {evaluation}.", ""] if evaluation else []) + [
         "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL (bins) | val NLL (density) "
-        "| val accuracy | val smoothness | val action MSE |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| val accuracy | val smoothness | val action MSE |" + extra,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
     ]
-    for row in rows:
+    for row, b in zip(rows, best):
         r = row["return"]
         ci = f" [{_num(r['ci_low'], 1)}, {_num(r['ci_high'], 1)}]" if r["ci_low"] is not None else ""
         norm = row["normalized"]["mean"] if row["normalized"] else None
+        paper = (f" {_num(b['mean'], 2)} ± {_num(b['half_width'], 2)} |" if b else " - |") if labels else ""
         lines.append(
             f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
-            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|"
+            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|" + paper
         )
     return "\n".join(lines)
-
 
 
 def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = True, pmf_states: int = 4) -> dict[str, Any]:
@@ -52,7 +54,11 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
                        "ci": f"{CONFIDENCE:.0%} bootstrap of the mean over seeds, percentile method, "
                              f"{N_RESAMPLES} resamples, rng seed {BOOTSTRAP_SEED} (scipy.stats.bootstrap)",
                        "iqm": "scipy.stats.trim_mean(per-seed returns, 0.25)",
-                       "val": "last logged val/* value of each run, mean over seeds"},
+                       "val": "last logged val/* value of each run, mean over seeds",
+                       "best_of_evaluations": "the paper's statistic, only for runs that evaluated during training: "
+                                              "per seed the best mean return over its evaluations, normalised "
+                                              "where possible, mean +- 0.67 std (ddof 0) over seeds; optimistic "
+                                              "(the evaluation episodes pick the checkpoint)"},
         "environments": {},
         "figures": [],
         "skipped": skipped + dropped,
@@ -61,7 +67,7 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
     for env, env_groups in groups.items():
         rows = [summarize(g) for g in env_groups]
         result["environments"][env] = rows
-        md += [markdown_table(env, rows), ""]
+        md += [markdown_table(env, rows, _evaluation(env_groups)), ""]
         if not figures:
             continue
         fig = plot_frequencies(env, rows, out / f"frequencies-{_slug(env)}.png")
@@ -78,11 +84,26 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
     if result["skipped"]:
         md += ["Skipped:", ""] + [f"- `{s['path']}`: {s['reason']}" for s in result["skipped"]] + [""]
     md += [f"Return: {result['statistics']['return']}; CI: {result['statistics']['ci']}; "
-           f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}.", ""]
+           f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}"
+           + (f"; best of N: {result['statistics']['best_of_evaluations']}"
+              if any(r.get("best_of_evaluations") for rows in result["environments"].values() for r in rows) else "")
+           + ".", ""]
     atomic_write_text(out / "comparison.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "comparison.md", "\n".join(md))
     result["markdown"] = "\n".join(md)
     return result
+
+
+def _evaluation(groups: list[Any]) -> str:
+    """The environment protocol and evaluation settings of a table's runs ("; "-joined when they differ)."""
+    seen = []
+    for g in groups:
+        for run in g.runs:
+            where = f"{run.protocol} protocol, " if run.protocol else ""
+            text = where + run.evaluation
+            if text not in seen:
+                seen.append(text)
+    return "; ".join(seen)
 
 
 def _slug(env: str) -> str:

@@ -29,7 +29,13 @@ class Run:
     target: float | None
     returns: list[float]
     """Evaluation returns of the first target return, one per episode."""
+    history: list[tuple[int, float]] = field(default_factory=list)
+    """(step, mean return of the first target) of every evaluation of the run, during training and final."""
     val: dict[str, float | None] = field(default_factory=dict)
+    protocol: str | None = None
+    """The evaluation's environment protocol (eval.json; e.g. ``dt-paper`` for Atari), None for non-Atari."""
+    evaluation: str = ""
+    """How the returns were evaluated, in words: returns-to-go mode and sampled or argmax actions."""
 
     @property
     def return_mean(self) -> float:
@@ -85,9 +91,16 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         raise FileNotFoundError("incomplete: no eval.json (training or evaluation did not finish)")
     try:
         payload = json.loads(eval_path.read_text())
+    except (OSError, ValueError):
+        raise ValueError("eval.json is malformed (expected results[0].returns)") from None
+    if isinstance(payload, dict) and "results" not in payload and isinstance(payload.get("history"), list):
+        raise FileNotFoundError(f"incomplete: {len(payload['history'])} evaluation(s) during training, "
+                                f"no final one (still training, or stopped)")
+    try:
         first = payload["results"][0]
         returns = [float(r) for r in first["returns"]]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        history = [(int(h["step"]), float(np.mean(h["results"][0]["returns"]))) for h in payload.get("history", [])]
+    except (ValueError, KeyError, IndexError, TypeError):
         raise ValueError("eval.json is malformed (expected results[0].returns)") from None
     if not returns or not all(math.isfinite(r) for r in returns):
         raise ValueError("eval.json holds no finite returns")
@@ -106,11 +119,25 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         config=_flatten(cfg),
         target=first.get("target_return"),
         returns=returns,
+        protocol=payload.get("protocol") or _resolved_protocol(cfg),
+        evaluation=f"{first.get('rtg_mode', 'transformed')} returns-to-go, "
+                   f"{'sampled' if first.get('sample', True) else 'argmax'} actions",
+        history=history,
     )
     if read_events:
         values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])
         run.val = {m: values[f"val/{m}"] for m in VAL_METRICS}
     return run
+
+
+def _resolved_protocol(cfg: dict[str, Any]) -> str | None:
+    """The protocol of a run whose eval.json predates recording it: its config's, Atari's default resolved."""
+    from fh_rl.envs import resolve_protocol
+
+    try:
+        return resolve_protocol(str(cfg["env"].get("name")), cfg["env"].get("protocol"))
+    except (ValueError, KeyError):
+        return None
 
 
 def find_runs(paths: Sequence[str | Path], *, read_events: bool = True) -> tuple[list[Run], list[dict[str, str]]]:

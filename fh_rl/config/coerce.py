@@ -91,33 +91,33 @@ def _to_bool(value: Any, key: str) -> bool:
 
 
 def _to_int(value: Any, key: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            f = float(value.replace("_", ""))
-            if f.is_integer():
-                return int(f)
-        except ValueError:
-            pass
+    if not isinstance(value, bool):
+        if isinstance(value, int):
+            return value
+        number = value if isinstance(value, float) else _parse_number(value, drop_underscores=True)
+        if number is not None and number.is_integer():
+            return int(number)
     raise ValueError(f"config key {key!r} must be an integer, got {value!r}")
 
 
 def _to_float(value: Any, key: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"config key {key!r} must be a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
+    if not isinstance(value, bool):
+        if isinstance(value, (int, float)):
             return float(value)
-        except ValueError:
-            pass
+        number = _parse_number(value)
+        if number is not None:
+            return number
     raise ValueError(f"config key {key!r} must be a number, got {value!r}")
+
+
+def _parse_number(value: Any, drop_underscores: bool = False) -> float | None:
+    """A number written as a string (``"1e-6"``; ``"10_000"`` with ``drop_underscores``), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return float(value.replace("_", "") if drop_underscores else value)
+    except ValueError:
+        return None
 
 
 def _to_str(value: Any, key: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +30,8 @@ def load_config(
     """Read a YAML config (default ``configs/default.yaml``), apply overrides and validate.
 
     ``head`` switches the head; parameters in the file meant for another head are then dropped.
+    A sub-section named after a registered head (``head: {name: fourier, linear: {bias: false}}``)
+    holds parameters for that head only: applied when it is the chosen head, dropped otherwise.
     ``overrides`` are ``key=value`` strings with dotted keys (values parsed as YAML).
     """
     if path is None:
@@ -61,27 +64,59 @@ def config_from_dict(
         raise ValueError(f"config section 'head' must be a mapping, got {head_section!r}")
     if head is not None:
         HEADS.get(head)
-        if head_section.get("name", HeadConfig.name) != head:
-            # Parameters written for the file's head: keep those the new head also takes.
-            known = head_params(head)
-            all_params = {p for h in available_heads() for p in head_params(h)}
-            for key in list(head_section):
-                if key != "name" and key not in known:
-                    if key not in all_params:
-                        raise ValueError(
-                            unknown_key_message(f"head.{key}", key, ["name", *sorted(all_params)], "head")
-                        )
-                    del head_section[key]
         head_section["name"] = head
     data["head"] = head_section
+    from_set = set()
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
         set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        from_set.add(key.strip())
+    _apply_per_head_sections(data["head"])
+    if head is not None:
+        _drop_other_heads_params(data["head"], head, {k[len("head."):] for k in from_set if k.startswith("head.")})
     if seed is not None:
         data["seed"] = seed
     return build_section(Config, data, "")
+
+
+def _drop_other_heads_params(head_section: dict[str, Any], head: str, from_set: set[str]) -> None:
+    """``--head NAME``: drop parameters that only other registered heads take (a note for each one given by ``--set``).
+
+    So one command line (``--set head.num_frequencies=8``) serves every head of a comparison. A key no
+    registered head takes is a typo: it raises, listing the parameters there are.
+    """
+    if not isinstance(head_section, dict) or head_section.get("name") != head:
+        return
+    known = head_params(head)
+    owners = {h: head_params(h) for h in available_heads()}
+    for key in [k for k in head_section if k != "name" and k not in known]:
+        takers = [h for h, params in owners.items() if key in params]
+        if not takers:
+            all_params = sorted({p for params in owners.values() for p in params})
+            raise ValueError(unknown_key_message(f"head.{key}", key, ["name", *all_params], "head"))
+        del head_section[key]
+        if key in from_set:
+            print(f"note: head.{key} is a parameter of the {'/'.join(takers)} head, not of {head!r}: ignored",
+                  file=sys.stderr)
+
+
+def _is_head_section(key: str, value: Any) -> bool:
+    return isinstance(value, dict) and key in available_heads()
+
+
+def _apply_per_head_sections(head_section: dict[str, Any]) -> None:
+    """Merge ``head.<registered head>: {...}`` into the head section when that head is the chosen one.
+
+    A preset serves several heads this way (``head: {name: fourier, num_frequencies: 8, linear: {bias: false}}``:
+    ``--head linear`` gets ``bias: false``); the sections of the other heads are dropped.
+    """
+    chosen = head_section.get("name", HeadConfig.name)
+    for name in [k for k, v in head_section.items() if _is_head_section(k, v)]:
+        params = head_section.pop(name)
+        if name == chosen:
+            head_section.update(params)
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

@@ -15,7 +15,7 @@ from fh_rl.agents.base import AGENTS, AgentConfig
 from fh_rl.config.coerce import coerce_value, unknown_key_message
 from fh_rl.heads import HEADS, head_params
 
-DATASET_FORMATS = ("hdf5", "dqn-replay")
+DATASET_FORMATS = ("hdf5", "dqn-replay", "minari")
 DATASET_BUILDERS = ("sac",)
 ORDERINGS = ("identity", "joystick")
 RTG_MODES = ("transformed", "raw")
@@ -25,8 +25,9 @@ RTG_MODES = ("transformed", "raw")
 class EnvConfig:
     """The environment the agent acts in (evaluation) and its action codec."""
 
-    name: str = "Pendulum-v1"
-    """Gymnasium id or Atari game name (e.g. ``Pendulum-v1``, ``HalfCheetah-v5``, ``Seaquest``)."""
+    name: str | None = "Pendulum-v1"
+    """Gymnasium id or Atari game name (e.g. ``Pendulum-v1``, ``HalfCheetah-v5``, ``Seaquest``); null with
+    ``dataset.format: minari``: the env the Minari dataset was collected in."""
     protocol: str | None = None
     """Environment protocol for Atari (e.g. ``dqn-replay`` or ``dt-paper``); None: the env factory's default."""
     num_bins: int = 64
@@ -53,9 +54,10 @@ class DatasetConfig:
     """Where the offline trajectories come from and how they are split."""
 
     format: str = "hdf5"
-    """``hdf5`` (a D4RL-layout file) or ``dqn-replay`` (a DQN-Replay root directory)."""
+    """``hdf5`` (a D4RL-layout file), ``dqn-replay`` (a DQN-Replay root directory) or ``minari`` (a Minari dataset)."""
     path: str = "datasets/pendulum-v1-sac-mixed.hdf5"
-    """HDF5 file, or the DQN-Replay root holding ``<Game>/<run>/replay_logs``; relative to the working directory."""
+    """HDF5 file, the DQN-Replay root holding ``<Game>/<run>/replay_logs``, or a Minari dataset id
+    (``mujoco/hopper/medium-v0``) or directory; paths relative to the working directory."""
     game: str | None = None
     """DQN-Replay: game directory name (default: the env name)."""
     run: int = 1
@@ -146,6 +148,11 @@ class TrainConfig:
     """Linear warmup over this many tokens (real steps seen)."""
     final_tokens: int | None = None
     """Cosine decay ends at this many tokens; None: the run's total (steps * batch_size * context)."""
+    warmup_fraction: float | None = None
+    """Warmup over this fraction of the run's tokens instead of ``warmup_tokens`` (shortening a run keeps it
+    proportional); None: ``warmup_tokens``."""
+    final_fraction: float | None = None
+    """Cosine decay ends at this fraction of the run's tokens instead of ``final_tokens``; None: ``final_tokens``."""
     min_lr_ratio: float = 0.1
     """The cosine decays to this fraction of ``lr`` and stays there."""
     device: str = "auto"
@@ -177,6 +184,13 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.final_tokens is not None:
             _positive(self, "final_tokens")
+        if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"train.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.final_fraction is not None and not self.final_fraction > 0:
+            raise ValueError(f"train.final_fraction must be > 0, got {self.final_fraction}")
+        if self.warmup_fraction is not None and self.final_fraction is not None and self.warmup_fraction >= self.final_fraction:
+            raise ValueError(f"train.warmup_fraction ({self.warmup_fraction}) must be below train.final_fraction "
+                             f"({self.final_fraction})")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.threads is not None:
@@ -206,9 +220,20 @@ class EvalConfig:
     head, sample the squashed Gaussian instead of taking ``tanh(mean)``; the ``mse`` head ignores it."""
     seed: int = 0
     """Base seed of the evaluation episodes (added to the run seed)."""
+    timesteps: str = "own"
+    """DT: ``own``: each context step carries its own timestep (as in training); ``current``: every step carries
+    the current step's (the papers' evaluation code, which indexes its timestep table with the current step)."""
+    integer_returns_to_go: bool = False
+    """DT: feed returns-to-go truncated to integers (the papers' evaluation code casts them to int64)."""
+    every_steps: int | None = None
+    """Also evaluate every this many training steps (e.g. one epoch: the papers evaluate after each of 5);
+    each evaluation goes to ``eval.json`` (``history``) and TensorBoard. None: only after training."""
 
     def __post_init__(self) -> None:
         _positive(self, "episodes")
+        _choice(self, "timesteps", ("own", "current"), section="eval")
+        if self.every_steps is not None:
+            _positive(self, "every_steps")
         _positive(self, "workers", minimum=0)
         if self.target_quantile is not None and not 0 <= self.target_quantile <= 1:
             raise ValueError(f"eval.target_quantile must be in [0, 1], got {self.target_quantile}")
@@ -233,6 +258,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.env.name is None and self.dataset.format != "minari":
+            raise ValueError("env.name is required (only a Minari dataset names its env: dataset.format: minari)")
         AGENTS.get(self.agent.name)
         a = self.agent
         for name in ("embed_dim", "n_layer", "n_head", "context_len", "max_timestep", "hidden_dim"):
@@ -243,6 +270,11 @@ class Config:
                 raise ValueError(f"agent.{name} must be >= 0, got {getattr(a, name)!r}")
         if not 0 <= a.dropout < 1:
             raise ValueError(f"agent.dropout must be in [0, 1), got {a.dropout}")
+        from fh_rl.agents.base import INITS, LOSS_FORMS, TIMESTEP_EMBEDDINGS
+
+        _choice(a, "timestep_embedding", TIMESTEP_EMBEDDINGS)
+        _choice(a, "init", INITS)
+        _choice(a, "loss_form", LOSS_FORMS)
         if a.embed_dim % a.n_head:
             raise ValueError(f"agent.embed_dim ({a.embed_dim}) must be divisible by agent.n_head ({a.n_head})")
 

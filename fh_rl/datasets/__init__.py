@@ -21,6 +21,7 @@ _EXPORTS = {
     "load_hdf5": "fh_rl.datasets.hdf5",
     "write_hdf5": "fh_rl.datasets.hdf5",
     "load_minari": "fh_rl.datasets.hdf5",
+    "write_minari": "fh_rl.datasets.hdf5",
 }
 
 __all__ = list(_EXPORTS)
@@ -28,7 +29,7 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:
     from fh_rl.datasets.batch import TransitionBatch, WindowBatch
     from fh_rl.datasets.dqn_replay import DQNReplayWriter, load_dqn_replay
-    from fh_rl.datasets.hdf5 import load_hdf5, load_minari, write_hdf5
+    from fh_rl.datasets.hdf5 import load_hdf5, load_minari, write_hdf5, write_minari
     from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
     from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
 

@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
+from fh_rl.progress import progress_bar
 
 from fh_rl.cli import run_cli
 from fh_rl.datasets.dqn_replay import DQNReplayWriter, discover_suffixes, replay_dir
@@ -80,7 +80,7 @@ class _ProgressCallback:
 
         class Callback(BaseCallback):
             def _on_training_start(self) -> None:
-                self.bar = tqdm(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
+                self.bar = progress_bar(total=total, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
 
             def _on_step(self) -> bool:
                 if on_step is not None:
@@ -105,17 +105,20 @@ class _EpisodeRecorder:
     actions: list = field(default_factory=list)
     rewards: list = field(default_factory=list)
     episodes: list = field(default_factory=list)
+    finals: list = field(default_factory=list)
+    """Each episode's observation after its last action (Minari keeps T+1 observations)."""
 
-    def add(self, obs, action, reward, terminated: bool, truncated: bool) -> None:
+    def add(self, obs, action, reward, terminated: bool, truncated: bool, next_obs=None) -> None:
         self.obs.append(np.asarray(obs, np.float32))
         self.actions.append(np.asarray(action, np.float32))
         self.rewards.append(float(reward))
         if terminated or truncated:
-            self.close(terminated, truncated)
+            self.close(terminated, truncated, next_obs)
 
-    def close(self, terminated: bool = False, truncated: bool = True) -> None:
+    def close(self, terminated: bool = False, truncated: bool = True, final_obs=None) -> None:
         if not self.obs:
             return
+        self.finals.append(np.asarray(final_obs if final_obs is not None else self.obs[-1], np.float32))
         self.episodes.append(
             Episode(
                 observations=np.stack(self.obs),
@@ -128,22 +131,24 @@ class _EpisodeRecorder:
         self.obs, self.actions, self.rewards = [], [], []
 
 
-def rollout_episodes(env_id: str, policy, episodes: int, seed: int, desc: str, progress: bool = True) -> list[Episode]:
-    """Run ``policy.predict(obs, deterministic=True)`` for whole episodes, seeds ``seed + i``."""
+def rollout_episodes(env_id: str, policy, episodes: int, seed: int, desc: str, progress: bool = True
+                     ) -> tuple[list[Episode], list[np.ndarray]]:
+    """Run ``policy.predict(obs, deterministic=True)`` for whole episodes, seeds ``seed + i``; the episodes and
+    their final observations."""
     env = gym.make(env_id)
     rec = _EpisodeRecorder()
     try:
-        for i in tqdm(range(episodes), desc=desc, unit="episode", disable=not progress, dynamic_ncols=True):
+        for i in progress_bar(range(episodes), desc=desc, unit="episode", disable=not progress, dynamic_ncols=True):
             obs, _ = env.reset(seed=seed + i)
             done = False
             while not done:
                 action, _ = policy.predict(obs, deterministic=True)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
-                rec.add(obs, action, reward, terminated, truncated)
+                rec.add(obs, action, reward, terminated, truncated, next_obs)
                 obs, done = next_obs, terminated or truncated
     finally:
         env.close()
-    return rec.episodes
+    return rec.episodes, rec.finals
 
 
 def collect_control(
@@ -158,8 +163,10 @@ def collect_control(
     learning_starts: int = 1000,
     threads: int | None = 1,
     progress: bool = True,
+    format: str = "hdf5",
 ) -> Path:
-    """Train SAC on ``env_id`` for ``steps`` steps and write a D4RL-layout HDF5 to ``out``.
+    """Train SAC on ``env_id`` for ``steps`` steps and write a D4RL-layout HDF5 to ``out`` (``format="minari"``:
+    the Minari dataset id ``out``, through Minari's API, under ``MINARI_DATASETS_PATH``).
 
     The file holds SAC's whole replay (every transition, in order, episodes
     cut at the end of training marked truncated), then ``medium_episodes``
@@ -173,9 +180,16 @@ def collect_control(
     for name, value in (("expert_episodes", expert_episodes), ("medium_episodes", medium_episodes)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    out = Path(out).expanduser()
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
+    if format not in ("hdf5", "minari"):
+        raise ValueError(f"--format must be hdf5 or minari, got {format!r}")
+    if format == "minari":
+        from fh_rl.datasets.hdf5 import _require_minari
+
+        _require_minari("--format minari")  # before SAC runs
+    else:
+        out = Path(out).expanduser()
+        if out.exists():
+            raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
     probe = gym.make(env_id)
     if not isinstance(probe.action_space, gym.spaces.Box):
         raise ValueError(f"collect control needs a Box action space; {env_id} has {probe.action_space}")
@@ -184,10 +198,11 @@ def collect_control(
     torch.manual_seed(seed)
     with _torch_threads(threads):
         return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts,
-                                progress)
+                                progress, format)
 
 
-def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress) -> Path:
+def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress,
+                     format="hdf5") -> Path:
     from stable_baselines3 import SAC
 
     model = SAC(
@@ -207,21 +222,27 @@ def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed,
         info = cb.locals["infos"][0]
         done = bool(cb.locals["dones"][0])
         truncated = done and bool(info.get("TimeLimit.truncated", False))
-        # _last_obs is still the observation the action was taken in (SB3 stores the step after callbacks)
-        replay.add(cb.model._last_obs[0], cb.locals["actions"][0], cb.locals["rewards"][0], done and not truncated, truncated)
+        # _last_obs is still the observation the action was taken in (SB3 stores the step after callbacks);
+        # after a done the vectorised env has reset: the episode's last observation is in the info
+        next_obs = info.get("terminal_observation") if done else None
+        replay.add(cb.model._last_obs[0], cb.locals["actions"][0], cb.locals["rewards"][0], done and not truncated, truncated,
+                   next_obs)
         if medium_episodes and cb.num_timesteps == steps // 2:
             half["policy"] = copy.deepcopy(cb.model.policy)
 
     t0 = time.perf_counter()
     model.learn(steps, callback=_ProgressCallback.make(steps, f"SAC {env_id}", on_step, progress))
-    replay.close(terminated=False, truncated=True)
+    replay.close(terminated=False, truncated=True, final_obs=model._last_obs[0])
     train_seconds = time.perf_counter() - t0
 
     parts = {"replay": replay.episodes}
+    finals = {"replay": replay.finals}
     if medium_episodes:
-        parts["medium"] = rollout_episodes(env_id, half["policy"], medium_episodes, seed + 20_000, "medium rollouts", progress)
+        parts["medium"], finals["medium"] = rollout_episodes(env_id, half["policy"], medium_episodes, seed + 20_000,
+                                                             "medium rollouts", progress)
     if expert_episodes:
-        parts["expert"] = rollout_episodes(env_id, model, expert_episodes, seed + 10_000, "expert rollouts", progress)
+        parts["expert"], finals["expert"] = rollout_episodes(env_id, model, expert_episodes, seed + 10_000,
+                                                             "expert rollouts", progress)
 
     episodes, part_ids, meta = _merge_parts(parts)
     dataset = TrajectoryDataset(episodes, name=f"{env_id}-sac{steps}")
@@ -234,6 +255,13 @@ def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed,
         train_seconds=round(train_seconds, 1),
         parts=json.dumps([p for p in CONTROL_PARTS if p in parts]),
     )
+    if format == "minari":
+        from fh_rl.datasets.hdf5 import write_minari
+
+        ordered = [f for name in CONTROL_PARTS if name in finals for f in finals[name]]  # as _merge_parts orders them
+        summary = ", ".join(f"{k}={v}" for k, v in meta.items())
+        return write_minari(str(out), dataset, ordered, env_id, algorithm_name=f"SAC ({steps} steps) via fh_rl",
+                            description=f"fh_rl collect control: SAC replay and rollouts; {summary}")
     return write_hdf5(out, dataset, metadata=meta, infos={"part": np.concatenate(part_ids)})
 
 
@@ -279,6 +307,8 @@ def collect_atari(
     seed: int = 0,
     learning_starts: int | None = None,
     threads: int | None = 1,
+    train_freq: int = 4,
+    gradient_steps: int = 1,
     progress: bool = True,
     on_transition: Callable[[np.ndarray, int, float, bool], None] | None = None,
 ) -> Path:
@@ -288,13 +318,18 @@ def collect_atari(
     in, the action, the clipped reward, terminal = game over or the 27,000-step
     cap) goes through :class:`DQNReplayWriter` with ``capacity`` rows per file.
     ``on_transition(frame, action, clipped_reward, terminal)``, when given, sees
-    the same rows (for tests and custom side logs). Returns the run directory
+    the same rows (for tests and custom side logs). Once learning starts, the
+    DQN's gradient steps take most of the time: ``train_freq`` (agent steps
+    per update, the Nature DQN's 4) and ``gradient_steps`` (updates each time)
+    trade learning for speed (benchmarks/collect_atari.py). Returns the run directory
     ``<root>/<game>/<run>``; refuses to write over an existing one.
     """
     from fh_rl.envs import canonical_env_name, env_kind, make_env
 
     _require_positive("steps", steps)
     _require_positive("capacity", capacity)
+    _require_positive("train_freq", train_freq)
+    _require_positive("gradient_steps", gradient_steps)
     if env_kind(game) != "atari":
         raise ValueError(f"collect atari needs an Atari game, got {game!r}")
     game = canonical_env_name(game)
@@ -309,7 +344,7 @@ def collect_atari(
     learning_starts = int(learning_starts if learning_starts is not None else min(steps // 10, 50_000))
 
     env = ClipRewardKeepRaw(make_env(game, protocol="dqn-replay"))
-    model = _make_dqn(env, seed, buffer_size, learning_starts)
+    model = _make_dqn(env, seed, buffer_size, learning_starts, train_freq, gradient_steps)
     try:
         with DQNReplayWriter(partial_root, game, run, capacity=capacity) as writer:
             log = _TransitionLog(writer, on_transition)
@@ -331,7 +366,8 @@ def collect_atari(
     return final
 
 
-def _make_dqn(env: gym.Env, seed: int, buffer_size: int, learning_starts: int) -> Any:
+def _make_dqn(env: gym.Env, seed: int, buffer_size: int, learning_starts: int, train_freq: int = 4,
+              gradient_steps: int = 1) -> Any:
     """SB3's DQN with the Nature-DQN settings used for collection (lr 1e-4, target update 1000, eps to 0.01)."""
     from stable_baselines3 import DQN
 
@@ -343,7 +379,8 @@ def _make_dqn(env: gym.Env, seed: int, buffer_size: int, learning_starts: int) -
         learning_starts=learning_starts,
         learning_rate=1e-4,
         batch_size=32,
-        train_freq=4,
+        train_freq=train_freq,
+        gradient_steps=gradient_steps,
         target_update_interval=1000,
         exploration_fraction=0.1,
         exploration_final_eps=0.01,
@@ -414,10 +451,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--learning-starts", type=int, default=None)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--threads", type=int, default=1, help="torch threads for the DQN (default 1)")
+    a.add_argument("--train-freq", type=int, default=4,
+                   help="agent steps per DQN update (default 4, the Nature DQN's; larger is faster, learns less)")
+    a.add_argument("--gradient-steps", type=int, default=1, help="gradient steps per DQN update (default 1)")
     c = sub.add_parser("control", help="SB3 SAC replay (+ rollouts) as D4RL-layout HDF5")
     c.add_argument("--env", required=True, help="gymnasium id with a Box action space, e.g. Pendulum-v1")
     c.add_argument("--steps", type=int, required=True, help="SAC environment steps")
-    c.add_argument("--out", required=True, help="HDF5 file to write")
+    c.add_argument("--out", required=True, help="HDF5 file to write (--format minari: a Minari dataset id, "
+                                                "e.g. fh_rl/pendulum/sac-v0)")
+    c.add_argument("--format", choices=("hdf5", "minari"), default="hdf5",
+                   help="D4RL-layout HDF5 (default) or a Minari dataset (pip install \"fh_rl[minari]\")")
     c.add_argument("--expert-episodes", type=int, default=100, help="rollouts of the final policy")
     c.add_argument("--medium-episodes", type=int, default=0, help="rollouts of the half-time policy")
     c.add_argument("--seed", type=int, default=0)
@@ -426,14 +469,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.kind == "atari":
         path = collect_atari(args.game, args.steps, args.out, run=args.run, capacity=args.capacity,
                              buffer_size=args.buffer_size, learning_starts=args.learning_starts, seed=args.seed,
-                             threads=args.threads)
+                             threads=args.threads, train_freq=args.train_freq, gradient_steps=args.gradient_steps)
         side = json.loads((path / "episode_returns.json").read_text())
         rets = side["episode_returns"]
         print(f"wrote {path} ({len(rets)} finished episodes, raw return mean "
               f"{np.mean(rets) if rets else float('nan'):.1f})")
     else:
         path = collect_control(args.env, args.steps, args.out, expert_episodes=args.expert_episodes,
-                               medium_episodes=args.medium_episodes, seed=args.seed, threads=args.threads)
+                               medium_episodes=args.medium_episodes, seed=args.seed, threads=args.threads,
+                               format=args.format)
         print(f"wrote {path}")
     return 0
 

@@ -60,14 +60,14 @@ def _download_gsutil(game: str, run: int, tmp: Path) -> None:
 
 def _download_gcs(game: str, run: int, tmp: Path) -> None:
     from google.cloud import storage  # type: ignore[import-not-found]
-    from tqdm.auto import tqdm
+    from fh_rl.progress import progress_bar
 
     client = storage.Client.create_anonymous_client()
     prefix = f"dqn/{game}/{run}/"
     blobs = list(client.list_blobs(BUCKET, prefix=prefix))
     if not blobs:
         raise ValueError(f"gs://{BUCKET}/{prefix} is empty; check the game name (e.g. Breakout) and run (1-5)")
-    for blob in tqdm(blobs, desc=f"downloading {game} run {run}", unit="file"):
+    for blob in progress_bar(blobs, desc=f"downloading {game} run {run}", unit="file"):
         dest = tmp / str(run) / blob.name[len(prefix):]
         dest.parent.mkdir(parents=True, exist_ok=True)
         blob.download_to_filename(str(dest))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
@@ -137,6 +137,89 @@ def _minari_file(path: Path) -> Path:
     raise FileNotFoundError(f"{path}: no Minari data file (expected {path / 'data' / 'main_data.hdf5'})")
 
 
+def _require_minari(what: str) -> Any:
+    try:
+        import minari
+    except ImportError as exc:
+        raise ImportError(f"{what} needs the minari package: pip install \"fh_rl[minari]\"") from exc
+    return minari
+
+
+def minari_path(dataset: str | os.PathLike) -> Path:
+    """The directory of a Minari dataset given as a local path or as a dataset id (resolved by ``minari``)."""
+    path = Path(dataset).expanduser()
+    if path.exists():
+        return path
+    minari = _require_minari(f"loading the Minari dataset id {str(dataset)!r} (or pass the path of a local Minari "
+                             f"dataset directory)")
+    try:
+        return Path(minari.load_dataset(str(dataset)).spec.data_path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"no Minari dataset {str(dataset)!r} ({' '.join(str(exc).split())[:200]}); make one with "
+            f"`python -m fh_rl.datasets.collect control --format minari --out {dataset} ...`, or pass a dataset directory"
+        ) from None
+
+
+def minari_env_id(dataset: str | os.PathLike) -> str:
+    """The Gymnasium id a Minari dataset was collected in (its ``metadata.json`` ``env_spec``)."""
+    h5 = _minari_file(minari_path(dataset))
+    meta_path = h5.parent / "metadata.json"
+    try:
+        spec = json.loads(json.loads(meta_path.read_text())["env_spec"])
+        return str(spec["id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{meta_path}: no env_spec with an id; set env.name in the config") from None
+
+
+def write_minari(
+    dataset_id: str,
+    dataset: TrajectoryDataset,
+    final_observations: Sequence[np.ndarray],
+    env_id: str,
+    *,
+    algorithm_name: str = "fh_rl",
+    description: str | None = None,
+) -> Path:
+    """Write ``dataset`` as the Minari dataset ``dataset_id`` through Minari's own API (no jax needed).
+
+    Minari keeps T+1 observations per episode: ``final_observations[i]`` is
+    episode i's observation after its last action. The dataset goes under
+    Minari's data root (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``);
+    returns its directory. An existing id is an error (Minari refuses it).
+    """
+    import gymnasium as gym
+
+    minari = _require_minari("writing a Minari dataset")
+    from minari.data_collector import EpisodeBuffer
+
+    if len(final_observations) != len(dataset):
+        raise ValueError(f"{len(final_observations)} final observations for {len(dataset)} episodes")
+    buffers = []
+    for i in range(len(dataset)):
+        lo, hi = int(dataset.offsets[i]), int(dataset.offsets[i + 1])
+        T = hi - lo
+        term = np.zeros(T, bool)
+        term[-1] = bool(dataset.terminated[i])
+        trunc = np.zeros(T, bool)
+        trunc[-1] = not term[-1]
+        obs = np.concatenate([dataset.observations[lo:hi], np.asarray(final_observations[i])[None]]).astype(np.float32)
+        buffers.append(EpisodeBuffer(id=i, observations=obs, actions=np.asarray(dataset.actions[lo:hi], np.float32),
+                                     rewards=np.asarray(dataset.rewards[lo:hi], np.float64), terminations=term,
+                                     truncations=trunc, infos={}))
+    env = gym.make(env_id)
+    try:
+        import warnings
+
+        with warnings.catch_warnings():  # Minari's advice on author/permalink fields, not errors
+            warnings.simplefilter("ignore", UserWarning)
+            created = minari.create_dataset_from_buffers(dataset_id, buffers, env=env, algorithm_name=algorithm_name,
+                                                         description=description)
+    finally:
+        env.close()
+    return Path(created.spec.data_path).parent
+
+
 def load_minari(dataset: str | os.PathLike, *, name: str | None = None) -> TrajectoryDataset:
     """Import a local Minari dataset.
 
@@ -146,19 +229,7 @@ def load_minari(dataset: str | os.PathLike, *, name: str | None = None) -> Traje
     installed ``minari`` package (``pip install "fh_rl[minari]"``).
     Observations come as T+1 per episode; the last one is dropped.
     """
-    path = Path(dataset).expanduser()
-    if not path.exists():
-        try:
-            import minari  # noqa: F401
-        except ImportError as exc:
-            raise ImportError(
-                f"loading the Minari dataset id {str(dataset)!r} needs the minari package: "
-                f'pip install "fh_rl[minari]" (or pass the path of a local Minari dataset directory)'
-            ) from exc
-        import minari
-
-        ds = minari.load_dataset(str(dataset))
-        path = Path(ds.spec.data_path)
+    path = minari_path(dataset)
     h5 = _minari_file(path)
     episodes = []
     with h5py.File(h5, "r") as f:
@@ -189,4 +260,5 @@ def load_minari(dataset: str | os.PathLike, *, name: str | None = None) -> Traje
                 )
             )
             del trunc
-    return TrajectoryDataset(episodes, name=name or path.name, source={"minari": str(path)})
+    label = path.parent.name if path.name == "data" else path.name
+    return TrajectoryDataset(episodes, name=name or label, source={"minari": str(path)})

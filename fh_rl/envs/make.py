@@ -16,6 +16,14 @@ Protocols (``make_env(..., protocol=...)``):
     The Decision Transformer paper's evaluation: as above but without sticky
     actions and with 1..30 no-op frames (drawn from the episode's seed) at the
     start of every episode.
+``dt-paper-code``
+    What the DT paper's Atari evaluation code (reused by the Fourier head
+    paper) actually does: no sticky actions, 0..29 no-op frames
+    (``random.randrange(30)`` there; drawn from the episode's seed here) and an
+    ``INTER_LINEAR`` 84x84 resize, while the data was made with ``INTER_AREA``.
+    (That code also resizes each frame before the max over the last two, and
+    seeds ALE once per evaluation rather than per episode; those are not
+    replicated.)
 """
 
 from __future__ import annotations
@@ -33,8 +41,11 @@ import numpy as np
 ATARI_PROTOCOLS: dict[str, dict[str, Any]] = {
     "dqn-replay": {"repeat_action_probability": 0.25, "noop_max": 0},
     "dt-paper": {"repeat_action_probability": 0.0, "noop_max": 30},
+    "dt-paper-code": {"repeat_action_probability": 0.0, "noop_max": 0, "noop_range": (0, 29), "interpolation": "linear"},
 }
-"""Per-protocol ALE settings; everything else is shared (see the module docstring)."""
+"""Per-protocol ALE settings; everything else is shared (see the module docstring). ``noop_max`` N: 1..N
+no-op frames (gymnasium's ``AtariPreprocessing``; 0: none); ``noop_range`` (lo, hi): lo..hi no-op frames
+instead; ``interpolation``: the 84x84 resize, ``area`` (default) or ``linear``."""
 
 DEFAULT_ATARI_PROTOCOL = "dqn-replay"
 ATARI_MAX_EPISODE_STEPS = 27_000
@@ -178,6 +189,47 @@ class NormalizeObservation(gym.ObservationWrapper):
         return ((observation - self.mean) / self.std).astype(np.float32)
 
 
+class RandomNoopStart(gym.Wrapper):
+    """``low..high`` (inclusive) no-op frames after every reset, drawn from the env's seeded generator.
+
+    Wraps the raw ALE env (frame skip 1), under :class:`AtariPreprocessing`, so each no-op is one frame.
+    """
+
+    def __init__(self, env: gym.Env, low: int, high: int) -> None:
+        super().__init__(env)
+        if not 0 <= low <= high:
+            raise ValueError(f"no-op range must satisfy 0 <= low <= high, got ({low}, {high})")
+        self.low, self.high = int(low), int(high)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        for _ in range(int(self.env.unwrapped.np_random.integers(self.low, self.high + 1))):
+            obs, _, terminated, truncated, step_info = self.env.step(0)
+            info.update(step_info)
+            if terminated or truncated:
+                obs, info = self.env.reset(options=options)
+        return obs, info
+
+
+class _AtariPreprocessing(gym.wrappers.AtariPreprocessing):
+    """gymnasium's preprocessing with a choice of resize interpolation (it always uses ``INTER_AREA``)."""
+
+    def __init__(self, env: gym.Env, *, interpolation: str = "area", **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
+        if interpolation not in ("area", "linear"):
+            raise ValueError(f"interpolation must be area or linear, got {interpolation!r}")
+        self.interpolation = interpolation
+
+    def _get_obs(self):
+        if self.interpolation == "area":
+            return super()._get_obs()
+        import cv2
+
+        if self.frame_skip > 1:  # max of the last two frames, in place (as the parent does)
+            np.maximum(self.obs_buffer[0], self.obs_buffer[1], out=self.obs_buffer[0])
+        return np.asarray(cv2.resize(self.obs_buffer[0], self.screen_size, interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
+
+
 def _make_atari(game: str, protocol: str, seed: int | None, **kwargs: Any) -> gym.Env:
     unknown = sorted(set(kwargs) - set(_ATARI_KWARGS))
     if unknown:
@@ -196,8 +248,11 @@ def _make_atari(game: str, protocol: str, seed: int | None, **kwargs: Any) -> gy
         max_num_frames_per_episode=0,  # no ALE frame cap; TimeLimit counts agent steps below
         render_mode=kwargs.get("render_mode"),
     )
-    env = gym.wrappers.AtariPreprocessing(
+    if settings.get("noop_range") is not None:
+        env = RandomNoopStart(env, *settings["noop_range"])
+    env = _AtariPreprocessing(
         env,
+        interpolation=settings.get("interpolation", "area"),
         noop_max=int(settings["noop_max"]),
         frame_skip=ATARI_FRAME_SKIP,
         screen_size=ATARI_SCREEN_SIZE,
@@ -236,8 +291,8 @@ def make_env(
     Args:
         name: an Atari game name ("Seaquest") or ALE v5 id ("ALE/Seaquest-v5"),
             or a gymnasium id ("HalfCheetah-v5", "Pendulum-v1", ...).
-        protocol: Atari only: "dqn-replay" (default) or "dt-paper" (see the
-            module docstring). Must be None for other environments.
+        protocol: Atari only: "dqn-replay" (default), "dt-paper" or
+            "dt-paper-code" (see the module docstring). Must be None for other environments.
         seed: when given, the env is reset once with it and its action space
             seeded; evaluation seeds every episode's ``reset`` itself.
         obs_mean, obs_std: non-Atari only: dataset statistics; observations

@@ -26,7 +26,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
+from fh_rl.progress import progress_bar
 
 from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
 from fh_rl.envs.policy import Policy
@@ -157,7 +157,7 @@ def evaluate(
     E = min(envs_per_worker, math.ceil(episodes / max(W, 1)))
     rollout = _Rollout(policy, env, episodes, seed, n_workers=max(W, 1), envs_per_worker=E)
     start = time.perf_counter()
-    bar = tqdm(total=episodes, desc=f"eval {name}", unit="ep", disable=not progress, leave=False)
+    bar = progress_bar(total=episodes, desc=f"eval {name}", unit="ep", disable=not progress, leave=False)
     pool = None
     ok = False
     try:
@@ -235,7 +235,7 @@ class _Rollout:
             return f"(no episode yet; env {self.env!r})"
         return "episode(s) " + ", ".join(f"{e} (seed {self.seed + e})" for e in eps)
 
-    def run(self, pool: WorkerPool, bar: tqdm) -> None:
+    def run(self, pool: WorkerPool, bar: Any) -> None:
         """Run every episode to its end."""
         while True:
             self._start_episodes(pool)

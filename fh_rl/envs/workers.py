@@ -15,7 +15,7 @@ naming the environment and the episode(s) it was running.
 :meth:`WorkerPool.close` terminates every worker (workers ignore SIGINT
 themselves, so one Ctrl-C in the parent stops cleanly).
 
-Why not gymnasium's ``AsyncVectorEnv``: see docs/design_rollout.md.
+Why not gymnasium's ``AsyncVectorEnv``: see docs/design.md ("Why not gymnasium's AsyncVectorEnv").
 """
 
 from __future__ import annotations

@@ -121,3 +121,33 @@ def test_gaussian_dt_rolls_out_in_pendulum():
     policy = AgentPolicy(agent, target_return=-200.0, sample=True, seed=0)
     result = evaluate(policy, "Pendulum-v1", episodes=2, workers=0, seed=0, progress=False)
     assert list(result.lengths) == [200, 200] and all(-2000 < r < 0 for r in result.returns)
+
+
+def test_papers_evaluation_code_options():
+    """timesteps="current": every context step carries the current step; integer_rtg truncates what the model sees."""
+    agent = dt(make_codec(gym.spaces.Discrete(4)), T=3)
+    policy = AgentPolicy(agent, target_return=10.0, rtg_mode="raw", timesteps="current", integer_rtg=True)
+    obs = np.zeros((1, 3), np.float32)
+    policy.begin(np.array([0]), obs)
+    for reward in (0.75, 1.5):
+        policy.act(np.array([0]), obs)
+        policy.observe(np.array([0]), np.array([reward]), np.array([False]))
+    policy.act(np.array([0]), obs)
+    _, _, rtg, timesteps, mask = policy._context_batch([policy.slots[0]])
+    assert timesteps.tolist() == [[2, 2, 2]] and mask.all()
+    assert rtg.tolist() == [[10.0, 9.0, 7.0]]  # trunc(10), trunc(9.25), trunc(7.75)
+    assert policy.slots[0].return_to_go == 7.75  # the running target itself is not truncated
+    policy.begin(np.array([1]), obs)  # a new episode at its first step: padding carries the current step too
+    policy.act(np.array([1]), obs)
+    _, _, _, timesteps, mask = policy._context_batch([policy.slots[0], policy.slots[1]])
+    assert timesteps[1].tolist() == [0, 0, 0] and mask[1].tolist() == [False, False, True]
+    own = AgentPolicy(agent, target_return=10.0)
+    own.begin(np.array([0]), obs)
+    for _ in range(3):
+        own.act(np.array([0]), obs)
+        own.observe(np.array([0]), np.array([0.5]), np.array([False]))
+    own.act(np.array([0]), obs)
+    _, _, rtg, timesteps, _ = own._context_batch([own.slots[0]])
+    assert timesteps.tolist() == [[1, 2, 3]] and rtg.tolist() == [[9.5, 9.0, 8.5]]
+    with pytest.raises(ValueError, match="timesteps must be one of"):
+        AgentPolicy(agent, timesteps="now")

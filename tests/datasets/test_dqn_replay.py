@@ -262,7 +262,7 @@ def test_empty_directory(tmp_path):
     replay_dir(tmp_path, "Breakout", 1).mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="holds no DQN-Replay checkpoint files.*fh_rl.datasets.download"):
         load_dqn_replay(tmp_path, "Breakout", 1, progress=False)
-    with pytest.raises(FileNotFoundError, match="no DQN-Replay directory"):
+    with pytest.raises(FileNotFoundError, match=r"no DQN-Replay directory.*fh_rl.datasets.collect atari --game .*fh_rl.datasets.download"):
         load_dqn_replay(tmp_path, "Pong", 1, progress=False)
 
 
@@ -324,12 +324,14 @@ def test_writer_refuses_existing_data_and_bad_frames(tmp_path, fixture_copy):
         w.add(np.zeros((84, 84), np.float32), 0, 0.0, False)
 
 
-def test_paper_protocol_uses_file_zero_and_warns_when_short(tmp_path):
+def test_paper_protocol_uses_file_zero_and_says_when_short(tmp_path, capsys):
     run = _random_run(13, 200)
     _write(tmp_path, 400, run)
-    with pytest.warns(UserWarning, match="hold only"):
-        ds = load_dqn_replay(tmp_path, "Pong", 1, protocol="paper", max_transitions=10**6, num_buffers=50,
-                             trajectories_per_buffer=3, cache=False, progress=False)
+    ds = load_dqn_replay(tmp_path, "Pong", 1, protocol="paper", max_transitions=10**6, num_buffers=50,
+                         trajectories_per_buffer=3, cache=False, progress=False)
+    (line,) = capsys.readouterr().err.strip().splitlines()  # one plain line, no warning with a source path
+    assert line == f"note: dataset.max_transitions asks for 1,000,000 transitions; the buffers hold {ds.num_transitions:,} " \
+                   "in complete episodes: using those"
     _check_invariants(ds, run)
     assert _ids(ds.observations).min() == 0, "file 0 is a full buffer too"
     assert ds.terminated.all()

@@ -69,6 +69,25 @@ def test_dt_paper_protocol_settings_in_effect():
     assert len(starts) > 1
 
 
+def test_dt_paper_code_protocol_settings_in_effect():
+    """The DT/Fourier-head papers' evaluation code: no sticky actions, 0..29 no-op frames, INTER_LINEAR resize."""
+    import cv2
+
+    env = make_env("Breakout", protocol="dt-paper-code")
+    assert ale(env).getFloat("repeat_action_probability") == 0.0
+    starts = set()
+    for seed in range(40):
+        obs, info = env.reset(seed=seed)
+        assert 0 <= info["episode_frame_number"] <= 29
+        starts.add(info["episode_frame_number"])
+    assert 0 in starts and len(starts) > 10
+    screen = ale(env).getScreenGrayscale()
+    np.testing.assert_array_equal(obs[-1], cv2.resize(screen, (84, 84), interpolation=cv2.INTER_LINEAR))
+    assert not np.array_equal(obs[-1], cv2.resize(screen, (84, 84), interpolation=cv2.INTER_AREA))
+    _, _, _, _, info2 = env.step(0)
+    assert info2["episode_frame_number"] == info["episode_frame_number"] + 4
+
+
 def test_minimal_action_set():
     assert make_env("Breakout").unwrapped.get_action_meanings() == ["NOOP", "FIRE", "RIGHT", "LEFT"]
     assert make_env("Pong").action_space.n == 6

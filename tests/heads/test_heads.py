@@ -134,7 +134,7 @@ def test_bin_heads_mode_sample_and_loss(name):
 
 
 def direct_fourier_pmf(coef: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """DESIGN.md steps 2-5 literally, float64: returns (pmf, r) for coef (rows, 2(N+1))."""
+    """docs/heads.md ("The Fourier head") steps 2-5 literally, float64: returns (pmf, r) for coef (rows, 2(N+1))."""
     n1 = coef.shape[-1] // 2
     a = coef[:, :n1] + 1j * coef[:, n1:]
     N = n1 - 1

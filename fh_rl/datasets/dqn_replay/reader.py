@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from tqdm.auto import tqdm
+from fh_rl.progress import progress_bar
 
 from fh_rl.datasets.dqn_replay.cache import load_cache, save_cache, subset_cache_path
 from fh_rl.datasets.dqn_replay.format import (
@@ -82,7 +82,10 @@ def load_dqn_replay(
         progress: show a progress bar.
     """
     directory = replay_dir(root, game, run)
-    wanted = _wanted_suffixes(directory, suffixes, f"fetch it with `python -m fh_rl.datasets.download {game} --run {run} --root {root}`")
+    hint = (f"collect a small one locally with `python -m fh_rl.datasets.collect atari --game {game} --steps 50000 "
+            f"--out {root} --run {run}` (docs/atari_local.md), or fetch the published run (~50 GB per game) with "
+            f"`python -m fh_rl.datasets.download {game} --run {run} --root {root}`")
+    wanted = _wanted_suffixes(directory, suffixes, hint)
     protocol, max_transitions = _resolve_protocol(protocol, max_transitions)
     workers = workers or min(4, os.cpu_count() or 1)
     params = {
@@ -171,7 +174,7 @@ def read_rows(
         "rewards": np.empty(total, np.float32),
     }
     needed = [f for f in files if np.any((np.minimum(ends, f.real_base + f.real_count) - np.maximum(starts, f.real_base)) > 0)]
-    bar = tqdm(total=len(needed), desc=desc, unit="file", disable=not progress)
+    bar = progress_bar(total=len(needed), desc=desc, unit="file", disable=not progress)
     with ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(_read_file_rows, directory, f, starts, ends, offsets[:-1], out, chunk_bytes) for f in needed]
         try:

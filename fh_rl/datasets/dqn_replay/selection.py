@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import sys
 
 import numpy as np
 
@@ -47,6 +47,9 @@ def select_random(
     lengths = (ends - starts)[order]
     cum = np.cumsum(lengths)
     n = int(np.searchsorted(cum, max_transitions) + 1) if cum[-1] > max_transitions else len(order)
+    if cum[-1] < max_transitions:
+        print(f"note: dataset.max_transitions asks for {max_transitions:,} transitions; the run holds {int(cum[-1]):,}: "
+              f"using all of them", file=sys.stderr)
     chosen = np.sort(order[:n])
     s, e, term = starts[chosen], ends[chosen].copy(), terminated[chosen].copy()
     cut = np.zeros(len(chosen), bool)
@@ -96,9 +99,9 @@ def select_paper(
         total += int((ends[take] - starts[take]).sum())
         if cursor[i] >= len(per_file[i]):
             live.remove(i)
-    if total < num_steps:
-        warnings.warn(f"paper protocol: the buffers hold only {total} transitions of complete episodes (< {num_steps})",
-                      stacklevel=4)  # load_dqn_replay's caller (via select_episodes)
+    if total < num_steps:  # a local or partial dataset: one line, not a warning with a source path
+        print(f"note: dataset.max_transitions asks for {num_steps:,} transitions; the buffers hold {total:,} in "
+              f"complete episodes: using those", file=sys.stderr)
     if not chosen:
         raise ValueError("paper protocol: the chosen buffers contain no complete episode")
     return np.sort(np.concatenate(chosen))

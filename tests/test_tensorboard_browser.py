@@ -1,0 +1,179 @@
+"""TensorBoard in a real browser: two plain ``train`` runs (Fourier and linear heads), ``tensorboard --logdir``,
+headless Chromium through Playwright. Custom Scalars and Time Series must show both runs' curves, HParams both
+rows, and the pmf image must render.
+
+Needs Playwright (the test extra) and Debian's ``chromium-headless-shell`` (or ``chromium``); ``.ci/run``
+installs both and sets ``FH_RL_REQUIRE_BROWSER=1``, which turns a missing browser into a failure instead of a
+skip. ``FH_RL_SCREENSHOT=docs/tensorboard.png`` also saves the Custom Scalars page there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fh_rl import train as train_cli
+from fh_rl.cli import run_cli
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser")
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("FH_RL_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (FH_RL_REQUIRE_BROWSER=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        _missing('playwright is not installed: pip install -e ".[test]"')
+    path = next((p for p in map(shutil.which, BROWSERS) if p), None)
+    if path is None:
+        _missing("no Chromium found: apt-get install -y chromium-headless-shell")
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, pendulum_hdf5):
+    """A Fourier-head and a linear-head DT trained with plain ``python -m fh_rl.train`` into one run root."""
+    root = tmp_path_factory.mktemp("tb") / "runs"
+    sets = ["agent.embed_dim=16", "agent.n_layer=1", "agent.n_head=2", "agent.context_len=4", "train.batch_size=8",
+            "train.steps=30", "train.log_every=3", "train.val_every=10", "train.val_batches=1", "train.pmf_states=4",
+            "train.threads=1", "dataset.val_fraction=0.25", "eval.episodes=1", "eval.workers=0",
+            f"dataset.path={pendulum_hdf5}", f"run_root={root}"]
+    for head in ("fourier", "linear"):
+        assert run_cli(train_cli.main, [a for s in sets for a in ("--set", s)] + ["--head", head, "--no-progress"]) == 0
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def board(two_runs):
+    """``tensorboard --logdir <root>`` on a free local port, until both runs are loaded; its URL."""
+    port = _free_port()
+    log = open(two_runs.parent / "tensorboard.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(two_runs), "--host", "127.0.0.1", "--port", str(port),
+         "--load_fast=false", "--reload_interval", "1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/data/plugin/scalars/tags", timeout=5) as r:
+                    tags = json.load(r)
+                if sum("train/loss" in t for t in tags.values()) == 2:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"TensorBoard did not load both runs: {(two_runs.parent / 'tensorboard.log').read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(chromium, board):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
+
+
+def _line_colours(locator) -> set[str]:
+    """Stroke colours of the drawn data lines (SVG paths with a stroke) inside ``locator`` (shadow DOM included)."""
+    strokes = locator.locator("svg path").evaluate_all(
+        """paths => paths
+             .filter(p => (p.getAttribute('d') || '').length > 20)
+             .map(p => getComputedStyle(p).stroke)
+             .filter(s => s && s !== 'none')"""
+    )
+    return set(strokes)
+
+
+def _wait_for_colours(locator, n: int, timeout: float = 30.0) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        colours = _line_colours(locator)
+        if len(colours) >= n or time.monotonic() > deadline:
+            return colours
+        time.sleep(0.5)
+
+
+def test_custom_scalars_overlay_both_heads(page, board):
+    page.goto(f"{board}/#custom_scalars")
+    card = page.locator("tf-custom-scalar-multi-line-chart-card", has_text="held-out NLL").first
+    card.wait_for(timeout=60_000)
+    card.get_by_text("Matches (2)").wait_for(timeout=30_000)  # the layout's regex matched val/nll in both runs
+    assert len(_wait_for_colours(card, 2)) == 2  # and both runs' curves are drawn, one colour each
+    loss = page.locator("tf-custom-scalar-multi-line-chart-card", has_text="loss").first
+    assert len(_wait_for_colours(loss, 2)) == 2
+    shot = os.environ.get("FH_RL_SCREENSHOT")
+    if shot:
+        page.screenshot(path=shot)
+
+
+def test_time_series_show_both_runs_and_the_pmf_image(page, board):
+    page.goto(f"{board}/?forceSVG=true#timeseries")  # SVG lines (headless Chromium may lack WebGL) can be inspected
+    tag_filter = page.get_by_role("combobox", name="Filter tags (regex)")
+    tag_filter.fill("val/smoothness")
+    card = page.locator("scalar-card", has_text="val/smoothness").first
+    card.wait_for(timeout=60_000)
+    assert len(_wait_for_colours(card, 2)) == 2
+
+    tag_filter.fill("eval/return_mean")
+    page.locator("scalar-card", has_text="eval/return_mean").first.wait_for(timeout=30_000)
+    deadline = time.monotonic() + 20
+    while page.locator("scalar-card:visible").count() != 1 and time.monotonic() < deadline:  # the filter settles
+        time.sleep(0.5)
+    assert "".join(page.locator("scalar-card:visible").all_inner_texts()[0].split()).startswith("eval/return_mean")
+    assert page.locator("scalar-card:visible").count() == 1  # one chart for the metric, no /target_ twin
+
+    tag_filter.fill("val/pmf")
+    images = page.locator("image-card img")
+    images.first.wait_for(timeout=30_000)
+    deadline = time.monotonic() + 30
+    while True:
+        sizes = [images.nth(i).evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]") for i in range(images.count())]
+        if (len(sizes) == 2 and all(c and w > 0 for c, w, _ in sizes)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(sizes) == 2 and all(complete and w >= 600 and h >= 400 for complete, w, h in sizes), sizes  # both heads
+
+
+def test_hparams_list_both_heads(page, board):
+    page.goto(f"{board}/#hparams")
+    table = page.locator("tf-hparams-table-view")
+    table.get_by_text("fourier", exact=True).wait_for(timeout=60_000)
+    table.get_by_text("linear", exact=True).wait_for(timeout=30_000)
+    page.get_by_text("head.num_frequencies").first.wait_for(timeout=10_000)  # the focused columns
+    assert page.get_by_text("dataset.build_steps").count() == 0 and page.get_by_text("val/smoothness").count() > 0
