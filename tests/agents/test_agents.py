@@ -228,3 +228,10 @@ def test_bin_heads_accuracy_is_argmax_against_target_also_with_margins(head):
     assert float(out.accuracy) == pytest.approx(float((argmax == out.targets).float().mean()))
     if head == "linear":
         assert (argmax[:, 0] == 0).all() and float(out.accuracy) < 1
+
+
+def test_paper_cross_entropy_loss_form_needs_a_pmf():
+    cfg = AgentConfig(name="dt", embed_dim=16, n_layer=1, n_head=2, context_len=T, loss_form="cross_entropy")
+    with pytest.raises(ValueError, match="agent.loss_form='cross_entropy' is a cross-entropy over a head's log-pmf, "
+                                         "but head 'gaussian' scores continuous actions; use agent.loss_form=nll"):
+        build_agent(cfg, head="gaussian", state_shape=(3,), codec=codec_for("box"))
