@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rtg-mode", choices=("transformed", "raw"), default=None,
                         help="decrement returns-to-go by transformed (dataset-unit) or raw rewards")
     parser.add_argument("--seed", type=int, default=None, help="base seed of the evaluation episodes")
-    parser.add_argument("--argmax", action="store_true", help="take the most likely bin instead of sampling")
+    parser.add_argument("--argmax", action="store_true",
+                        help="take the most likely bin (gaussian head: tanh(mean)) instead of sampling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",

@@ -201,8 +201,10 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
     from fh_rl.locks import is_run_dir_busy
 
     actions = []
+    envs_heads: set[tuple[str, str | None, str]] = set()
     for point in points:
         wanted = expected_config(config, point, root)  # a bad key or value fails here, before any job starts
+        envs_heads.add((wanted["env"]["name"], wanted["env"]["protocol"], wanted["head"]["name"]))
         dirs = run_dirs_under(root / point.name)
         busy = [(d, owner) for d in dirs if (owner := is_run_dir_busy(d))]
         if busy:  # a live process writes this point (e.g. a training job started by hand): never a second writer
@@ -231,7 +233,26 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
             actions.append((point, "resume", resumable[-1]))
         else:
             actions.append((point, "train", None))
+    check_heads_fit_envs(envs_heads)
     return actions
+
+
+def check_heads_fit_envs(envs_heads: set[tuple[str, str | None, str]]) -> None:
+    """ValueError before any job starts when a head cannot act in its environment (a continuous head, discrete actions)."""
+    from fh_rl.agents.base import check_head_fits
+    from fh_rl.envs import make_env
+    from fh_rl.envs.codecs import make_codec
+    from fh_rl.heads import head_scores
+
+    for env_name, protocol in sorted({(e, p) for e, p, h in envs_heads if head_scores(h) == "continuous"}, key=str):
+        env = make_env(env_name, protocol=protocol)
+        try:
+            codec = make_codec(env.action_space)
+        finally:
+            env.close()
+        for e, p, head in sorted(envs_heads, key=str):
+            if (e, p) == (env_name, protocol):
+                check_head_fits(head, codec, where=env_name)
 
 
 def command(config: str | None, point: GridPoint, root: Path, resume: Path | None) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-VAL_METRICS = ("nll", "accuracy", "smoothness")
+VAL_METRICS = ("nll", "nll_density", "accuracy", "smoothness", "action_mse")
+"""The held-out scalars compare reads (``val/<name>``); the two NLLs are in different units (see the package doc)."""
 EVALUATIONS = {
     "training": "each run's eval.json, the evaluation made when its training finished",
     "latest": "each run's newest evaluation (eval.json or an eval-<time>.json written by python -m fh_rl.evaluate)",
