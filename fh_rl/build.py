@@ -61,12 +61,15 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     environment's observation and action spaces.
     """
     from fh_rl.agents import build_agent
+    from fh_rl.agents.base import check_head_fits
     from fh_rl.preflight import check_action_bounds, check_spaces
     from fh_rl.utils import resolve_device
 
     codec, observation_space, action_space = probe_env(cfg.env, seed=cfg.seed)
+    check_head_fits(cfg.head.name, codec, where=cfg.env.name)  # before any data is read (or built)
     check_training_memory(cfg, codec, tuple(observation_space.shape), device or resolve_device(cfg.train.device))
     dataset = load_dataset(cfg, progress=progress)
+    check_actions_fit(cfg, dataset, codec)
     check_spaces(dataset, observation_space, action_space, env_name=cfg.env.name, source=cfg.dataset.path)
     check_action_bounds(dataset, action_space, source=cfg.dataset.path, clip=cfg.dataset.clip_actions)
     train, val = split_dataset(cfg, dataset)
@@ -84,6 +87,16 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     )
     sampler, val_batches = build_samplers(cfg, agent.sequence_model, train, val, shard=shard)
     return Built(dataset, train, val, codec, agent, sampler, val_batches)
+
+
+def check_actions_fit(cfg: Config, dataset: TrajectoryDataset, codec: ActionCodec) -> None:
+    """ValueError when the dataset's actions are not actions of the environment (discrete vs Box, or dimensions)."""
+    kind = "discrete actions" if dataset.is_discrete else f"continuous actions of {dataset.action_dims} dimension(s)"
+    if dataset.is_discrete == codec.continuous or dataset.action_dims != codec.action_dims:
+        raise ValueError(
+            f"dataset {cfg.dataset.path!r} holds {kind} but {cfg.env.name} has {codec.describe()} actions; "
+            f"pair the dataset with its environment (env.name, dataset.path)"
+        )
 
 
 def split_dataset(cfg: Config, dataset: TrajectoryDataset) -> tuple[TrajectoryDataset, TrajectoryDataset | None]:

@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rtg-mode", choices=("transformed", "raw"), default=None,
                         help="decrement returns-to-go by transformed (dataset-unit) or raw rewards")
     parser.add_argument("--seed", type=int, default=None, help="base seed of the evaluation episodes")
-    parser.add_argument("--argmax", action="store_true", help="take the most likely bin instead of sampling")
+    parser.add_argument("--argmax", action="store_true",
+                        help="take the most likely bin (gaussian head: tanh(mean)) instead of sampling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -281,6 +282,12 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": results,
     }
+    try:  # keep the evaluations made during training (compare's best-of-N column reads them)
+        previous = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict) and isinstance(previous.get("history"), list):
+        payload["history"] = previous["history"]
     path = out if out is not None else new_eval_path(run_dir)
     write_eval_json(path.parent, payload, path.name)
     if in_run:

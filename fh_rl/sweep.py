@@ -182,14 +182,11 @@ def _config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: st
 
 
 def _with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config as this code reads it: options added since the run was made take their
-    defaults (which keep the old behaviour), so a sweep spanning code versions still resumes."""
-    from fh_rl.config import config_from_dict
+    """A run's saved config as this code reads it (options added since take their defaults), so a sweep
+    spanning code versions still resumes; a key this code no longer knows shows as a difference."""
+    from fh_rl.config import with_current_defaults
 
-    try:
-        return config_from_dict(saved).to_dict()
-    except (ValueError, TypeError, KeyError):
-        return saved  # a key this code no longer knows: compared as saved, so it shows as a difference
+    return with_current_defaults(saved)
 
 
 def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tuple[GridPoint, str, Path | None]]:
@@ -204,8 +201,10 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
     from fh_rl.locks import is_run_dir_busy
 
     actions = []
+    envs_heads: set[tuple[str, str | None, str]] = set()
     for point in points:
         wanted = expected_config(config, point, root)  # a bad key or value fails here, before any job starts
+        envs_heads.add((wanted["env"]["name"], wanted["env"]["protocol"], wanted["head"]["name"]))
         dirs = run_dirs_under(root / point.name)
         busy = [(d, owner) for d in dirs if (owner := is_run_dir_busy(d))]
         if busy:  # a live process writes this point (e.g. a training job started by hand): never a second writer
@@ -234,7 +233,26 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
             actions.append((point, "resume", resumable[-1]))
         else:
             actions.append((point, "train", None))
+    check_heads_fit_envs(envs_heads)
     return actions
+
+
+def check_heads_fit_envs(envs_heads: set[tuple[str, str | None, str]]) -> None:
+    """ValueError before any job starts when a head cannot act in its environment (a continuous head, discrete actions)."""
+    from fh_rl.agents.base import check_head_fits
+    from fh_rl.envs import make_env
+    from fh_rl.envs.codecs import make_codec
+    from fh_rl.heads import head_scores
+
+    for env_name, protocol in sorted({(e, p) for e, p, h in envs_heads if head_scores(h) == "continuous"}, key=str):
+        env = make_env(env_name, protocol=protocol)
+        try:
+            codec = make_codec(env.action_space)
+        finally:
+            env.close()
+        for e, p, head in sorted(envs_heads, key=str):
+            if (e, p) == (env_name, protocol):
+                check_head_fits(head, codec, where=env_name)
 
 
 def command(config: str | None, point: GridPoint, root: Path, resume: Path | None) -> list[str]:

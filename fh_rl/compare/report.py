@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from fh_rl.atomic import atomic_write_text
 from fh_rl.compare.plots import plot_frequencies, plot_pmfs
-from fh_rl.compare.runs import EVALUATIONS, find_runs
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, find_runs
 from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
 
 
@@ -24,8 +24,9 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -
     labels = sorted({b["label"] + (", normalised" if b["normalized"] else ", return") for b in best if b})
     extra = f" {'; '.join(labels)}: mean ± 0.67 std |" if labels else ""
     lines = [f"### {env}", ""] + ([f"Evaluation: {evaluation}.", ""] if evaluation else []) + [
-        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL | val accuracy | val smoothness |" + extra,
-        "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
+        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL (bins) | val NLL (density) "
+        "| val accuracy | val smoothness | val action MSE |" + extra,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
     ]
     for row, b in zip(rows, best):
         r = row["return"]
@@ -34,8 +35,7 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -
         paper = (f" {_num(b['mean'], 2)} ± {_num(b['half_width'], 2)} |" if b else " - |") if labels else ""
         lines.append(
             f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
-            f"| {_num(row['val']['nll']['mean'])} | {_num(row['val']['accuracy']['mean'])} "
-            f"| {_num(row['val']['smoothness']['mean'])} |" + paper
+            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|" + paper
         )
     return "\n".join(lines)
 

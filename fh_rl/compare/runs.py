@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-VAL_METRICS = ("nll", "accuracy", "smoothness")
+VAL_METRICS = ("nll", "nll_density", "accuracy", "smoothness", "action_mse")
+"""The held-out scalars compare reads (``val/<name>``); the two NLLs are in different units (see the package doc)."""
 EVALUATIONS = {
     "training": "each run's eval.json, the evaluation made when its training finished",
     "latest": "each run's newest evaluation (eval.json or an eval-<time>.json written by python -m fh_rl.evaluate)",
@@ -110,6 +111,8 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
     ``evaluation``: which of the run's evaluations to read (:data:`EVALUATIONS`)."""
     import yaml
 
+    from fh_rl.config import with_current_defaults
+
     run_dir = Path(run_dir)
     try:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -147,7 +150,7 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         head=name,
         head_params=head,
         seed=int(cfg.get("seed", 0)),
-        config=_flatten(cfg),
+        config=_flatten(with_current_defaults(cfg)),  # options added since the run was made: their defaults
         target=first.get("target_return"),
         returns=returns,
         protocol=payload.get("protocol") or _resolved_protocol(cfg),

@@ -124,6 +124,15 @@ def _apply_per_head_sections(head_section: dict[str, Any]) -> None:
             head_section.update(params)
 
 
+def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config as this code reads it: options added since the run was made take their
+    defaults (which keep the old behaviour). A config this code cannot read is returned as saved."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except (ValueError, TypeError, KeyError):
+        return saved
+
+
 def save_config(config: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
     from fh_rl.atomic import atomic_write_text

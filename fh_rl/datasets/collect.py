@@ -476,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--env", required=True, help="gymnasium id with a Box action space, e.g. Pendulum-v1")
     c.add_argument("--steps", type=int, required=True, help="SAC environment steps")
     c.add_argument("--out", required=True, help="HDF5 file to write (--format minari: a Minari dataset id, "
-                                                "e.g. fh_rl/pendulum/sac-v0)")
+                                                "e.g. fhrl/pendulum-sac-v0)")
     c.add_argument("--format", choices=("hdf5", "minari"), default="hdf5",
                    help="D4RL-layout HDF5 (default) or a Minari dataset (pip install \"fh_rl[minari]\")")
     c.add_argument("--expert-episodes", type=int, default=100, help="rollouts of the final policy")

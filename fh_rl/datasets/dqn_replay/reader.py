@@ -70,7 +70,8 @@ def load_dqn_replay(
             :func:`fh_rl.datasets.dqn_replay.selection.select_paper`).
         num_buffers: paper protocol: buffers drawn among the last this many full files.
         trajectories_per_buffer: paper protocol: complete episodes taken per visit.
-        workers: threads decompressing files in parallel (default: min(4, CPUs)).
+        workers: threads decompressing files in parallel (default: one per file to read, at most the
+            number of CPUs; one file is one gzip stream and cannot be split).
         cache: keep the sample as uncompressed memory-mapped ``.npy`` files
             keyed by these arguments and the source files' sizes and dates.
             ``None`` (default): cache when a subset is sampled.
@@ -88,7 +89,7 @@ def load_dqn_replay(
             f"`python -m fh_rl.datasets.download {game} --run {run} --root {root}`")
     wanted = _wanted_suffixes(directory, suffixes, hint)
     protocol, max_transitions = _resolve_protocol(protocol, max_transitions)
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or max(1, min(len(wanted), os.cpu_count() or 1))
     params = {
         "game": game, "run": run, "suffixes": wanted, "max_transitions": max_transitions, "seed": seed,
         "protocol": protocol, "num_buffers": num_buffers, "trajectories_per_buffer": trajectories_per_buffer,
