@@ -2,7 +2,10 @@
 
 Shapes: the paper's Atari DT (batch 128 x context 30 rows of 128 features,
 18 bins; Fourier with 8 and 32 frequencies) and a continuous-control shape
-(6 action dimensions x 256 bins).
+(6 action dimensions x 256 bins). Each head is timed on its own training loss
+(``head.loss``: the bin's NLL, the Gaussian's density NLL, the squared error),
+so the heads that score continuous actions (mse, gaussian) appear in the
+Atari shape too, as a size reference, although they need Box actions.
 
     python benchmarks/heads.py [--repeats 50] [--threads 2]
 """
@@ -26,13 +29,15 @@ VARIANTS = [("linear", {})] + [
     ("fourier", {"num_frequencies": 32}),
     ("fourier", {"num_frequencies": 32, "regularization_gamma": 1e-6}),
     ("gmm", {"num_components": 4}),
+    ("mse", {}),
+    ("gaussian", {}),
 ]
 
 
 def time_head(head: torch.nn.Module, h: torch.Tensor, target: torch.Tensor, repeats: int) -> float:
     def step() -> None:
         out = head(h)
-        loss = -out.log_probs.gather(-1, target).mean() + out.regularization
+        loss = head.loss(out, target).mean() + out.regularization
         loss.backward()
 
     for _ in range(5):
@@ -101,12 +106,15 @@ def main() -> None:
     print("-" * 86)
     for shape_name, s in SHAPES.items():
         h = torch.randn(s["rows"], s["in_features"], requires_grad=True)
-        target = torch.randint(s["num_bins"], (s["rows"], s["action_dims"], 1))
+        targets = {
+            "bins": torch.randint(s["num_bins"], (s["rows"], s["action_dims"])),
+            "continuous": torch.rand(s["rows"], s["action_dims"]) * 2 - 1,  # actions on the [-1, 1] scale
+        }
         base = None
         timed = {}
         for name, params in variants:
             head = build_head(name, s["in_features"], s["num_bins"], s["action_dims"], **params)
-            t = time_head(head, h, target, args.repeats)
+            t = time_head(head, h, targets[head.scores], args.repeats)
             base = t if name == "linear" else base
             label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
             print(f"{shape_name:<10} {label:<56} {t * 1e3:>8.3f} {t / base:>8.2f}x")

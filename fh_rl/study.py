@@ -18,7 +18,7 @@ about the data and settings. Running it:
    :func:`fh_rl.compare.compare` (tables, bootstrap CIs, figures) into
    ``docs/results/<name>/``, writes one record per run to
    ``docs/results/<name>.json`` (env, agent, head and its settings, seed, every
-   evaluation return, val NLL / accuracy / smoothness, steps, wall time, git
+   evaluation return, the held-out ``val/*`` metrics, steps, wall time, git
    commit), and rewrites the study's section of ``docs/results.md`` from those
    files, verdict included. Nothing in that section is typed by hand except
    the YAML's prose.

@@ -267,6 +267,7 @@ class Trainer:
         bar = progress_bar(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step",
                            dynamic_ncols=True)
         last_loss: float | None = None
+        objective = getattr(self.agent, "objective", "nll")  # train/nll, train/nll_density or train/mse
         val_metrics: dict[str, float] = {}
         window_start, window_samples = time.perf_counter(), 0
         stopping = False
@@ -285,6 +286,7 @@ class Trainer:
                     window_start, window_samples = time.perf_counter(), 0
                     bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=format_rate(throughput))
                     logged = {k: v for k, v in done._asdict().items() if k != "stop"}  # loss, nll, ..., grad_norm
+                    logged[objective] = logged.pop("nll")  # train/nll, train/nll_density or train/mse
                     self._scalars("train", {**logged, "samples_per_s": throughput})
                 if self.val_batches and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     val_metrics = self.validate()
@@ -380,9 +382,21 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """``val/nll``, ``val/accuracy``, ``val/smoothness`` over the fixed held-out batches, plus pmf images."""
+        """Held-out metrics over the fixed validation batches (token-weighted means), plus pmf images.
+
+        - ``val/<objective>``: the training objective (``nll``, ``nll_density`` or ``mse``);
+        - ``val/nll``: NLL of the dataset action's bin under the pmf over the codec's bins
+          (heads that score continuous actions: the discretised density; none for ``mse``);
+        - ``val/accuracy``: the evaluation action falls in the dataset action's bin;
+        - ``val/smoothness``: the paper's smoothness of those pmfs (none for ``mse``);
+        - ``val/action_mse``: squared error of the evaluation action on the [-1, 1] scale (Box actions only).
+
+        A metric that does not apply to the head or the action space is absent (not zero).
+        """
         self.agent.eval()
-        total, nll, acc, smooth = 0, 0.0, 0.0, 0.0
+        objective = getattr(self.agent, "objective", "nll")
+        sums: dict[str, float] = {}
+        total = 0
         first = None
         try:
             for batch in self.val_batches:
@@ -390,16 +404,22 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                     out = self.agent.loss(batch)
                 n = int(out.tokens)
-                pmf = normalized_pmf(out.log_probs)  # (M, A, K)
+                values = {objective: float(out.nll), "accuracy": float(out.accuracy)}
+                if out.log_probs is not None:
+                    log_probs = out.log_probs.float()  # (M, A, K)
+                    values["nll"] = float(-log_probs.gather(-1, out.targets.unsqueeze(-1)).mean())
+                    pmf = normalized_pmf(log_probs)
+                    values["smoothness"] = float(smoothness(pmf).mean())
+                    if first is None:
+                        first = (pmf, out.targets)
+                if out.action_mse is not None:
+                    values["action_mse"] = float(out.action_mse)
                 total += n
-                nll += float(out.nll) * n
-                acc += float(out.accuracy) * n
-                smooth += float(smoothness(pmf).mean()) * n
-                if first is None:
-                    first = (pmf, out.targets)
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + value * n
         finally:
             self.agent.train()
-        metrics = {"nll": nll / max(total, 1), "accuracy": acc / max(total, 1), "smoothness": smooth / max(total, 1)}
+        metrics = {key: value / max(total, 1) for key, value in sums.items()}
         self._scalars("val", metrics)
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
             image = pmf_image(*first, axis=self.pmf_axis, count=self.config.pmf_states)
@@ -485,10 +505,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / "checkpoints" / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} not found; pass a run directory or a .pt checkpoint")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes), so it was not written by fh_rl (whose "
+                         f"checkpoints appear whole or not at all); restore it from a copy or start the run again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {' '.join(str(exc).split())[:300]}") from None
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ValueError(f"cannot read checkpoint {str(path)!r} (corrupt or not a checkpoint): {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an fh_rl checkpoint (expected format {CHECKPOINT_FORMAT})")
     return state

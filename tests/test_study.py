@@ -55,7 +55,8 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
         assert len(r["evaluations"][0]["returns"]) == 1
         assert r["return_mean"] == pytest.approx(r["evaluations"][0]["returns"][0])
         assert r["steps"] == 6 and r["wall_time_s"] is not None
-        assert set(r["val"]) == {"nll", "accuracy", "smoothness"} and r["val"]["nll"] > 0
+        assert set(r["val"]) == {"nll", "nll_density", "accuracy", "smoothness", "action_mse"} and r["val"]["nll"] > 0
+        assert r["val"]["nll_density"] is None  # quantized heads have a pmf over bins, not a density
     assert (docs / "results" / "tiny" / "comparison.json").is_file()
 
     page = (docs / "results.md").read_text()
