@@ -179,7 +179,7 @@ def contender_step(name: str, device, B: int, T: int, max_timestep: int):
         head = name.split("-")[0] if not name.startswith("reference-variant") else "linear"
         extra = {}
         if name.startswith("reference-variant"):
-            extra = dict(init="reference", timestep_embedding="window_start")
+            extra = dict(init="reference", timestep_embedding="window_start", loss_form="cross_entropy")
         cfg = AgentConfig(name="dt", embed_dim=128, n_layer=6, n_head=8, context_len=T, max_timestep=max_timestep,
                           dropout=0.1, **extra)
         params = {"num_frequencies": 8, "regularization_gamma": 1e-6} if head == "fourier" else {}
