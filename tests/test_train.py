@@ -257,10 +257,11 @@ def test_evaluation_during_training(tmp_path, pendulum_hdf5):
     tag = "eval/return_mean"  # the run's own target: no suffix
     assert [e.step for e in acc.Scalars(tag)] == [3, 6, 8]
     assert [e.value for e in acc.Scalars(tag)] == pytest.approx([h["results"][0]["return_mean"] for h in payload["history"]])
-    # re-evaluating the final checkpoint replaces the results and keeps the training-time history
+    # re-evaluating the final checkpoint writes a new file that carries the training-time history along
     assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "1", "--workers", "0", "--no-progress"]) == 0
-    again = json.loads((run_dir / "eval.json").read_text())
+    (again,) = [json.loads(p.read_text()) for p in run_dir.glob("eval-*.json")]
     assert len(again["results"][0]["returns"]) == 1 and again["history"] == payload["history"]
+    assert json.loads((run_dir / "eval.json").read_text()) == payload  # the training run's record is kept
 
     other = tmp_path / "other"
     assert run_cli(train_cli.main, args_for(other, pendulum_hdf5, "--set", "eval.every_steps=4", steps=8)) == 0
