@@ -331,11 +331,10 @@ def test_non_finite_settings_exit_2(tmp_path, tiny, capsys, setting):
     ("agent.context_len=10000000", "activations of one step"),
 ])
 def test_absurd_sizes_are_refused_with_an_estimate(tmp_path, tiny, capsys, setting, largest):
-    t0 = time.perf_counter()
     assert run_cli(train_cli.main, train_args(tiny, tmp_path / "runs", setting, "agent.max_timestep=200")) == 2
     line = one_error_line(capsys)
     assert "this configuration needs about" in line and largest in line and "is available RAM" in line, line
-    assert run_dirs(tmp_path / "runs") == [] and time.perf_counter() - t0 < 60
+    assert run_dirs(tmp_path / "runs") == []
 
 
 def test_memory_estimate_is_exact_for_parameters_and_skips_what_meta_cannot_build():
@@ -355,7 +354,7 @@ def test_memory_estimate_is_exact_for_parameters_and_skips_what_meta_cannot_buil
 
 
 @pytest.mark.parametrize("env, message", [
-    ("CartPole-v1", "states have shape (3,) but CartPole-v1 observes (4,)"),
+    ("CartPole-v1", "holds continuous actions of 1 dimension(s) but CartPole-v1 has Discrete(2) actions"),
     ("MountainCarContinuous-v0", "states have shape (3,) but MountainCarContinuous-v0 observes (2,)"),
 ])
 def test_data_that_does_not_fit_the_env_is_refused_before_training(tmp_path, tiny, capsys, env, message):
