@@ -106,6 +106,14 @@ def test_bad_study_files_are_one_line_errors(tmp_path, spec, match):
         study.load_study(path)
 
 
+def test_a_study_without_finished_runs_gets_a_section_without_a_table(tiny_study, tmp_path):
+    docs = tmp_path / "docs"
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs), "--report"]) == 0
+    page = (docs / "results.md").read_text()
+    assert "## Tiny study" in page and "No run of this study has finished yet" in page and "| head |" not in page
+    assert json.loads((docs / "results" / "tiny.json").read_text())["runs"] == []
+
+
 def test_missing_study_file_exits_2(tmp_path, capsys):
     assert run_cli(study.main, [str(tmp_path / "nope.yaml")]) == 2
     assert "configs/studies" in capsys.readouterr().err
