@@ -159,8 +159,8 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
         (["--set", "env.name=CartPole-v1", "--head", "mse"],
          "head 'mse' scores continuous actions and needs a Box action space, but CartPole-v1 has Discrete(2) actions; "
          "use a head that scores bins (fourier, gmm, linear"),
-        (["--set", "env.name=CartPole-v1", "--head", "linear"],
-         "holds continuous actions of 1 dimension(s) but CartPole-v1 has Discrete(2) actions"),
+        (["--set", "env.name=CartPole-v1", "--head", "linear"],  # the first misfit found: the states
+         "states have shape (3,) but CartPole-v1 observes (4,)"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, pendulum_hdf5, capsys, extra, message):
