@@ -70,7 +70,6 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     check_training_memory(cfg, codec, tuple(observation_space.shape), device or resolve_device(cfg.train.device))
     dataset = load_dataset(cfg, progress=progress)
     check_spaces(dataset, observation_space, action_space, env_name=cfg.env.name, source=cfg.dataset.path)
-    check_actions_fit(cfg, dataset, codec)
     check_action_bounds(dataset, action_space, source=cfg.dataset.path, clip=cfg.dataset.clip_actions)
     train, val = split_dataset(cfg, dataset)
     frames = len(dataset.state_shape) == 3
@@ -87,16 +86,6 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     )
     sampler, val_batches = build_samplers(cfg, agent.sequence_model, train, val, shard=shard)
     return Built(dataset, train, val, codec, agent, sampler, val_batches)
-
-
-def check_actions_fit(cfg: Config, dataset: TrajectoryDataset, codec: ActionCodec) -> None:
-    """ValueError when the dataset's actions are not actions of the environment (discrete vs Box, or dimensions)."""
-    kind = "discrete actions" if dataset.is_discrete else f"continuous actions of {dataset.action_dims} dimension(s)"
-    if dataset.is_discrete == codec.continuous or dataset.action_dims != codec.action_dims:
-        raise ValueError(
-            f"dataset {cfg.dataset.path!r} holds {kind} but {cfg.env.name} has {codec.describe()} actions; "
-            f"pair the dataset with its environment (env.name, dataset.path)"
-        )
 
 
 def split_dataset(cfg: Config, dataset: TrajectoryDataset) -> tuple[TrajectoryDataset, TrajectoryDataset | None]:
