@@ -122,6 +122,19 @@ def main() -> None:
         print(f"built {len(files) // 6} files (C={args.capacity}) in {t_build:.1f}s: {obs_bytes / 1e6:.0f} MB decompressed, "
               f"{comp / 1e6:.0f} MB gzip", file=sys.stderr)
 
+        # One file (suffix 0, its six arrays), one worker vs one gzip -dc: interleaved rounds, medians.
+        one = [f for f in files if f.name.endswith("_ckpt.0.gz")]
+        one_bytes = sum(int.from_bytes(f.read_bytes()[-4:], "little") for f in one)
+        t_one, t_one_gz = [], []
+        for _ in range(3):
+            t_one_gz.append(gzip_dc(one, 1)[0])
+            t0 = time.perf_counter()
+            load_dqn_replay(data, "Synthetic", 1, suffixes=[0], cache=False, progress=False)  # default workers: 1
+            t_one.append(time.perf_counter() - t0)
+        med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+        rows.append(("load one file (default workers)", f"{one_bytes / med(t_one) / 1e6:.0f} MB/s",
+                     f"gzip -dc: {one_bytes / med(t_one_gz) / 1e6:.0f} MB/s", f"{med(t_one_gz) / med(t_one):.2f}x"))
+
         for workers in (1, 2):
             t_gz, cpu_gz = gzip_dc(files, workers)
             t0, c0 = time.perf_counter(), time.process_time()

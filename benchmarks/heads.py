@@ -2,7 +2,10 @@
 
 Shapes: the paper's Atari DT (batch 128 x context 30 rows of 128 features,
 18 bins; Fourier with 8 and 32 frequencies) and a continuous-control shape
-(6 action dimensions x 256 bins).
+(6 action dimensions x 256 bins). Each head is timed on its own training loss
+(``head.loss``: the bin's NLL, the Gaussian's density NLL, the squared error),
+so the heads that score continuous actions (mse, gaussian) appear in the
+Atari shape too, as a size reference, although they need Box actions.
 
     python benchmarks/heads.py [--repeats 50] [--threads 2]
 """
@@ -24,14 +27,17 @@ VARIANTS = [("linear", {})] + [
     ("fourier", {"num_frequencies": 8}),
     ("fourier", {"num_frequencies": 8, "regularization_gamma": 1e-6}),
     ("fourier", {"num_frequencies": 32}),
+    ("fourier", {"num_frequencies": 32, "regularization_gamma": 1e-6}),
     ("gmm", {"num_components": 4}),
+    ("mse", {}),
+    ("gaussian", {}),
 ]
 
 
 def time_head(head: torch.nn.Module, h: torch.Tensor, target: torch.Tensor, repeats: int) -> float:
     def step() -> None:
         out = head(h)
-        loss = -out.log_probs.gather(-1, target).mean() + out.regularization
+        loss = head.loss(out, target).mean() + out.regularization
         loss.backward()
 
     for _ in range(5):
@@ -45,12 +51,54 @@ def time_head(head: torch.nn.Module, h: torch.Tensor, target: torch.Tensor, repe
     return times[len(times) // 2]  # median: robust to a noisy shared machine
 
 
+def regulariser_table(repeats: int) -> None:
+    """The Fourier regulariser's forward+backward vs the rest of the head, interleaved rounds, medians.
+
+    "rest" is the head without the regulariser (coefficients, pmf, log); "regulariser" the
+    ``regularization`` call on the same coefficients. Times are this thread's CPU time (one torch
+    thread), which a busy machine distorts far less than wall time.
+    """
+    import statistics
+
+    from fh_rl.heads.fourier import FourierHead
+
+    s = SHAPES["atari-dt"]
+    h = torch.randn(s["rows"], s["in_features"], requires_grad=True)
+    print(f"\nFourier regulariser at the Atari DT shape ({s['rows']} rows), CPU ms, median of {repeats} interleaved rounds")
+    print(f"{'N':>3} {'rest ms':>8} {'regulariser ms':>15} {'/ rest':>7}")
+    for n in (8, 32):
+        head = FourierHead(s["in_features"], s["num_bins"], s["action_dims"], num_frequencies=n, regularization_gamma=1e-6)
+        coef = head.coefficients(h).detach().requires_grad_(True)
+
+        def rest():
+            torch.log(head._pmf_from_coefficients(head.coefficients(h)) + head.eps).mean().backward()
+
+        def reg():
+            head.regularization(coef).backward()
+
+        fns = {"rest": rest, "reg": reg}
+        times = {k: [] for k in fns}
+        for f in fns.values():
+            f()
+        for _ in range(repeats):
+            for k, f in fns.items():
+                t0 = time.thread_time()
+                f()
+                times[k].append(time.thread_time() - t0)
+        m = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        print(f"{n:>3} {m['rest']:>8.2f} {m['reg']:>15.2f} {m['reg'] / m['rest']:>6.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--regulariser", action="store_true", help="only the Fourier regulariser vs the rest of the head")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.regulariser:
+        regulariser_table(args.repeats)
+        return
     torch.manual_seed(0)
     variants = VARIANTS + [(n, {}) for n in available_heads() if n not in {v[0] for v in VARIANTS}]
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} forward+backward passes\n")
@@ -58,14 +106,23 @@ def main() -> None:
     print("-" * 86)
     for shape_name, s in SHAPES.items():
         h = torch.randn(s["rows"], s["in_features"], requires_grad=True)
-        target = torch.randint(s["num_bins"], (s["rows"], s["action_dims"], 1))
+        targets = {
+            "bins": torch.randint(s["num_bins"], (s["rows"], s["action_dims"])),
+            "continuous": torch.rand(s["rows"], s["action_dims"]) * 2 - 1,  # actions on the [-1, 1] scale
+        }
         base = None
+        timed = {}
         for name, params in variants:
             head = build_head(name, s["in_features"], s["num_bins"], s["action_dims"], **params)
-            t = time_head(head, h, target, args.repeats)
+            t = time_head(head, h, targets[head.scores], args.repeats)
             base = t if name == "linear" else base
             label = name + ("(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
             print(f"{shape_name:<10} {label:<56} {t * 1e3:>8.3f} {t / base:>8.2f}x")
+            timed[label] = t
+        for n in (8, 32):  # the regulariser's cost over the rest of the head (target at N=32: <= 0.5x)
+            plain, reg = timed.get(f"fourier(num_frequencies={n})"), timed.get(f"fourier(num_frequencies={n}, regularization_gamma=1e-06)")
+            if plain and reg:
+                print(f"{shape_name:<10} {f'  Fourier N={n}: regulariser / rest of the head':<56} {'':>8} {(reg - plain) / plain:>8.2f}x")
         print()
 
 

@@ -50,6 +50,24 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.fsync(f.fileno())
 
 
+def remove_stale_temps(directory: str | os.PathLike, name: str | None = None, *, recursive: bool = False) -> list[Path]:
+    """Remove the temp files :func:`atomic_path` left in ``directory`` when its writer was killed.
+
+    Only call this while holding the lock that covers those files (the run
+    directory's, or the dataset file's), so no live writer's temp file is removed.
+    ``name``: only the temps of that final file name. Returns the removed paths.
+    """
+    directory = Path(directory)
+    pattern = f".{name}.*.tmp" if name is not None else ".*.tmp"
+    found = directory.rglob(pattern) if recursive else directory.glob(pattern)
+    removed = []
+    for path in sorted(found):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)

@@ -33,22 +33,26 @@ CUSTOM_SCALARS_LAYOUT = {
         "normalised return": ["Multiline", [r"eval/normalized(/target_.*)?$"]],
     },
     "validation (all runs overlaid)": {
-        "held-out NLL": ["Multiline", [r"val/nll$"]],
+        "held-out NLL over the bins (pmf)": ["Multiline", [r"val/nll$"]],
+        "held-out NLL of the action (density on [-1, 1])": ["Multiline", [r"val/nll_density$"]],
         "held-out accuracy": ["Multiline", [r"val/accuracy$"]],
         "held-out smoothness": ["Multiline", [r"val/smoothness$"]],
+        "held-out action MSE ([-1, 1] scale)": ["Multiline", [r"val/action_mse$"]],
     },
     "training (all runs overlaid)": {
         "loss": ["Multiline", [r"train/loss$"]],
-        "NLL": ["Multiline", [r"train/nll$"]],
+        "NLL over the bins (pmf)": ["Multiline", [r"train/nll$"]],
+        "NLL of the action (density)": ["Multiline", [r"train/nll_density$"]],
+        "squared error (mse head)": ["Multiline", [r"train/mse$"]],
         "head regularisation": ["Multiline", [r"train/regularization$"]],
     },
 }
 """One chart per metric; each chart overlays that metric of every run under the logdir (heads side by side)."""
 
-HPARAM_METRICS = ("eval/return_mean", "eval/normalized", "val/nll", "val/smoothness")
+HPARAM_METRICS = ("eval/return_mean", "eval/normalized", "val/nll", "val/nll_density", "val/smoothness", "val/action_mse")
 """The HParams table's metric columns (each run's last value of these scalar tags)."""
 
-NUMERICAL_HEAD_PARAMS = frozenset({"eps", "init_scale", "min_scale"})
+NUMERICAL_HEAD_PARAMS = frozenset({"eps", "init_scale", "min_scale", "boundary_eps"})
 """Head parameters that guard the arithmetic rather than shape the distribution: left out of the HParams table."""
 
 LAYOUT_SUFFIX = ".fh_rl-layout"

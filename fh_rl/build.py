@@ -49,17 +49,29 @@ class Built:
     """``train.val_batches`` fixed held-out batches (empty without a held-out split)."""
 
 
-def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)) -> Built:
+def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1),
+          device: torch.device | None = None) -> Built:
     """Dataset, split, codec, agent, training sampler and held-out batches for ``cfg``.
 
     ``shard`` is ``(rank, world_size)`` under torchrun: the training sampler
     yields this rank's share of each global batch of ``train.batch_size``.
+    Nothing that would fail later is left to fail later (:mod:`fh_rl.preflight`):
+    before the data is read, the memory training needs is estimated against
+    ``device`` (default: ``train.device``); once read, the data must fit the
+    environment's observation and action spaces.
     """
     from fh_rl.agents import build_agent
+    from fh_rl.agents.base import check_head_fits
+    from fh_rl.preflight import check_action_bounds, check_spaces
+    from fh_rl.utils import resolve_device
 
+    codec, observation_space, action_space = probe_env(cfg.env, seed=cfg.seed)
+    check_head_fits(cfg.head.name, codec, where=cfg.env.name)  # before any data is read (or built)
+    check_training_memory(cfg, codec, tuple(observation_space.shape), device or resolve_device(cfg.train.device))
     dataset = load_dataset(cfg, progress=progress)
+    check_spaces(dataset, observation_space, action_space, env_name=cfg.env.name, source=cfg.dataset.path)
+    check_action_bounds(dataset, action_space, source=cfg.dataset.path, clip=cfg.dataset.clip_actions)
     train, val = split_dataset(cfg, dataset)
-    codec = build_codec(cfg.env, seed=cfg.seed)
     frames = len(dataset.state_shape) == 3
     agent = build_agent(
         cfg.agent,
@@ -101,6 +113,11 @@ def rtg_scale(cfg: Config, train: TrajectoryDataset) -> float:
 
 def build_codec(env_cfg: EnvConfig, *, seed: int = 0) -> ActionCodec:
     """The action codec of ``env_cfg.name`` (bins and margins for Box actions; Atari's joystick order from the ROM)."""
+    return probe_env(env_cfg, seed=seed)[0]
+
+
+def probe_env(env_cfg: EnvConfig, *, seed: int = 0) -> tuple[ActionCodec, Any, Any]:
+    """The action codec and the observation and action spaces of ``env_cfg.name`` (one environment, closed)."""
     import gymnasium as gym
 
     from fh_rl.envs import make_env
@@ -109,7 +126,7 @@ def build_codec(env_cfg: EnvConfig, *, seed: int = 0) -> ActionCodec:
     env = make_env(env_cfg.name, protocol=env_cfg.protocol, seed=seed)
     try:
         box = isinstance(env.action_space, gym.spaces.Box)
-        return make_codec(
+        codec = make_codec(
             env.action_space,
             num_bins=env_cfg.num_bins if box else None,
             ordering=env_cfg.ordering,
@@ -117,8 +134,24 @@ def build_codec(env_cfg: EnvConfig, *, seed: int = 0) -> ActionCodec:
             sample_within_bin=env_cfg.sample_within_bin,
             margin_bins=env_cfg.margin_bins if box else 0,
         )
+        return codec, env.observation_space, env.action_space
     finally:
         env.close()
+
+
+def check_training_memory(cfg: Config, codec: ActionCodec, state_shape: tuple[int, ...], device: torch.device) -> None:
+    """Refuse (ValueError quoting the estimate) a configuration whose training cannot fit in ``device``'s memory."""
+    from fh_rl.agents import AGENTS, build_agent
+    from fh_rl.preflight import check_memory, estimate_memory
+
+    a = cfg.agent
+    sequence = AGENTS.get(a.name).sequence_model
+    estimate = estimate_memory(
+        lambda: build_agent(a, head=cfg.head.name, head_params=cfg.head.params, state_shape=state_shape, codec=codec),
+        batch_size=cfg.train.batch_size, tokens=3 * a.context_len if sequence else 1, steps=cfg.context_len,
+        embed_dim=a.embed_dim, n_layer=a.n_layer, n_head=a.n_head, state_values=int(np.prod(state_shape)),
+    )
+    check_memory(estimate, device)
 
 
 def build_samplers(
@@ -213,15 +246,12 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
     Several runs started together (a sweep) wait for the first to finish building
     instead of training SAC twice; the file appears atomically when complete.
     """
-    import fcntl
-
     from fh_rl.datasets.collect import collect_control
+    from fh_rl.locks import wait_for_file_lock
 
     d = cfg.dataset
     path = Path(d.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with wait_for_file_lock(path, message=f"dataset {path} is being built by another run; waiting for it"):
         if path.exists():
             return path
         parts = [f"SAC for {d.build_steps:,} steps on {cfg.env.name}", f"{d.build_expert_episodes} rollouts of its final policy"]

@@ -3,9 +3,13 @@
 The agent is rebuilt from the checkpoint alone (config, agent spec, weights
 loaded with ``weights_only=True``), evaluated by the rollout workers for each
 target return, and the results are printed as a table, written to the run's
-``eval.json`` and logged as TensorBoard scalars ``eval/return_mean``,
+``eval-<time>.json`` and logged as TensorBoard scalars ``eval/return_mean``,
 ``eval/return_std`` and ``eval/normalized`` at the run's own target, with a
-``/target_<R>`` suffix at any other (:func:`fh_rl.board.eval_tag`).
+``/target_<R>`` suffix at any other (:func:`fh_rl.board.eval_tag`). No earlier
+result is ever replaced: ``eval.json`` stays the training-time evaluation, each
+re-evaluation gets its own file (or ``--out FILE``, which must not exist yet;
+outside the run directory, nothing else is written there). While it writes into
+a run directory, evaluate holds that directory's lock: not during training.
 
 ``--backend ray [--address ADDR]`` spreads the episodes over ``--workers`` Ray
 actors instead of local worker processes (``pip install "fh_rl[ray]"``);
@@ -16,7 +20,10 @@ episode i is reset with seed ``seed + i`` either way, so with argmax actions
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -149,9 +156,32 @@ def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | N
     return "\n".join(lines)
 
 
-def write_eval_json(run_dir: Path, payload: dict[str, Any]) -> Path:
-    path = Path(run_dir) / "eval.json"
-    atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=True) + "\n")
+def _finite_or_none(value: Any) -> Any:
+    """The payload with NaN/infinity replaced by null (a diverging environment must not make invalid JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def write_eval_json(run_dir: Path, payload: dict[str, Any], name: str = "eval.json") -> Path:
+    """Write an evaluation as strict JSON, atomically: ``eval.json`` is the training-time result."""
+    path = Path(run_dir) / name
+    atomic_write_text(path, json.dumps(_finite_or_none(payload), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def new_eval_path(run_dir: Path) -> Path:
+    """``eval-<time>.json`` in ``run_dir``, a name no earlier evaluation has (``-2``, ``-3``... on a clash)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(run_dir) / f"eval-{stamp}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(run_dir) / f"eval-{stamp}-{n}.json"
     return path
 
 
@@ -173,18 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rtg-mode", choices=("transformed", "raw"), default=None,
                         help="decrement returns-to-go by transformed (dataset-unit) or raw rewards")
     parser.add_argument("--seed", type=int, default=None, help="base seed of the evaluation episodes")
-    parser.add_argument("--argmax", action="store_true", help="take the most likely bin instead of sampling")
+    parser.add_argument("--argmax", action="store_true",
+                        help="take the most likely bin (gaussian head: tanh(mean)) instead of sampling")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local worker processes, or --workers Ray actors (pip install \"fh_rl[ray]\")")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0: CPU policies)")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="write the results here (must not exist) instead of <run>/eval-<time>.json; outside the "
+                             "run directory, no TensorBoard events are written into the run")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for target in args.targets or []:
+        if not math.isfinite(target):
+            raise ValueError(f"--target-return must be a finite number, got {target}")
     if args.backend == "local" and args.address:
         raise ValueError("--address needs --backend ray")
     for name in ("episodes", "workers"):
@@ -192,6 +229,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value < (1 if name == "episodes" else 0):
             raise ValueError(f"--{name} must be >= {1 if name == 'episodes' else 0}, got {value}")
 
+    run_dir = _run_dir_of(Path(args.checkpoint))
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.exists() or out.resolve() == (run_dir / "eval.json").resolve()):
+        raise FileExistsError(f"--out {str(out)!r} {'already exists' if out.exists() else 'is the training-time result'}; "
+                              f"evaluate never replaces an earlier result: choose another file")
+    in_run = out is None or run_dir.resolve() in out.resolve().parents
+    owned = contextlib.ExitStack()
+    if in_run and run_dir.is_dir():
+        from fh_rl.locks import hold_run_dir
+
+        owned.enter_context(hold_run_dir(run_dir, "evaluate"))
+    with owned:
+        return _evaluate(args, run_dir, out, in_run)
+
+
+def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run: bool) -> int:
     from fh_rl.build import load_agent
     from fh_rl.utils import resolve_device
 
@@ -220,20 +273,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         integer_rtg=cfg.eval.integer_returns_to_go,
     )
     print(format_table(results, cfg.env.name, protocol))
-    run_dir = _run_dir_of(Path(args.checkpoint))
     payload = {
         "env": cfg.env.name,
         "protocol": resolve_protocol(cfg.env.name, protocol),
         "checkpoint_step": int(state["step"]),
         "seed": seed,
+        "written_by": "evaluate",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": results,
     }
-    path = write_eval_json(run_dir, payload)
-    from torch.utils.tensorboard import SummaryWriter
+    try:  # keep the evaluations made during training (compare's best-of-N column reads them)
+        previous = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict) and isinstance(previous.get("history"), list):
+        payload["history"] = previous["history"]
+    path = out if out is not None else new_eval_path(run_dir)
+    write_eval_json(path.parent, payload, path.name)
+    if in_run:
+        from fh_rl.events import open_writer
 
-    with SummaryWriter(str(run_dir)) as writer:
-        own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
-        log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None)
+        with open_writer(run_dir) as writer:
+            own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
+            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None)
     print(f"wrote {path}")
     return 0
 

@@ -54,10 +54,11 @@ def bin_axis(codec: Any = None, num_bins: int | None = None, dim: int = 0) -> Bi
 
 
 def draw_pmfs(ax: Any, axis: BinAxis, pmfs: Sequence[tuple[str, np.ndarray]], target: int | None = None,
-              title: str | None = None) -> None:
+              title: str | None = None, points: Sequence[tuple[str, int]] = ()) -> None:
     """Draw predicted pmfs ``(label, (K,))`` over ``axis`` on a matplotlib ``ax``; mark the dataset action ``target``.
 
     One pmf is drawn as bars, several as overlaid lines (heads side by side).
+    ``points`` ``(label, bin)`` are heads without a pmf (point predictions): a dotted line at their bin.
     The shared plotting code of TensorBoard's ``val/pmf`` images and ``compare``'s figures.
     """
     x = axis.x
@@ -70,6 +71,8 @@ def draw_pmfs(ax: Any, axis: BinAxis, pmfs: Sequence[tuple[str, np.ndarray]], ta
     else:
         for label, pmf in pmfs:
             ax.plot(x, pmf, lw=1.4, marker="o" if axis.values is None else None, ms=3, label=label)
+    for j, (label, b) in enumerate(points):  # colours continue the lines' cycle
+        ax.axvline(x[int(b)], color=f"C{len(pmfs) + j}", ls=":", lw=1.8, label=f"{label}, point prediction")
     if target is not None:
         ax.axvline(x[int(target)], color="#d62728", ls="--", lw=2.0, label=f"dataset action ({axis.labels[int(target)]})")
     if axis.values is None:

@@ -118,6 +118,7 @@ def _task_env(num_cpus: float) -> dict[str, str]:
     here = str(Path(fh_rl.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("OMP_NUM_THREADS", str(max(1, int(num_cpus))))
+    env["FH_RL_PARENT_PID"] = str(os.getpid())  # the training job stops when this task's worker dies (fh_rl.locks)
     return env
 
 

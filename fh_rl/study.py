@@ -18,7 +18,7 @@ about the data and settings. Running it:
    :func:`fh_rl.compare.compare` (tables, bootstrap CIs, figures) into
    ``docs/results/<name>/``, writes one record per run to
    ``docs/results/<name>.json`` (env, agent, head and its settings, seed, every
-   evaluation return, val NLL / accuracy / smoothness, steps, wall time, git
+   evaluation return, the held-out ``val/*`` metrics, steps, wall time, git
    commit), and rewrites the study's section of ``docs/results.md`` from those
    files, verdict included. Nothing in that section is typed by hand except
    the YAML's prose.
@@ -338,6 +338,8 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
         lines += [f"Code: commit{'s' if len(commits) > 1 else ''} {', '.join(c[:10] for c in commits)}."
                   + (f" Wall time per run (training + evaluation, 1 CPU thread): median "
                      f"{sorted(walls)[len(walls) // 2]:.0f} s." if walls else ""), ""]
+    if not records:
+        lines += ["No run of this study has finished yet: the table appears here when the first ones do.", ""]
     for env, rows in result["environments"].items():
         from fh_rl.compare import markdown_table
 
@@ -378,8 +380,11 @@ def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "doc
     from fh_rl.compare import compare, find_runs
 
     docs = Path(docs)
-    result = compare([study.root], docs / "results" / study.name)
-    runs, _ = find_runs([study.root])
+    runs, _ = find_runs([study.root]) if Path(study.root).exists() else ([], [])
+    if not runs:  # a study that has just started: its section says so (data and settings, no table)
+        result: dict[str, Any] = {"environments": {}, "figures": []}
+    else:
+        result = compare([study.root], docs / "results" / study.name)
     records = sorted(run_records(runs), key=lambda r: (r["env"], r["agent"], r["head"],
                                                        json.dumps(r["head_params"], sort_keys=True), r["seed"]))
     atomic_write_text(docs / "results" / f"{study.name}.json",

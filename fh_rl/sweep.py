@@ -182,28 +182,34 @@ def _config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: st
 
 
 def _with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config as this code reads it: options added since the run was made take their
-    defaults (which keep the old behaviour), so a sweep spanning code versions still resumes."""
-    from fh_rl.config import config_from_dict
+    """A run's saved config as this code reads it (options added since take their defaults), so a sweep
+    spanning code versions still resumes; a key this code no longer knows shows as a difference."""
+    from fh_rl.config import with_current_defaults
 
-    try:
-        return config_from_dict(saved).to_dict()
-    except (ValueError, TypeError, KeyError):
-        return saved  # a key this code no longer knows: compared as saved, so it shows as a difference
+    return with_current_defaults(saved)
 
 
 def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tuple[GridPoint, str, Path | None]]:
-    """``(point, action, run_dir)`` with action ``skip`` (complete), ``resume`` (has a checkpoint) or ``train``.
+    """``(point, action, run_dir)`` with action ``skip`` (complete), ``resume`` (has a checkpoint), ``train``,
+    or ``busy: <why>`` (another live process holds the point's run directory; it is left alone).
 
     A run directory made with other settings than the sweep would use now is an
     error (a changed config file or ``--set``): mixing them would compare unlike runs.
     """
     import yaml
 
+    from fh_rl.locks import is_run_dir_busy
+
     actions = []
+    envs_heads: set[tuple[str, str | None, str]] = set()
     for point in points:
         wanted = expected_config(config, point, root)  # a bad key or value fails here, before any job starts
+        envs_heads.add((wanted["env"]["name"], wanted["env"]["protocol"], wanted["head"]["name"]))
         dirs = run_dirs_under(root / point.name)
+        busy = [(d, owner) for d in dirs if (owner := is_run_dir_busy(d))]
+        if busy:  # a live process writes this point (e.g. a training job started by hand): never a second writer
+            actions.append((point, f"busy: {busy[0][0]} is in use by {busy[0][1]}", busy[0][0]))
+            continue
         for d in dirs:
             try:
                 saved = yaml.safe_load((d / "config.yaml").read_text())
@@ -227,7 +233,26 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
             actions.append((point, "resume", resumable[-1]))
         else:
             actions.append((point, "train", None))
+    check_heads_fit_envs(envs_heads)
     return actions
+
+
+def check_heads_fit_envs(envs_heads: set[tuple[str, str | None, str]]) -> None:
+    """ValueError before any job starts when a head cannot act in its environment (a continuous head, discrete actions)."""
+    from fh_rl.agents.base import check_head_fits
+    from fh_rl.envs import make_env
+    from fh_rl.envs.codecs import make_codec
+    from fh_rl.heads import head_scores
+
+    for env_name, protocol in sorted({(e, p) for e, p, h in envs_heads if head_scores(h) == "continuous"}, key=str):
+        env = make_env(env_name, protocol=protocol)
+        try:
+            codec = make_codec(env.action_space)
+        finally:
+            env.close()
+        for e, p, head in sorted(envs_heads, key=str):
+            if (e, p) == (env_name, protocol):
+                check_head_fits(head, codec, where=env_name)
 
 
 def command(config: str | None, point: GridPoint, root: Path, resume: Path | None) -> list[str]:
@@ -247,7 +272,10 @@ def command(config: str | None, point: GridPoint, root: Path, resume: Path | Non
 
 
 def _child_env(jobs: int) -> dict[str, str]:
+    from fh_rl.locks import PARENT_ENV
+
     env = dict(os.environ)
+    env[PARENT_ENV] = str(os.getpid())  # the job gets SIGTERM (checkpoints, stops) if this sweep dies
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     if "OMP_NUM_THREADS" not in env:  # J jobs share the cores instead of each taking all of them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
@@ -279,10 +307,6 @@ def run_sweep(
     """Train the points not yet complete: ``jobs`` at a time as ``python -m fh_rl.train`` subprocesses
     (``backend="local"``), or as Ray tasks of ``num_cpus``/``num_gpus`` each (``backend="ray"``, see
     :mod:`fh_rl.ray_backend`; ``address`` None starts a local Ray instance unless one is running)."""
-    from fh_rl.progress import progress_bar
-
-    from fh_rl.compare import write_custom_scalars
-
     if backend not in ("local", "ray"):
         raise ValueError(f"--backend must be local or ray, got {backend!r}")
     if jobs < 1:
@@ -296,14 +320,30 @@ def run_sweep(
                              f"got {num_cpus}, {num_gpus}, {max_retries}")
     if config is not None and not Path(config).is_file():
         raise FileNotFoundError(f"config file {str(config)!r} not found; pass --config with a YAML file under configs/")
+    from fh_rl.locks import hold_sweep_root
+
     root = Path(root)
     actions = plan(points, root, config)
-    root.mkdir(parents=True, exist_ok=True)
+    with hold_sweep_root(root):  # one sweep per directory; its jobs die with it (see _child_env)
+        return _run_planned(actions, root, config, jobs, progress, backend, address=address, num_cpus=num_cpus,
+                            num_gpus=num_gpus, max_retries=max_retries, shared_storage=shared_storage)
+
+
+def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: bool, backend: str, *,
+                 address: str | None, num_cpus: float, num_gpus: float, max_retries: int,
+                 shared_storage: bool) -> SweepResult:
+    from fh_rl.compare import write_custom_scalars
+    from fh_rl.progress import progress_bar
+
     write_custom_scalars(root)
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
-    todo = [(p, a, d) for p, a, d in actions if a != "skip"]
+    for p, a, _ in actions:
+        if a.startswith("busy"):
+            result.failed[p.name] = f"not started: {a[len('busy: '):]}; run the sweep again once it has finished"
+    todo = [(p, a, d) for p, a, d in actions if a in ("train", "resume")]
     if backend == "ray":
-        bar = progress_bar(total=len(actions), initial=len(result.skipped), desc="sweep (ray)", unit="run", disable=not progress)
+        bar = progress_bar(total=len(actions), initial=len(result.skipped) + len(result.failed), desc="sweep (ray)",
+                           unit="run", disable=not progress)
         try:
             _run_on_ray(todo, root, config, result, bar, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
                         max_retries=max_retries, shared_storage=shared_storage)
@@ -312,7 +352,8 @@ def run_sweep(
         finally:
             bar.close()
         return result
-    bar = progress_bar(total=len(actions), initial=len(result.skipped), desc="sweep", unit="run", disable=not progress)
+    bar = progress_bar(total=len(actions), initial=len(result.skipped) + len(result.failed), desc="sweep", unit="run",
+                       disable=not progress)
     try:
         _run_local(todo, root, config, result, bar, jobs=jobs)
     finally:
@@ -463,6 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = Path(args.root) if args.root else Path(base.run_root) / f"sweep-{config_name}"
     if args.dry_run:
         for point, action, run_dir in plan(points, root, args.config):
+            if action.startswith("busy"):
+                print(f"  busy  {point.name}: {action[len('busy: '):]}")
+                continue
             print(f"{action:>6}  {point.name}: {' '.join(command(args.config, point, root, run_dir if action == 'resume' else None)[1:])}")
         return 0
     if args.backend == "local" and (args.address or args.shared_storage):

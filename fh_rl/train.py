@@ -17,6 +17,7 @@ batch; rank 0 alone writes and evaluates; see :mod:`fh_rl.distributed`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import subprocess
@@ -178,21 +179,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from fh_rl.distributed import check_batch_size, init_distributed, requested_world_size, shutdown
+    from fh_rl.locks import die_with_parent
 
-    state, cfg, run_dir = _resolve_run(args)
-    check_batch_size(cfg.train.batch_size, requested_world_size())  # before joining: every rank fails the same way
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    ctx = init_distributed(device.type)
+    die_with_parent()  # a sweep's job stops (checkpointing first) when the sweep is killed
+    with contextlib.ExitStack() as owned:  # the run directory's lock, held until this process ends
+        state, cfg, run_dir = _resolve_run(args, owned)
+        check_batch_size(cfg.train.batch_size, requested_world_size())  # before joining: every rank fails the same way
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
+        device = resolve_device(cfg.train.device)
+        ctx = init_distributed(device.type)
+        try:
+            return _train(args, argv, state, cfg, run_dir, device, ctx, owned)
+        finally:
+            shutdown(ctx)
+
+
+def _writes() -> bool:
+    """Whether this process writes the run (not a torchrun rank other than 0)."""
+    from fh_rl.distributed import _env_int
+
+    return _env_int("RANK", 0) == 0
+
+
+def _finished(run_dir: Path) -> bool:
+    """The run's final evaluation is in its ``eval.json`` (not only evaluations made during training)."""
     try:
-        return _train(args, argv, state, cfg, run_dir, device, ctx)
-    finally:
-        shutdown(ctx)
+        data = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data.get("results"))
 
 
-def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Config, Path | None]:
-    """The checkpoint (on ``--resume``), the config and the run directory (None: a new run)."""
+def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple[dict[str, Any] | None, Config, Path | None]:
+    """The checkpoint (on ``--resume``, read once this process owns the run directory), the config and the run
+    directory (None: a new run)."""
+    from fh_rl.atomic import remove_stale_temps
+    from fh_rl.locks import hold_run_dir
     from fh_rl.trainer import load_checkpoint
 
     state = None
@@ -200,9 +223,18 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
         if args.config or args.head or args.overrides or args.seed is not None:
             raise ValueError("--resume continues a run with its saved config; drop --config/--head/--set/--seed")
         run_dir = Path(args.resume)
-        state = load_checkpoint(run_dir)
-        run_dir = run_dir if run_dir.is_dir() else run_dir.parent.parent
+        if run_dir.is_file():
+            run_dir = run_dir.parent.parent
+        if _writes() and run_dir.is_dir():
+            owned.enter_context(hold_run_dir(run_dir, "resume it"))
+            remove_stale_temps(run_dir, recursive=True)  # left by a writer that was killed; we own the directory now
+        state = load_checkpoint(args.resume)
         cfg = config_from_dict(state["config"])
+        if int(state["step"]) >= cfg.train.steps and not args.no_eval and _finished(run_dir):
+            raise ValueError(
+                f"run {str(run_dir)!r} is complete (trained {cfg.train.steps} steps, evaluated in eval.json); "
+                f"to evaluate it again: python -m fh_rl.evaluate {run_dir}"
+            )
     else:
         from fh_rl.build import resolve_env
 
@@ -211,16 +243,47 @@ def _resolve_run(args: argparse.Namespace) -> tuple[dict[str, Any] | None, Confi
     return state, cfg, run_dir
 
 
-def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext") -> Path:
-    """A new run directory holding the resolved ``config.yaml`` and ``manifest.json`` (``info`` + the process layout)."""
+def write_json(path: Path, data: Any) -> None:
+    """Strict JSON (NaN or infinity is an error, never written), atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext", owned: contextlib.ExitStack) -> Path:
+    """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
+    and ``manifest.json`` (``info`` + the process layout)."""
     from fh_rl.board import write_run_root
+    from fh_rl.locks import hold_run_dir
 
     run_dir = make_run_dir(cfg)
+    owned.enter_context(hold_run_dir(run_dir))
     write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
     save_config(cfg, run_dir / "config.yaml")
     info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
-    atomic_write_text(run_dir / "manifest.json", json.dumps(info, indent=2) + "\n")
+    write_json(run_dir / "manifest.json", info)
     return run_dir
+
+
+def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence[str], ctx: "DistContext") -> None:
+    """Add this resume (when, from which step, with what code and where) to the run's ``manifest.json``."""
+    import fh_rl
+
+    path = run_dir / "manifest.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        info = {}  # a run directory from elsewhere: start a manifest with what is known now
+    info.setdefault("resumes", []).append({
+        "command": [sys.executable, "-m", "fh_rl.train", *argv],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "from_step": step,
+        "host": {"platform": platform.platform(), "python": platform.python_version(), "device": str(device)},
+        "versions": {"fh_rl": fh_rl.__version__, "torch": torch.__version__},
+        "git": git_commit(),
+        "distributed": {"world_size": ctx.world_size, "backend": ctx.backend},
+    })
+    write_json(path, info)
 
 
 class RunEvaluations:
@@ -250,7 +313,8 @@ class RunEvaluations:
     def _payload(self) -> dict[str, Any]:
         cfg = self.cfg
         return {"env": cfg.env.name, "protocol": resolve_protocol(cfg.env.name, cfg.env.protocol),
-                "seed": cfg.seed + cfg.eval.seed, "history": list(self.history)}
+                "seed": cfg.seed + cfg.eval.seed, "written_by": "train", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "history": list(self.history)}
 
     def __call__(self, step: int) -> list[dict[str, Any]]:
         """One evaluation at training step ``step``."""
@@ -293,8 +357,8 @@ class RunEvaluations:
         return results
 
 
-def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
-               progress: bool) -> tuple[Built, list[float], dict[str, Any]]:
+def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *, progress: bool,
+               device: torch.device) -> tuple[Built, list[float], dict[str, Any]]:
     """The run's parts (every rank; a dataset build is locked), its evaluation targets and its dataset identity.
 
     On resume the targets are the checkpoint's, and the data must hash as it did when the run started.
@@ -302,7 +366,7 @@ def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
     from fh_rl.distributed import rank_seed
 
     seed_everything(cfg.seed)
-    built = build(cfg, progress=progress, shard=ctx.shard)
+    built = build(cfg, progress=progress, shard=ctx.shard, device=device)
     if not ctx.is_main:
         seed_everything(rank_seed(cfg.seed, ctx.rank))  # same initial weights, distinct dropout per rank
     targets = [float(t) for t in state["eval_targets"]] if state else default_targets(cfg, built.dataset.episode_returns)
@@ -316,7 +380,7 @@ def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
-           run_dir: Path | None, device: torch.device, ctx: "DistContext") -> int:
+           run_dir: Path | None, device: torch.device, ctx: "DistContext", owned: contextlib.ExitStack) -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object
     from fh_rl.plots import bin_axis
@@ -325,11 +389,13 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     progress = not args.no_progress and ctx.is_main
-    built, targets, identity = _build_run(cfg, state, ctx, progress=progress)
+    built, targets, identity = _build_run(cfg, state, ctx, progress=progress, device=device)
     agent = built.agent
 
     if run_dir is None and ctx.is_main:
-        run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, argv), ctx)
+        run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, argv), ctx, owned)
+    elif ctx.is_main:
+        record_resume(run_dir, int(state["step"]), device, argv, ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:
         print(f"run directory: {run_dir}" + (f" ({ctx.world_size} processes, {ctx.backend})" if ctx.enabled else ""),
@@ -337,9 +403,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
 
     writer = None
     if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+        from fh_rl.events import open_writer
 
-        writer = SummaryWriter(str(run_dir))
+        # One events file per run: a resume carries the earlier events over, up to its checkpoint's step.
+        writer = open_writer(run_dir, keep_until_step=None if state is None else int(state["step"]))
     trainer = Trainer(
         agent,
         built.sampler,

@@ -17,11 +17,13 @@ gradient is the global batch's, all ranks agree on when to stop, and only rank
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -64,6 +66,12 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+
+
+def _fused_adamw(device: torch.device) -> bool | None:
+    """AdamW's fused kernel where torch has one (CPU, CUDA): one op for all parameters instead of
+    ~10 per tensor (on CPU, 0.4 vs 1.5 ms per step for the quickstart's model); None elsewhere."""
+    return True if device.type in ("cpu", "cuda") else None
 
 
 def lr_multiplier(tokens: int, warmup_tokens: int, final_tokens: int, min_ratio: float) -> float:
@@ -171,13 +179,14 @@ class Trainer:
         self.warmup_tokens = (round(config.warmup_fraction * total) if config.warmup_fraction is not None
                               else config.warmup_tokens)
         self.optimizer = torch.optim.AdamW(
-            parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=None
+            parameter_groups(agent, config.weight_decay), lr=config.lr, betas=tuple(config.betas), fused=_fused_adamw(self.device)
         )
         self.step = 0
         self.tokens = 0
         self._stop: str | None = None
         self.autocast = self.device.type == "cuda" and config.amp
         self.last_good_checkpoint: Path | None = None
+        self._batches: BatchStream | None = None
         self.evaluate_every: int | None = None
         """With ``on_evaluate``: call ``on_evaluate(step)`` every this many steps, after that step's checkpoint."""
         self.on_evaluate: Any = None
@@ -197,7 +206,7 @@ class Trainer:
             "schedule": {"tokens": self.tokens, "final_tokens": self.final_tokens},
             "step": self.step,
             "rng": rng_state(),
-            "sampler": self.sampler.state_dict(),
+            "sampler": self._batches.sampler_state() if self._batches is not None else self.sampler.state_dict(),
         }
 
     def save_checkpoint(self) -> Path:
@@ -252,16 +261,19 @@ class Trainer:
                 handlers[sig] = signal.signal(sig, self._request_stop)
         self.agent.to(self.device).train()
         forward = self._loss_module()
+        if cfg.compile:
+            forward = torch.compile(forward)
+        self._batches = BatchStream(self.sampler, self.device, prefetch=cfg.prefetch)
         bar = progress_bar(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step",
                            dynamic_ncols=True)
         last_loss: float | None = None
+        objective = getattr(self.agent, "objective", "nll")  # train/nll, train/nll_density or train/mse
         val_metrics: dict[str, float] = {}
         window_start, window_samples = time.perf_counter(), 0
         stopping = False
         try:
             while self.step < cfg.steps and not stopping:
-                batch = self.sampler.sample()
-                batch = batch.to(self.device, non_blocking=True)
+                batch = self._batches.next()
                 done = self._step(forward, batch)
                 stopping = done.stop
                 last_loss = done.loss
@@ -274,6 +286,7 @@ class Trainer:
                     window_start, window_samples = time.perf_counter(), 0
                     bar.set_postfix(loss=f"{done.loss:.4f}", samples_per_s=format_rate(throughput))
                     logged = {k: v for k, v in done._asdict().items() if k != "stop"}  # loss, nll, ..., grad_norm
+                    logged[objective] = logged.pop("nll")  # train/nll, train/nll_density or train/mse
                     self._scalars("train", {**logged, "samples_per_s": throughput})
                 if self.val_batches and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                     val_metrics = self.validate()
@@ -288,6 +301,8 @@ class Trainer:
                 bar.write(f"{self._stop} received: checkpoint at step {self.step}")
                 self.save_checkpoint()
         finally:
+            self._batches.close()
+            self._batches = None
             bar.close()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -367,9 +382,21 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """``val/nll``, ``val/accuracy``, ``val/smoothness`` over the fixed held-out batches, plus pmf images."""
+        """Held-out metrics over the fixed validation batches (token-weighted means), plus pmf images.
+
+        - ``val/<objective>``: the training objective (``nll``, ``nll_density`` or ``mse``);
+        - ``val/nll``: NLL of the dataset action's bin under the pmf over the codec's bins
+          (heads that score continuous actions: the discretised density; none for ``mse``);
+        - ``val/accuracy``: the evaluation action falls in the dataset action's bin;
+        - ``val/smoothness``: the paper's smoothness of those pmfs (none for ``mse``);
+        - ``val/action_mse``: squared error of the evaluation action on the [-1, 1] scale (Box actions only).
+
+        A metric that does not apply to the head or the action space is absent (not zero).
+        """
         self.agent.eval()
-        total, nll, acc, smooth = 0, 0.0, 0.0, 0.0
+        objective = getattr(self.agent, "objective", "nll")
+        sums: dict[str, float] = {}
+        total = 0
         first = None
         try:
             for batch in self.val_batches:
@@ -377,21 +404,76 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                     out = self.agent.loss(batch)
                 n = int(out.tokens)
-                pmf = normalized_pmf(out.log_probs)  # (M, A, K)
+                values = {objective: float(out.nll), "accuracy": float(out.accuracy)}
+                if out.log_probs is not None:
+                    log_probs = out.log_probs.float()  # (M, A, K)
+                    values["nll"] = float(-log_probs.gather(-1, out.targets.unsqueeze(-1)).mean())
+                    pmf = normalized_pmf(log_probs)
+                    values["smoothness"] = float(smoothness(pmf).mean())
+                    if first is None:
+                        first = (pmf, out.targets)
+                if out.action_mse is not None:
+                    values["action_mse"] = float(out.action_mse)
                 total += n
-                nll += float(out.nll) * n
-                acc += float(out.accuracy) * n
-                smooth += float(smoothness(pmf).mean()) * n
-                if first is None:
-                    first = (pmf, out.targets)
+                for key, value in values.items():
+                    sums[key] = sums.get(key, 0.0) + value * n
         finally:
             self.agent.train()
-        metrics = {"nll": nll / max(total, 1), "accuracy": acc / max(total, 1), "smoothness": smooth / max(total, 1)}
+        metrics = {key: value / max(total, 1) for key, value in sums.items()}
         self._scalars("val", metrics)
         if self.writer is not None and first is not None and self.config.pmf_states > 0:
             image = pmf_image(*first, axis=self.pmf_axis, count=self.config.pmf_states)
             self.writer.add_image("val/pmf", image, self.step, dataformats="CHW")
         return metrics
+
+
+class BatchStream:
+    """The sampler's batches on the device, in the sampler's order.
+
+    With ``prefetch`` on CUDA, a background thread samples the next batch into
+    pinned memory and starts its copy to the GPU while the current step runs
+    (NumPy's indexing releases the GIL). On CPU batches are sampled when asked
+    for. :meth:`sampler_state` is the sampler's state before the first batch
+    not yet handed out, so a checkpoint resumes exactly either way.
+    """
+
+    def __init__(self, sampler: Any, device: torch.device | str, *, prefetch: bool = True) -> None:
+        self.sampler = sampler
+        self.device = torch.device(device)
+        self.prefetch = prefetch and self.device.type == "cuda"
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    def _load(self) -> tuple[dict[str, Any], Any]:
+        state = copy.deepcopy(self.sampler.state_dict())
+        batch = self.sampler.sample()
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        return state, batch.to(self.device, non_blocking=True)
+
+    def next(self) -> Any:
+        if not self.prefetch:
+            return self._load()[1]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fh_rl-prefetch")
+            self._pending = self._pool.submit(self._load)
+        _, batch = self._pending.result()
+        self._pending = self._pool.submit(self._load)
+        return batch
+
+    def sampler_state(self) -> dict[str, Any]:
+        if self._pending is not None:
+            return self._pending.result()[0]
+        return self.sampler.state_dict()
+
+    def close(self) -> None:
+        """Wait for a batch in flight and stop the thread; the sampler is left after the handed-out batches."""
+        if self._pool is None:
+            return
+        state = self.sampler_state()
+        self._pool.shutdown(wait=True)
+        self.sampler.load_state_dict(state)  # un-draw the prefetched batch
+        self._pool, self._pending = None, None
 
 
 class _StepStats(NamedTuple):
@@ -423,10 +505,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         path = path / "checkpoints" / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} not found; pass a run directory or a .pt checkpoint")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {str(path)!r} is empty (0 bytes), so it was not written by fh_rl (whose "
+                         f"checkpoints appear whole or not at all); restore it from a copy or start the run again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise ValueError(f"cannot read checkpoint {str(path)!r}: {' '.join(str(exc).split())[:300]}") from None
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise ValueError(f"cannot read checkpoint {str(path)!r} (corrupt or not a checkpoint): {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an fh_rl checkpoint (expected format {CHECKPOINT_FORMAT})")
     return state

@@ -215,10 +215,14 @@ def test_custom_scalars_layout(tmp_path):
     charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
     assert charts["held-out smoothness"] == [r"val/smoothness$"]
     assert charts["return mean"] == [r"eval/return_mean(/target_.*)?$"]
-    assert {"held-out NLL", "held-out accuracy", "normalised return", "loss"} <= set(charts)
+    assert {"held-out accuracy", "normalised return", "loss"} <= set(charts)
     import re
 
     assert re.search(charts["return mean"][0], "eval/return_mean") and not re.search(charts["return mean"][0], "eval/return_std")
+    # NLLs in different units get different charts: a pmf over bins, a density of the action
+    assert charts["held-out NLL over the bins (pmf)"] == [r"val/nll$"]
+    assert charts["held-out NLL of the action (density on [-1, 1])"] == [r"val/nll_density$"]
+    assert charts["NLL over the bins (pmf)"] == [r"train/nll$"] and charts["squared error (mse head)"] == [r"train/mse$"]
 
 
 def test_missing_dataset_skips_only_the_pmf_figure(runs, pendulum_hdf5, tmp_path):
@@ -236,6 +240,41 @@ def test_missing_dataset_skips_only_the_pmf_figure(runs, pendulum_hdf5, tmp_path
     assert skip["path"] == "pmfs-Pendulum-v1.png" and "not found" in skip["reason"]
     assert (out / "frequencies-Pendulum-v1.png").is_file() and not (out / "pmfs-Pendulum-v1.png").exists()
     assert [r["n_seeds"] for r in result["environments"]["Pendulum-v1"]] == [1, 1]
+
+
+def test_continuous_heads_beside_quantized_ones_never_mix_units(runs, pendulum_hdf5, tmp_path, capsys):
+    """mse and gaussian runs next to linear and Fourier runs: NLL columns by unit, blanks where a metric does not apply."""
+    _, made = runs
+    root = tmp_path / "continuous"
+    for head in ("mse", "gaussian"):
+        sets = [*TINY, f"dataset.path={pendulum_hdf5}", f"run_root={root}"]
+        argv = [a for s in sets for a in ("--set", s)] + ["--head", head, "--seed", "0", "--no-progress"]
+        assert run_cli(train_cli.main, argv) == 0
+    for key in [("linear", None, 0), ("fourier", 4, 0)]:
+        shutil.copytree(made[key], root / f"{key[0]}-copy")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert run_cli(compare_cli.main, [str(root), "--out", str(out)]) == 0
+    md = capsys.readouterr().out
+    assert "| val NLL (bins) | val NLL (density) | val accuracy | val smoothness | val action MSE |" in md
+    rows = {r["head"]: r for r in json.loads((out / "comparison.json").read_text())["environments"]["Pendulum-v1"]}
+    assert sorted(rows) == ["fourier", "gaussian", "linear", "mse"]
+    val = {head: {m: row["val"][m]["mean"] for m in compare_cli.VAL_METRICS} for head, row in rows.items()}
+    for head in ("linear", "fourier"):
+        assert val[head]["nll_density"] is None and None not in (val[head]["nll"], val[head]["smoothness"])
+    assert None not in val["gaussian"].values()  # its density NLL, and its discretised NLL over the same bins
+    assert val["mse"]["nll"] is val["mse"]["nll_density"] is val["mse"]["smoothness"] is None  # a point prediction
+    assert all(val[h]["accuracy"] is not None and 0 <= val[h]["action_mse"] <= 4 for h in val)
+    mse_row = next(line for line in md.splitlines() if line.startswith("| dt-mse |"))
+    assert mse_row.count("| - ") >= 4  # normalised, NLL (bins), NLL (density), smoothness
+    # The figures: the pmfs (mse as its point prediction) and the frequency plot with the other heads as bands.
+    for name in ("frequencies-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pmfs, chosen, targets, _ = compare_cli.held_out_pmfs([compare_cli.load_run(d) for d in sorted(root.glob("*/dt-*/*"))
+                                                       + [root / "linear-copy"]], states=3)
+    assert [p is None for p in pmfs] == [False, True, False]  # gaussian, mse, linear
+    assert all(c.shape == (3,) for c in chosen) and targets.shape == (3,)
+    assert [p.shape for p in pmfs if p is not None] == [(3, 48), (3, 48)]  # the same 16 bins and 2 x 16 margin bins
 
 
 def test_best_of_evaluations_is_the_papers_statistic(runs, tmp_path):
@@ -278,3 +317,18 @@ def test_run_still_training_is_incomplete(runs, tmp_path):
     (run / "eval.json").write_text(json.dumps({"env": "Pendulum-v1", "history": [{"step": 3, "results": []}]}))
     found, skipped = compare_cli.find_runs([run], read_events=False)
     assert found == [] and "incomplete: 1 evaluation(s) during training" in skipped[0]["reason"]
+
+
+def test_runs_made_before_an_option_existed_group_with_new_ones(runs, tmp_path):
+    """A config.yaml without an option added later reads as that option's default (the old behaviour)."""
+    import yaml
+
+    _, made = runs
+    old = tmp_path / "old"
+    shutil.copytree(made[("linear", None, 1)], old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    del cfg["agent"]["init"], cfg["eval"]["every_steps"]
+    (old / "config.yaml").write_text(yaml.safe_dump(cfg))
+    found, _ = compare_cli.find_runs([made[("linear", None, 0)], old], read_events=False)
+    (group,) = compare_cli.group_runs(found)[0]["Pendulum-v1"]
+    assert group.label == "dt-linear" and group.seeds == [0, 1]

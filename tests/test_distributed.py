@@ -57,9 +57,10 @@ def _files(root):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path, pendulum_hdf5):
+@pytest.mark.parametrize("head", ["fourier", "gaussian", "mse"])
+def test_two_gloo_processes_match_one_process(tmp_path, pendulum_hdf5, head):
     config = write_tiny_config(tmp_path, pendulum_hdf5)
-    common = ["--config", str(config), "--no-eval", "--no-progress"]
+    common = ["--config", str(config), "--head", head, "--no-eval", "--no-progress"]
     env = child_env()
     two = subprocess.run(
         [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "fh_rl.train",
@@ -79,7 +80,9 @@ def test_two_gloo_processes_match_one_process(tmp_path, pendulum_hdf5):
     # Same global batches, token-weighted loss: the same run up to float rounding.
     loss_one, loss_two = _scalars(run_one, "train/loss"), _scalars(run_two, "train/loss")
     assert len(loss_one) == 6 and np.allclose(loss_one, loss_two, rtol=1e-5, atol=1e-6), (loss_one, loss_two)
-    assert np.allclose(_scalars(run_one, "val/nll"), _scalars(run_two, "val/nll"), rtol=1e-5)
+    objective = {"fourier": "nll", "gaussian": "nll_density", "mse": "mse"}[head]
+    for tag in (f"train/{objective}", f"val/{objective}", "val/accuracy"):
+        assert np.allclose(_scalars(run_one, tag), _scalars(run_two, tag), rtol=1e-5), tag
     a, b = load_checkpoint(run_one), load_checkpoint(run_two)
     assert a["schedule"] == b["schedule"] and a["step"] == b["step"] == 6
     assert a["schedule"]["tokens"] < 6 * 8 * 4  # padding: the ranks' token counts differed, the weighting mattered

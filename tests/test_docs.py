@@ -227,13 +227,18 @@ MODULE_NAME = re.compile(r"(?<![\w./-])(fh_rl(?:\.\w+)+)(?![\w/])")
 
 
 def named_paths_and_modules(path: Path) -> list[tuple[int, str]]:
-    """(line, name) of every repository path and dotted fh_rl name in the inline code of a page's prose."""
+    """(line, name) of every repository path and dotted fh_rl name in the inline code of a page's prose.
+
+    A path is a file name with an extension or a folder ending in ``/``
+    (``fh_rl/pendulum/sac-v0`` is a dataset id, not a path).
+    """
     names = []
     for block in blocks(path.read_text()):
         if block.kind == "prose":
             for span in re.finditer(r"`([^`]+)`", block.text):
                 line = block.line + block.text.count("\n", 0, span.start())
-                names += [(line, m.group(1)) for m in PATH_NAME.finditer(span.group(1))]
+                names += [(line, m.group(1)) for m in PATH_NAME.finditer(span.group(1))
+                          if re.search(r"(/|\.\w+)$", m.group(1))]
                 names += [(line, m.group(1)) for m in MODULE_NAME.finditer(span.group(1))]
     return names
 

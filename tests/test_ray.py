@@ -68,18 +68,22 @@ def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, p
 
 
 @pytest.mark.slow
-def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5):
+@pytest.mark.parametrize("head", ["fourier", "gaussian", "mse"])
+def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5, head):
     from fh_rl.config import load_config
     from fh_rl.evaluate import run_evaluation
     from fh_rl.build import build
 
-    cfg = load_config(write_tiny_config(tmp_path, pendulum_hdf5))
+    cfg = load_config(write_tiny_config(tmp_path, pendulum_hdf5), head=head)
     agent = build(cfg, progress=False).agent.eval()
     kwargs = dict(env_name="Pendulum-v1", targets=[-300.0], episodes=5, workers=2, seed=7, sample=False, progress=False)
     local = run_evaluation(agent, **kwargs)
     remote = run_evaluation(agent, backend="ray", **kwargs)
     assert remote[0]["seeds"] == local[0]["seeds"] == list(range(7, 12))
-    assert remote[0]["returns"] == local[0]["returns"]  # the same actions for the same seeds: identical returns
+    if agent.head_scores == "bins":
+        assert remote[0]["returns"] == local[0]["returns"]  # the same actions for the same seeds: identical returns
+    else:  # continuous actions carry the float rounding of differently sized batches into the physics
+        np.testing.assert_allclose(remote[0]["returns"], local[0]["returns"], rtol=1e-6)
     assert remote[0]["lengths"] == local[0]["lengths"]
     assert len(set(np.round(local[0]["returns"], 3))) > 1  # the seeds gave different episodes
 

@@ -55,7 +55,8 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
         assert len(r["evaluations"][0]["returns"]) == 1
         assert r["return_mean"] == pytest.approx(r["evaluations"][0]["returns"][0])
         assert r["steps"] == 6 and r["wall_time_s"] is not None
-        assert set(r["val"]) == {"nll", "accuracy", "smoothness"} and r["val"]["nll"] > 0
+        assert set(r["val"]) == {"nll", "nll_density", "accuracy", "smoothness", "action_mse"} and r["val"]["nll"] > 0
+        assert r["val"]["nll_density"] is None  # quantized heads have a pmf over bins, not a density
     assert (docs / "results" / "tiny" / "comparison.json").is_file()
 
     page = (docs / "results.md").read_text()
@@ -103,6 +104,14 @@ def test_bad_study_files_are_one_line_errors(tmp_path, spec, match):
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ValueError, match=match):
         study.load_study(path)
+
+
+def test_a_study_without_finished_runs_gets_a_section_without_a_table(tiny_study, tmp_path):
+    docs = tmp_path / "docs"
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs), "--report"]) == 0
+    page = (docs / "results.md").read_text()
+    assert "## Tiny study" in page and "No run of this study has finished yet" in page and "| head |" not in page
+    assert json.loads((docs / "results" / "tiny.json").read_text())["runs"] == []
 
 
 def test_missing_study_file_exits_2(tmp_path, capsys):

@@ -175,6 +175,28 @@ def test_sigint_stops_the_sweep_and_a_rerun_finishes_it(tiny_config, tmp_path):
         assert (d / "eval.json").stat().st_mtime_ns == mtime
 
 
+def test_continuous_heads_sweep_and_their_settings_apply_only_to_them(tiny_config, tmp_path, capsys):
+    points = sweep.expand_grid(["linear", "gaussian", "mse"], ["head.min_log_std=-4,-3"], [0])
+    assert [p.name for p in points] == ["linear-seed0", "gaussian-min_log_std=-4-seed0", "gaussian-min_log_std=-3-seed0",
+                                        "mse-seed0"]
+    root = tmp_path / "sweep"
+    args = ["--config", str(tiny_config), "--heads", "mse", "gaussian", "--seeds", "0", "--root", str(root),
+            "--jobs", "2", "--no-progress"]
+    assert run_cli(sweep.main, args) == 0
+    assert "2 trained, 0 resumed, 0 already complete, 0 failed" in capsys.readouterr().out
+    runs = _complete_runs(root)
+    assert [yaml.safe_load((d / "config.yaml").read_text())["head"] for d in runs] == [{"name": "gaussian"}, {"name": "mse"}]
+
+
+def test_continuous_head_on_discrete_env_fails_before_any_job_starts(tiny_config, tmp_path, capsys):
+    args = ["--config", str(tiny_config), "--heads", "linear", "mse", "--set", "env.name=CartPole-v1", "--root",
+            str(tmp_path / "sweep"), "--no-progress"]
+    assert run_cli(sweep.main, args) == 2
+    assert "head 'mse' scores continuous actions and needs a Box action space, but CartPole-v1 has Discrete(2)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_bad_setting_fails_before_any_job_starts(tiny_config, tmp_path):
     points = sweep.expand_grid(["linear"], ["train.stepz=5"], [0])
     with pytest.raises(ValueError, match="train.stepz"):

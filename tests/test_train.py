@@ -87,15 +87,20 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert root_file.name.endswith(".fh_rl-layout")
     assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
 
-    # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns
+    # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns, into a new file
     capsys.readouterr()
+    training_time = (run_dir / "eval.json").read_bytes()
     code = run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "2", "--workers", "0", "--target-return", "-100",
                                        "--target-return", "-300", "--no-progress"])
     assert code == 0
     out = capsys.readouterr().out
     assert "-100" in out and "-300" in out and "return mean" in out
-    results = json.loads((run_dir / "eval.json").read_text())["results"]
+    (written,) = run_dir.glob("eval-*.json")
+    assert f"wrote {written}" in out
+    results = json.loads(written.read_text())["results"]
     assert [r["target_return"] for r in results] == [-100.0, -300.0]
+    assert (run_dir / "eval.json").read_bytes() == training_time  # the training-time result is kept
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # evaluate's events join the run's one file
     assert {"eval/return_mean/target_-100", "eval/return_mean/target_-300"} <= event_tags(run_dir)  # not the run's target
 
 
@@ -110,11 +115,12 @@ def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
     assert "eval/return_mean" in event_tags(run_dir)
 
 
-def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch):
+@pytest.mark.parametrize("head", ["fourier", "gaussian"])
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch, head):
     from fh_rl.datasets.sampling import WindowSampler
 
     full = tmp_path / "full"
-    assert run_cli(train_cli.main, args_for(full, pendulum_hdf5, "--no-eval", steps=10)) == 0
+    assert run_cli(train_cli.main, args_for(full, pendulum_hdf5, "--no-eval", "--head", head, steps=10)) == 0
 
     real = WindowSampler.sample
     calls = {"n": 0}
@@ -127,13 +133,13 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
 
     part = tmp_path / "part"
     monkeypatch.setattr(WindowSampler, "sample", interrupting)
-    assert run_cli(train_cli.main, args_for(part, pendulum_hdf5, "--no-eval", steps=10)) == 130
+    assert run_cli(train_cli.main, args_for(part, pendulum_hdf5, "--no-eval", "--head", head, steps=10)) == 130
     monkeypatch.setattr(WindowSampler, "sample", real)
-    run_dir = only_run_dir(part)
+    run_dir = only_run_dir(part, head)
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 6
     assert run_cli(train_cli.main, ["--resume", str(run_dir), "--no-eval", "--no-progress"]) == 0
 
-    a = torch.load(only_run_dir(full) / "checkpoints" / "last.pt", weights_only=True)
+    a = torch.load(only_run_dir(full, head) / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert a["step"] == b["step"] == 10
     for name, value in a["model"].items():
@@ -150,12 +156,41 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
         (["--set", "dataset.path=/nonexistent/replay", "--set", "dataset.format=dqn-replay"],
          "dataset.build='sac' makes HDF5 files only"),
         (["--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' not found"),
+        (["--set", "env.name=CartPole-v1", "--head", "mse"],
+         "head 'mse' scores continuous actions and needs a Box action space, but CartPole-v1 has Discrete(2) actions; "
+         "use a head that scores bins (fourier, gmm, linear"),
+        (["--set", "env.name=CartPole-v1", "--head", "linear"],  # the first misfit found: the states
+         "states have shape (3,) but CartPole-v1 observes (4,)"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, pendulum_hdf5, capsys, extra, message):
     assert run_cli(train_cli.main, args_for(tmp_path, pendulum_hdf5) + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+@pytest.mark.parametrize("agent, head", [("dt", "gaussian"), ("dt", "mse"), ("bc", "gaussian")])
+def test_continuous_heads_train_evaluate_and_log_metrics_in_their_units(tmp_path, pendulum_hdf5, capsys, agent, head):
+    args = args_for(tmp_path, pendulum_hdf5, "--head", head, "--set", f"agent.name={agent}", "--set", "train.pmf_states=2")
+    assert run_cli(train_cli.main, args) == 0
+    (run_dir,) = (tmp_path / "runs" / "Pendulum-v1" / f"{agent}-{head}").iterdir()
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["spec"]["head"] == head and state["config"]["head"] == {"name": head}  # the fourier params were dropped
+    result = json.loads((run_dir / "eval.json").read_text())["results"][0]
+    assert all(-2000 < r <= 0 for r in result["returns"])
+    tags = event_tags(run_dir)
+    objective = {"gaussian": "nll_density", "mse": "mse"}[head]
+    assert {f"train/{objective}", f"val/{objective}", "val/accuracy", "val/action_mse"} <= tags, tags
+    assert "train/nll" not in tags  # a density (or a squared error) is never logged as the bins' NLL
+    if head == "gaussian":  # also the discretised likelihood over the same bins as the quantized heads
+        assert {"val/nll", "val/smoothness", "val/pmf"} <= tags
+    else:  # a point prediction: no pmf, so no NLL over bins, no smoothness
+        assert not {"val/nll", "val/smoothness", "val/pmf"} & tags
+    capsys.readouterr()
+    assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "1", "--workers", "0", "--argmax", "--no-progress"]) == 0
+    assert "argmax actions" in capsys.readouterr().out
+    (again,) = run_dir.glob("eval-*.json")  # a new file: the training-time eval.json is kept
+    assert len(json.loads(again.read_text())["results"][0]["returns"]) == 1
 
 
 def test_missing_dataset_is_built_once_and_reused(tmp_path, capsys):
@@ -173,7 +208,7 @@ def test_missing_dataset_is_built_once_and_reused(tmp_path, capsys):
     assert run_cli(train_cli.main, args_for(tmp_path, data, "--head", "fourier", *build, steps=2)) == 0
     assert "building it" not in capsys.readouterr().err
     assert data.stat().st_mtime_ns == stamp
-    assert sorted(p.name for p in data.parent.iterdir()) == [".pendulum-built.hdf5.lock", "pendulum-built.hdf5"]
+    assert sorted(p.name for p in data.parent.iterdir()) == ["pendulum-built.hdf5"]  # the build lock is released
 
 
 @pytest.mark.slow
@@ -222,6 +257,13 @@ def test_evaluation_during_training(tmp_path, pendulum_hdf5):
     tag = "eval/return_mean"  # the run's own target: no suffix
     assert [e.step for e in acc.Scalars(tag)] == [3, 6, 8]
     assert [e.value for e in acc.Scalars(tag)] == pytest.approx([h["results"][0]["return_mean"] for h in payload["history"]])
+    # re-evaluating the final checkpoint writes a new file that keeps the training-time history; eval.json stays
+    training = (run_dir / "eval.json").read_bytes()
+    assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "1", "--workers", "0", "--no-progress"]) == 0
+    (written,) = run_dir.glob("eval-*.json")
+    again = json.loads(written.read_text())
+    assert len(again["results"][0]["returns"]) == 1 and again["history"] == payload["history"]
+    assert (run_dir / "eval.json").read_bytes() == training
 
     other = tmp_path / "other"
     assert run_cli(train_cli.main, args_for(other, pendulum_hdf5, "--set", "eval.every_steps=4", steps=8)) == 0

@@ -1,6 +1,6 @@
 """The Fourier head paper's synthetic density benchmark (Gillman et al. 2024, section 4.1).
 
-Every registered head learns the conditional distribution of a scalar z given
+Every registered head that scores bins learns the conditional distribution of a scalar z given
 two inputs (x, y), and is scored against the known true pmf::
 
     python -m benchmarks.density --out runs/density --jobs 2

@@ -20,7 +20,7 @@ from benchmarks.density.plots import plot
 from benchmarks.density.report import aggregate, markdown_tables, truth_smoothness
 from benchmarks.density.train import RunConfig, group_key, train_group
 from fh_rl.atomic import atomic_write_text
-from fh_rl.heads import available_heads, head_params
+from fh_rl.heads import available_heads, head_params, head_scores
 from fh_rl.registry import unknown_name_message
 
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.density",
         description="The Fourier head paper's synthetic density benchmark for registered heads.",
     )
-    p.add_argument("--heads", nargs="+", default=None, help="registered heads (default: all)")
+    p.add_argument("--heads", nargs="+", default=None, help="registered heads that score bins (default: all of them)")
     p.add_argument("--datasets", nargs="+", default=sorted(DATASETS), help="gaussian, gmm2, beta")
     p.add_argument("--frequencies", nargs="+", type=int, default=[2, 4, 8, 12, 16, 20],
                    help="num_frequencies sweep for heads that take it")  # fmt: skip
@@ -76,10 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace) -> None:
     known = available_heads()
-    args.heads = args.heads or known
+    args.heads = args.heads or available_heads("bins")
     for h in args.heads:
         if h not in known:
             raise ValueError(unknown_name_message("head", h, known))
+        if head_scores(h) != "bins":
+            raise ValueError(f"head {h!r} scores continuous actions; this benchmark trains on bin labels and scores pmfs, "
+                             f"so it takes heads that score bins: {', '.join(available_heads('bins'))}")
     for d in args.datasets:
         get_dataset(d)
     for label, values, low in (("--frequencies", args.frequencies, 1), ("--seeds", args.seeds, 0)):

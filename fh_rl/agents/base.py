@@ -3,9 +3,13 @@
 An agent is an ``nn.Module`` that owns the math: it turns a sampler batch
 (:class:`~fh_rl.datasets.batch.WindowBatch` or ``TransitionBatch``) into a
 loss, and a context of states (and, for sequence models, returns-to-go,
-actions and timesteps) into the log-pmf of the next action. The trainer owns
-the optimiser, the schedule and the loop; rollouts go through
+actions and timesteps) into the head's output for the next action. The
+trainer owns the optimiser, the schedule and the loop; rollouts go through
 :class:`fh_rl.agents.inference.AgentPolicy`.
+
+The agent works with any head through the head's methods (``loss``, ``mode``,
+``sample``, ``bin_log_probs``, ``encode_actions``, ``decode_actions``; see
+:mod:`fh_rl.heads.base`), whether the head scores bins or continuous actions.
 
 An agent is rebuilt from ``(AgentConfig, head name + params, spec)`` alone:
 ``spec`` (:meth:`Agent.spec`) holds the state shape, the action codec's config
@@ -22,7 +26,7 @@ import torch
 from torch import nn
 
 from fh_rl.datasets.trajectory import REWARD_TRANSFORMS
-from fh_rl.heads import build_head
+from fh_rl.heads import available_heads, build_head, head_scores
 from fh_rl.registry import Registry
 
 AGENTS: Registry[type["Agent"]] = Registry("agent", entry_point_group="fh_rl.agents")
@@ -84,12 +88,19 @@ class AgentLoss(NamedTuple):
 
     loss: scalar to minimise (``nll + regularization``; with ``loss_form: cross_entropy`` the
         cross-entropy of the log-softmax of the log-pmfs replaces ``nll``).
-    nll: mean negative log-likelihood of the target bins over real steps and action dims.
+    nll: the head's objective (``Agent.objective``) averaged over real steps and action dims: the
+        negative log-likelihood of the target bin (heads that score bins), of the action's density
+        (``gaussian``: ``nll_density``), or the squared error (``mse``).
     regularization: the head's regulariser (scalar).
-    accuracy: fraction of (step, action dim) pairs whose argmax bin is the target.
+    accuracy: fraction of (step, action dim) pairs where the evaluation action is in the dataset
+        action's bin (the argmax bin is the target bin; ``tanh(mean)`` falls in the target bin).
     tokens: number of real (non-padding) steps in the batch (int tensor), for the token schedule.
-    log_probs: ``(M, A, K)`` predicted log-pmfs at the real steps.
+    log_probs: ``(M, A, K)`` predicted log-pmfs over the codec's bins at the real steps (the
+        discretised density for ``gaussian``); None for a point prediction (``mse``).
     targets: ``(M, A)`` target bins at the real steps.
+    action_mse: squared error of the evaluation action against the dataset action on the
+        [-1, 1] scale, averaged (Box actions; None for discrete actions).
+    chosen: ``(M, A)`` the bins of the evaluation action at the real steps (the argmax bin for heads that score bins).
     """
 
     loss: torch.Tensor
@@ -97,8 +108,19 @@ class AgentLoss(NamedTuple):
     regularization: torch.Tensor
     accuracy: torch.Tensor
     tokens: torch.Tensor
-    log_probs: torch.Tensor
+    log_probs: torch.Tensor | None
     targets: torch.Tensor
+    action_mse: torch.Tensor | None = None
+    chosen: torch.Tensor | None = None
+
+
+def check_head_fits(head: str, codec: Any, where: str = "this action space") -> None:
+    """ValueError when the head cannot act in the codec's action space (continuous head, discrete actions)."""
+    if head_scores(head) == "continuous" and not codec.continuous:
+        raise ValueError(
+            f"head {head!r} scores continuous actions and needs a Box action space, but {where} has "
+            f"{codec.describe()} actions; use a head that scores bins ({', '.join(available_heads('bins'))})"
+        )
 
 
 TIMESTEP_EMBEDDINGS = ("per_step", "window_start")
@@ -107,7 +129,7 @@ LOSS_FORMS = ("nll", "cross_entropy")
 
 
 class Agent(nn.Module):
-    """Base class. Subclasses set ``sequence_model`` and implement ``loss`` and ``action_log_probs``.
+    """Base class. Subclasses set ``sequence_model`` and implement ``loss`` and ``next_action``.
 
     Args:
         config: the architecture.
@@ -141,12 +163,22 @@ class Agent(nn.Module):
             raise ValueError(f"reward_transform must be one of {REWARD_TRANSFORMS}, got {reward_transform!r}")
         if not rtg_scale > 0:
             raise ValueError(f"rtg_scale must be > 0, got {rtg_scale}")
+        check_head_fits(head, codec)
+        if head_scores(head) == "continuous" and config.loss_form != "nll":
+            raise ValueError(
+                f"agent.loss_form={config.loss_form!r} is a cross-entropy over a head's log-pmf, but head {head!r} "
+                f"scores continuous actions; use agent.loss_form=nll"
+            )
         self.config = config
         self.state_shape = tuple(int(s) for s in state_shape)
         self.codec = codec
         self.num_bins = int(codec.num_bins)
         self.action_dims = int(codec.action_dims)
         self.head_name = head
+        self.head_scores = head_scores(head)  # "bins" or "continuous": what the actions fed to the model are
+        edges = codec.unit_bin_edges()  # the bins on the [-1, 1] scale, for heads that score continuous actions
+        self.register_buffer("bin_edges", None if edges is None else torch.as_tensor(edges, dtype=torch.float32),
+                             persistent=False)
         self.head_params = dict(head_params or {})
         self.reward_transform = reward_transform
         self.register_buffer("rtg_scale", torch.tensor(float(rtg_scale)))
@@ -174,10 +206,24 @@ class Agent(nn.Module):
     def _build_head(self, in_features: int) -> nn.Module:
         return build_head(self.head_name, in_features, self.num_bins, self.action_dims, **self.head_params)
 
+    @property
+    def objective(self) -> str:
+        """What ``AgentLoss.nll`` measures: the head's objective (``nll``, ``nll_density``, ``mse``)."""
+        return self.head.objective
+
     def action_bins(self, actions: torch.Tensor) -> torch.Tensor:
         """Environment actions ``(...)`` discrete or ``(..., A)`` continuous -> bins ``(..., A)`` int64."""
         bins = self.codec.encode(actions)
         return torch.as_tensor(bins, device=actions.device).long()
+
+    def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Environment actions -> what the head scores and the model takes as input ``(..., A)``:
+        bins (int64) or values in [-1, 1] (float32)."""
+        return torch.as_tensor(self.head.encode_actions(self.codec, actions), device=actions.device)
+
+    def decode_actions(self, actions: torch.Tensor, rng: Any = None) -> Any:
+        """What the head scores ``(..., A)`` -> environment actions (``rng``: within-bin sampling, numpy input)."""
+        return self.head.decode_actions(self.codec, actions, rng)
 
     def spec(self) -> dict[str, Any]:
         """Everything besides config and weights needed to rebuild this agent (plain types)."""
@@ -190,33 +236,57 @@ class Agent(nn.Module):
             "reward_transform": self.reward_transform,
         }
 
-    def _masked_loss(self, out_log_probs: torch.Tensor, reg: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> AgentLoss:
-        """Cross-entropy of ``(B, T, A, K)`` log-pmfs vs ``(B, T, A)`` target bins at ``mask`` (B, T).
+    def _loss(self, out: Any, targets: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> AgentLoss:
+        """The head's loss of ``targets`` at the real steps, plus the held-out metrics' ingredients.
 
-        With ``config.loss_form == "cross_entropy"`` the minimised term is the cross-entropy of the
-        log-softmax of the log-pmfs (the paper's code); ``nll`` is always the plain negative log-likelihood.
+        Args:
+            out: the head's output at every step (leading shape L: ``(B, T)`` or ``(B,)``).
+            targets: ``(*L, A)`` the dataset actions as the head scores them (``encode_actions``).
+            actions: the dataset's environment actions ``(*L[, A])``.
+            mask: ``(*L)`` bool, True at real steps.
         """
-        log_probs = out_log_probs[mask]  # (B, T, A, K) -> (M, A, K)
-        tgt = targets[mask]  # (B, T, A) -> (M, A)
-        picked = log_probs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (M, A)
-        nll = -picked.mean()
+        per_dim = self.head.loss(out, targets)  # (*L, A)
+        nll = per_dim[mask].mean()
         fit = nll
-        if self.config.loss_form == "cross_entropy":
-            fit = -torch.log_softmax(log_probs, dim=-1).gather(-1, tgt.unsqueeze(-1)).mean()
-        accuracy = (log_probs.argmax(-1) == tgt).float().mean()
+        if self.config.loss_form == "cross_entropy":  # the paper's code: a log-softmax over the log-pmfs first
+            fit = -torch.log_softmax(out.log_probs[mask], dim=-1).gather(-1, targets[mask].unsqueeze(-1)).mean()
+        with torch.no_grad():
+            real = actions[mask]  # (M[, A]) environment actions
+            bins = self.action_bins(real)  # (M, A)
+            log_probs = self.head.bin_log_probs(out, self.bin_edges)  # (*L, A, K) or None
+            mode = self.head.mode(out)[mask]  # (M, A) the evaluation action, as the head scores it
+            chosen_bins = torch.as_tensor(self.head.to_bins(self.codec, mode), device=mode.device).long()  # (M, A)
+            accuracy = (chosen_bins == bins).float().mean()
+            action_mse = None
+            if self.codec.continuous:  # on the [-1, 1] scale, the action the environment gets (margin bins clamped)
+                chosen = self.decode_actions(mode)  # (M, A) environment actions
+                action_mse = (self.codec.to_unit(chosen) - self.codec.to_unit(real)).square().mean()
         return AgentLoss(
-            loss=fit + reg,
+            loss=fit + out.regularization,
             nll=nll,
-            regularization=reg,
+            regularization=out.regularization,
             accuracy=accuracy,
             tokens=mask.sum(),
-            log_probs=log_probs,
-            targets=tgt,
+            log_probs=None if log_probs is None else log_probs[mask],
+            targets=bins,
+            action_mse=action_mse,
+            chosen=chosen_bins,
         )
 
     def loss(self, batch) -> AgentLoss:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def action_log_probs(self, states, actions, returns_to_go, timesteps, mask) -> torch.Tensor:  # pragma: no cover
+    def next_action(self, states, actions, returns_to_go, timesteps, mask) -> Any:  # pragma: no cover - abstract
+        """The head's output for the next action of each right-aligned context (leading shape ``(B,)``)."""
         raise NotImplementedError
+
+    def action_log_probs(self, states, actions, returns_to_go, timesteps, mask) -> torch.Tensor:
+        """Log-pmf ``(B, A, K)`` of the next action over the codec's bins (see :meth:`next_action`).
+
+        ValueError for a head without one (``mse``: a point prediction).
+        """
+        log_probs = self.head.bin_log_probs(self.next_action(states, actions, returns_to_go, timesteps, mask), self.bin_edges)
+        if log_probs is None:
+            raise ValueError(f"head {self.head_name!r} predicts a point, not a distribution over bins")
+        return log_probs
 

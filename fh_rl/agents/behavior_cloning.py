@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from fh_rl.agents.base import Agent, AgentConfig, AgentLoss, register_agent
-from fh_rl.heads import HeadOutput
 
 
 @register_agent("bc")
@@ -32,27 +31,25 @@ class BehaviorCloning(Agent):
         self.trunk = nn.Sequential(*layers)
         self.head = self._build_head(width)
 
-    def forward(self, states: torch.Tensor) -> HeadOutput:
-        """States (..., *state_shape) -> HeadOutput with log_probs (..., A, K)."""
+    def forward(self, states: torch.Tensor) -> Any:
+        """States (..., *state_shape) -> the head's output with leading shape (...) (log_probs (..., A, K) for bins)."""
         if tuple(states.shape[states.dim() - len(self.state_shape):]) != self.state_shape:
             raise ValueError(f"states must have shape (..., {', '.join(map(str, self.state_shape))}), got {tuple(states.shape)}")
         return self.head(self.trunk(self.encoder(states)))
 
     def loss(self, batch) -> AgentLoss:
-        """Cross-entropy of the dataset's actions, plus the head's regulariser."""
-        bins = self.action_bins(batch.actions)  # (B, A)
-        out = self(batch.states)  # (B, A, K)
-        mask = torch.ones(bins.shape[0], 1, dtype=torch.bool, device=bins.device)  # (B, 1)
-        # (B, A, K) -> (B, 1, A, K) so the shared masked loss applies
-        return self._masked_loss(out.log_probs.unsqueeze(1), out.regularization, bins.unsqueeze(1), mask)
+        """The head's loss of the dataset's actions (e.g. cross-entropy of the bins), plus its regulariser."""
+        targets = self.encode_actions(batch.actions)  # (B, A): bins or values in [-1, 1]
+        mask = torch.ones(targets.shape[0], dtype=torch.bool, device=targets.device)  # (B,): every row is real
+        return self._loss(self(batch.states), targets, batch.actions, mask)
 
-    def action_log_probs(
+    def next_action(
         self,
         states: torch.Tensor,
-        action_bins: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
         returns_to_go: torch.Tensor | None = None,
         timesteps: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Log-pmf (B, A, K) of the next action from the newest state of each context (B, T, ...)."""
-        return self(states[:, -1]).log_probs
+    ) -> Any:
+        """The head's output (leading shape (B,)) for the newest state of each context (B, T, ...)."""
+        return self(states[:, -1])

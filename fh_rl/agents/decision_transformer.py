@@ -36,47 +36,83 @@ import torch.nn.functional as F
 from torch import nn
 
 from fh_rl.agents.base import INITS, LOSS_FORMS, TIMESTEP_EMBEDDINGS, Agent, AgentConfig, AgentLoss, register_agent
-from fh_rl.agents.encoders import stack_frames
-from fh_rl.heads import HeadOutput
+from fh_rl.agents.encoders import build_action_embedding, stack_frames
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout``, with a cheaper mask on CPU.
+
+    On CPU, ``F.dropout``'s ``bernoulli_`` costs ~1.6x a uniform draw and a
+    compare (measured at the DT's shapes); same distribution, another random
+    stream. Elsewhere ``F.dropout`` is one fused kernel and is kept.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` through :func:`dropout`."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, embed_dim: int, n_head: int, dropout: float) -> None:
+    def __init__(self, embed_dim: int, n_head: int, dropout: float, max_len: int) -> None:
         super().__init__()
         self.n_head = n_head
+        self.register_buffer("causal", torch.ones(max_len, max_len, dtype=torch.bool).tril(), persistent=False)
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
         self.proj = nn.Linear(embed_dim, embed_dim)
         self.dropout = dropout
-        self.resid_drop = nn.Dropout(dropout)
+        self.resid_drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         B, L, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # (B, L, 3D) -> 3 x (B, L, D)
         # (B, L, D) -> (B, H, L, D/H)
         q, k, v = (t.view(B, L, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=attn_mask is None,
-        )
+        p = self.dropout if self.training else 0.0
+        if p > 0 and x.device.type == "cpu":
+            # SDPA with dropout on CPU takes its slow "math" path (safe softmax: where/all/isneginf over
+            # every score); the same math written out costs ~0.8x of it.
+            mask = self.causal[:L, :L] if attn_mask is None else attn_mask  # (L, L) or (B, 1, L, L)
+            y = self._attention_with_dropout(q, k, v, mask, p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=attn_mask is None)
         y = y.transpose(1, 2).reshape(B, L, D)  # (B, H, L, D/H) -> (B, L, D)
         return self.resid_drop(self.proj(y))
 
+    @staticmethod
+    def _attention_with_dropout(q, k, v, attn_mask: torch.Tensor, p: float) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d), masked) with dropout, @ v: (B, H, L, d) -> (B, H, L, d)."""
+        d = q.shape[-1]
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (B, H, L, L)
+        att = scores.masked_fill(~attn_mask, float("-inf")).softmax(dim=-1)  # every row keeps its diagonal
+        return dropout(att, p, True) @ v
+
 
 class Block(nn.Module):
-    def __init__(self, embed_dim: int, n_head: int, dropout: float) -> None:
+    def __init__(self, embed_dim: int, n_head: int, dropout: float, max_len: int) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(embed_dim)
-        self.attn = CausalSelfAttention(embed_dim, n_head, dropout)
+        self.attn = CausalSelfAttention(embed_dim, n_head, dropout, max_len)
         self.ln_2 = nn.LayerNorm(embed_dim)
         self.mlp = nn.Sequential(
             nn.Linear(embed_dim, 4 * embed_dim),
             nn.GELU(),
             nn.Linear(4 * embed_dim, embed_dim),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
@@ -103,14 +139,12 @@ class DecisionTransformer(Agent):
 
         self.state_encoder = self._build_encoder(D)
         self.return_embed = nn.Linear(1, D)
-        self.action_embed = nn.Embedding(self.action_dims * self.num_bins, D)  # one table per action dim
-        self.register_buffer(
-            "action_offsets", torch.arange(self.action_dims) * self.num_bins, persistent=False
-        )  # (A,)
+        # bins: one table per action dim; continuous actions: a linear map
+        self.action_embed = build_action_embedding(self.head_scores, self.action_dims, self.num_bins, D)
         self.timestep_embed = nn.Embedding(config.max_timestep + 1, D)
         self.pos_embed = nn.Parameter(torch.zeros(1, 3 * T, D))
-        self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(D, config.n_head, config.dropout) for _ in range(config.n_layer))
+        self.drop = Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(D, config.n_head, config.dropout, 3 * T) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(D)
         if config.init == "gpt2":
             self.apply(self._init_weights)
@@ -139,17 +173,19 @@ class DecisionTransformer(Agent):
     def forward(
         self,
         states: torch.Tensor,
-        action_bins: torch.Tensor,
+        actions: torch.Tensor,
         returns_to_go: torch.Tensor,
         timesteps: torch.Tensor,
         mask: torch.Tensor | None = None,
-    ) -> HeadOutput:
-        """Log-pmfs of the action at every step of the window.
+    ) -> Any:
+        """The head's output for the action at every step of the window.
 
         Args:
             states: (B, T, *state_shape) (frames as stacked uint8).
-            action_bins: (B, T, A) int64 bins of the actions taken (the last
-                step's is never seen by its own prediction; pass anything).
+            actions: (B, T, A) the actions taken, as the head scores them
+                (``encode_actions``: int64 bins, or floats in [-1, 1] for a
+                continuous head). The last step's is never seen by its own
+                prediction; pass anything.
             returns_to_go: (B, T) in dataset units (divided by ``rtg_scale`` here).
             timesteps: (B, T) int64 step index within the episode (with
                 ``timestep_embedding: window_start`` only ``timesteps[:, 0]`` is read:
@@ -157,8 +193,20 @@ class DecisionTransformer(Agent):
             mask: (B, T) bool, True at real steps; None means all real.
 
         Returns:
-            HeadOutput with log_probs (B, T, A, K) and the head's regularisation.
+            The head's output with leading shape (B, T): a HeadOutput with
+            log_probs (B, T, A, K) for heads that score bins.
         """
+        return self.head(self.hidden_states(states, actions, returns_to_go, timesteps, mask))
+
+    def hidden_states(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The transformer's output (B, T, D) at the state tokens, the head's input; args as :meth:`forward`."""
         if returns_to_go.dim() != 2:
             raise ValueError(f"returns_to_go must have shape (B, T), got {tuple(returns_to_go.shape)}")
         B, T = returns_to_go.shape
@@ -168,14 +216,14 @@ class DecisionTransformer(Agent):
             raise ValueError(
                 f"states must have shape ({B}, {T}, {', '.join(map(str, self.state_shape))}), got {tuple(states.shape)}"
             )
-        if action_bins.shape != (B, T, self.action_dims):
-            raise ValueError(f"action_bins must have shape ({B}, {T}, {self.action_dims}), got {tuple(action_bins.shape)}")
+        if actions.shape != (B, T, self.action_dims):
+            raise ValueError(f"actions must have shape ({B}, {T}, {self.action_dims}), got {tuple(actions.shape)}")
         D = self.config.embed_dim
 
         # Embeddings, each (B, T, D).
         state_emb = self.state_encoder(states)
         rtg_emb = torch.tanh(self.return_embed((returns_to_go.float() / self.rtg_scale).unsqueeze(-1)))
-        action_emb = torch.tanh(self.action_embed(action_bins + self.action_offsets).sum(dim=2))  # (B, T, A, D) -> (B, T, D)
+        action_emb = torch.tanh(self.action_embed(actions))  # (B, T, A) -> (B, T, D)
         if self.config.timestep_embedding == "per_step":
             time_emb = self.timestep_embed(timesteps.clamp(0, self.max_timestep)).unsqueeze(2)  # (B, T, 1, D)
         else:  # window_start: one vector per window, added to all 3T tokens
@@ -190,8 +238,7 @@ class DecisionTransformer(Agent):
             x = block(x, attn_mask)
         x = self.ln_f(x)
 
-        h_state = x.view(B, T, 3, D)[:, :, 1]  # (B, 3T, D) -> (B, T, D) at the state tokens
-        return self.head(h_state)
+        return x.view(B, T, 3, D)[:, :, 1]  # (B, 3T, D) -> (B, T, D) at the state tokens
 
     @staticmethod
     def _attention_mask(mask: torch.Tensor) -> torch.Tensor | None:
@@ -209,22 +256,22 @@ class DecisionTransformer(Agent):
         return ((causal & keys[:, None, :]) | eye).unsqueeze(1)  # (B, 1, 3T, 3T)
 
     def loss(self, batch) -> AgentLoss:
-        """Cross-entropy of the dataset's actions under the predicted pmfs at real steps, plus the head's regulariser."""
+        """The head's loss of the dataset's actions at real steps (e.g. cross-entropy of the bins), plus its regulariser."""
         if batch.actions.dim() < 2:
             raise ValueError(f"DecisionTransformer expects a WindowBatch with actions (B, T[, A]), got {tuple(batch.actions.shape)}")
         T = batch.actions.shape[1]
         states = stack_frames(batch.states, T) if self.is_frames else batch.states
-        bins = self.action_bins(batch.actions)  # (B, T, A)
-        out = self(states, bins, batch.returns_to_go, batch.timesteps, batch.mask)
-        return self._masked_loss(out.log_probs, out.regularization, bins, batch.mask)
+        targets = self.encode_actions(batch.actions)  # (B, T, A): bins or values in [-1, 1]
+        out = self(states, targets, batch.returns_to_go, batch.timesteps, batch.mask)
+        return self._loss(out, targets, batch.actions, batch.mask)
 
-    def action_log_probs(
+    def next_action(
         self,
         states: torch.Tensor,
-        action_bins: torch.Tensor,
+        actions: torch.Tensor,
         returns_to_go: torch.Tensor,
         timesteps: torch.Tensor,
         mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """Log-pmf (B, A, K) of the next action given right-aligned contexts (left padding masked)."""
-        return self(states, action_bins, returns_to_go, timesteps, mask).log_probs[:, -1]
+    ) -> Any:
+        """The head's output (leading shape (B,)) for the next action of right-aligned contexts (left padding masked)."""
+        return self.head(self.hidden_states(states, actions, returns_to_go, timesteps, mask)[:, -1])

@@ -1,13 +1,18 @@
-"""State encoders: the Nature CNN for Atari frame stacks and an MLP for vector states.
+"""State encoders (the Nature CNN for Atari frame stacks, an MLP for vector states) and action embeddings.
 
-Both map a batch of states ``(..., *state_shape)`` to ``(..., D)`` and own their
+Both state encoders map a batch of states ``(..., *state_shape)`` to ``(..., D)`` and own their
 input normalisation (frames: uint8 -> [0, 1]; vectors: (x - mean) / std with the
 dataset's statistics held in buffers, so a checkpoint carries them).
+
+Action embeddings map the actions a sequence model has taken, in the form its
+head scores them (``Head.scores``), to ``(..., D)``: bins through one table per
+action dimension, values in [-1, 1] through a linear map (the original DT's gym code).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FRAME_STACK = 4
@@ -63,8 +68,17 @@ class NatureCNN(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         lead = frames.shape[: -3]
-        x = frames.reshape(-1, *self.state_shape).float() / 255.0  # (..., C, H, W) -> (M, C, H, W)
-        x = torch.tanh(self.proj(self.convs(x)))  # (M, D)
+        C, H, W = self.state_shape
+        # uint8 -> float32 in one pass, straight into channels-last (M, H, W, C) memory: the stacked
+        # frames of stack_frames are a strided view, read once here (no uint8 copy, no separate /255
+        # pass), and channels-last convolutions are ~2x faster on CPU (oneDNN) and use tensor cores on GPU.
+        x = torch.empty((*lead, H, W, C), dtype=torch.float32, device=frames.device)
+        x.copy_(frames.movedim(-3, -1))  # (..., C, H, W) -> (..., H, W, C)
+        x = x.view(-1, H, W, C).permute(0, 3, 1, 2)  # (M, C, H, W) logical, channels-last in memory
+        first = self.convs[0]
+        # The /255 of the [0, 1] input folded into the first convolution (its weights are unchanged).
+        x = F.conv2d(x, first.weight * (1.0 / 255.0), first.bias, first.stride)
+        x = torch.tanh(self.proj(self.convs[1:](x)))  # (M, D)
         return x.reshape(*lead, -1)  # (M, D) -> (..., D)
 
 
@@ -93,7 +107,7 @@ class MLPEncoder(nn.Module):
         self.state_shape = (int(S),)
         mean = torch.zeros(S) if state_mean is None else torch.as_tensor(state_mean, dtype=torch.float32).reshape(S)
         std = torch.ones(S) if state_std is None else torch.as_tensor(state_std, dtype=torch.float32).reshape(S)
-        if not torch.all(std > 0):
+        if std.device.type != "meta" and not torch.all(std > 0):  # meta: a size estimate, no values
             raise ValueError("state_std must be positive in every feature (add a small epsilon to constant features)")
         # Persistent: the checkpoint carries the dataset's statistics.
         self.register_buffer("state_mean", mean.clone())
@@ -135,3 +149,40 @@ def build_encoder(
             state_std=state_std,
         )
     raise ValueError(f"no encoder for states of shape {tuple(state_shape)}: expected (S,) vectors or (C, H, W) frames")
+
+
+class BinActionEmbedding(nn.Embedding):
+    """Bins ``(..., A)`` int64 -> ``(..., D)``: one table of K rows per action dimension, summed over A.
+
+    Stored as one ``nn.Embedding(A*K, D)`` (rows ``a*K .. (a+1)*K-1`` for dimension a).
+    """
+
+    def __init__(self, action_dims: int, num_bins: int, embed_dim: int) -> None:
+        super().__init__(action_dims * num_bins, embed_dim)
+        self.register_buffer("offsets", torch.arange(action_dims) * num_bins, persistent=False)  # (A,)
+
+    def forward(self, bins: torch.Tensor) -> torch.Tensor:
+        if bins.is_floating_point():
+            raise TypeError(f"this model takes actions as int64 bins, got {bins.dtype}")
+        return super().forward(bins + self.offsets).sum(dim=-2)  # (..., A, D) -> (..., D)
+
+
+class LinearActionEmbedding(nn.Linear):
+    """Actions ``(..., A)`` in [-1, 1] -> ``(..., D)`` by one linear map."""
+
+    def __init__(self, action_dims: int, num_bins: int, embed_dim: int) -> None:
+        super().__init__(action_dims, embed_dim)
+
+    def forward(self, actions: torch.Tensor) -> torch.Tensor:
+        if not actions.is_floating_point():
+            raise TypeError(f"this model takes actions as floats in [-1, 1], got {actions.dtype}")
+        return super().forward(actions.to(self.weight.dtype))
+
+
+ACTION_EMBEDDINGS = {"bins": BinActionEmbedding, "continuous": LinearActionEmbedding}
+"""The action embedding for each kind of head (``Head.scores``)."""
+
+
+def build_action_embedding(scores: str, action_dims: int, num_bins: int, embed_dim: int) -> nn.Module:
+    """The embedding of actions in the form a head that ``scores`` bins or continuous actions uses."""
+    return ACTION_EMBEDDINGS[scores](action_dims, num_bins, embed_dim)

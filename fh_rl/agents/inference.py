@@ -1,8 +1,9 @@
 """Inference: a trained agent acting in environments, as the rollout workers' :class:`fh_rl.envs.policy.Policy`.
 
 :class:`AgentPolicy` adapts an agent to the rollout protocol. Each live
-episode (slot) keeps its own context: the last T states, chosen action bins,
-returns-to-go and timesteps. Every ``act`` is one batched model call over all
+episode (slot) keeps its own context: the last T states, chosen actions (as
+the head scores them: bins, or values in [-1, 1]), returns-to-go and
+timesteps. Every ``act`` is one batched model call over all
 live slots (contexts right-aligned, left padding masked). After
 each step the slot's return-to-go is decremented by the reward in dataset
 units (``transformed``: e.g. clipped for DQN-Replay) or by the raw reward
@@ -33,11 +34,11 @@ TIMESTEP_MODES = ("own", "current")
 
 
 class _Slot:
-    __slots__ = ("states", "bins", "rtg", "timesteps", "frames", "return_to_go", "t")
+    __slots__ = ("states", "actions", "rtg", "timesteps", "frames", "return_to_go", "t")
 
     def __init__(self, context: int, target_return: float) -> None:
         self.states: deque = deque(maxlen=context)
-        self.bins: deque = deque(maxlen=context)
+        self.actions: deque = deque(maxlen=context)
         self.rtg: deque = deque(maxlen=context)
         self.timesteps: deque = deque(maxlen=context)
         self.frames: deque = deque(maxlen=FRAME_STACK)
@@ -53,7 +54,8 @@ class AgentPolicy:
         target_return: the DT's initial return-to-go, in dataset units
             (raw-score units with ``rtg_mode="raw"``). Ignored by non-sequence agents.
         device: where the agent runs.
-        sample: sample the action bin from the predicted pmf (else argmax).
+        sample: sample the action from the head's distribution (else its mode: the argmax bin,
+            or ``tanh(mean)`` for a continuous head; a point prediction ignores this).
         rtg_mode: ``transformed`` or ``raw`` (see the module docstring).
         seed: seeds action sampling and within-bin decoding.
         timesteps: ``own`` (each context step carries its own timestep, as in
@@ -89,6 +91,7 @@ class AgentPolicy:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.slots: dict[int, _Slot] = {}
+        self.action_dtype = torch.empty(0, dtype=agent.head.action_dtype).numpy().dtype  # int64 bins or float32
 
     # ------------------------------------------------------------------ Policy protocol
 
@@ -103,22 +106,18 @@ class AgentPolicy:
         for slot, obs in zip(slots, observations):
             s = self.slots[slot]
             s.states.append(self._state(s, obs))
-            s.bins.append(np.zeros(A, dtype=np.int64))  # the action being chosen; unseen by its own prediction
+            s.actions.append(np.zeros(A, dtype=self.action_dtype))  # the action being chosen; unseen by its own prediction
             s.rtg.append(math.trunc(s.return_to_go) if self.integer_rtg else s.return_to_go)
             s.timesteps.append(s.t)
         batch = self._context_batch([self.slots[slot] for slot in slots])
+        head = self.agent.head
         with torch.no_grad():
-            log_probs = self.agent.action_log_probs(*batch)  # (n, A, K)
-        if self.sample:
-            n, A, K = log_probs.shape
-            probs = log_probs.float().exp().reshape(n * A, K)  # (n, A, K) -> (nA, K)
-            bins = torch.multinomial(probs, 1, generator=self.generator).reshape(n, A)
-        else:
-            bins = log_probs.argmax(dim=-1)  # (n, A)
-        bins = bins.cpu().numpy()
-        for slot, b in zip(slots, bins):
-            self.slots[slot].bins[-1] = b
-        return np.asarray(self.agent.codec.decode(bins, rng=self.rng))
+            out = self.agent.next_action(*batch)  # the head's output, leading shape (n,)
+            chosen = head.sample(out, self.generator) if self.sample else head.mode(out)  # (n, A)
+        chosen = chosen.cpu().numpy()
+        for slot, a in zip(slots, chosen):
+            self.slots[slot].actions[-1] = a
+        return np.asarray(self.agent.decode_actions(chosen, rng=self.rng))
 
     def observe(self, slots: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
         rewards = np.asarray(rewards, dtype=np.float64)
@@ -147,26 +146,26 @@ class AgentPolicy:
         raise ValueError(f"observation of shape {obs.shape} does not match the agent's state shape {shape}")
 
     def _context_batch(self, slots: list[_Slot]) -> tuple[torch.Tensor, ...]:
-        """Right-aligned contexts of the slots: states (n, T, ...), bins (n, T, A), rtg (n, T), timesteps, mask."""
+        """Right-aligned contexts of the slots: states (n, T, ...), actions (n, T, A), rtg (n, T), timesteps, mask."""
         n, T, A = len(slots), max(len(s.states) for s in slots), self.agent.action_dims
         shape = self.agent.state_shape
         dtype = np.uint8 if self.agent.is_frames else np.float32
         states = np.zeros((n, T, *shape), dtype=dtype)
-        bins = np.zeros((n, T, A), dtype=np.int64)
+        actions = np.zeros((n, T, A), dtype=self.action_dtype)
         rtg = np.zeros((n, T), dtype=np.float32)
         timesteps = np.zeros((n, T), dtype=np.int64)
         mask = np.zeros((n, T), dtype=bool)
         for i, s in enumerate(slots):
             L = len(s.states)
             states[i, T - L :] = np.stack(s.states)
-            bins[i, T - L :] = np.stack(s.bins)
+            actions[i, T - L :] = np.stack(s.actions)
             rtg[i, T - L :] = s.rtg
             timesteps[i, T - L :] = s.timesteps
             if self.timesteps == "current":
                 timesteps[i] = s.t  # every position, padding included (window_start reads position 0)
             mask[i, T - L :] = True
         to = lambda x: torch.from_numpy(x).to(self.device)  # noqa: E731
-        return to(states), to(bins), to(rtg), to(timesteps), to(mask)
+        return to(states), to(actions), to(rtg), to(timesteps), to(mask)
 
     def config(self) -> dict[str, Any]:
         return {"target_return": self.target_return, "sample": self.sample, "rtg_mode": self.rtg_mode,

@@ -16,9 +16,15 @@ swept key); the seed is what varies inside a group. For each group:
   and the interquartile mean (``scipy.stats.trim_mean(x, 0.25)``, rliable's IQM);
 - normalised score (``fh_rl.envs.scores``; "-" for environments without
   reference scores);
-- held-out NLL, accuracy and smoothness: the run's last ``val/*`` values
-  (read from its TensorBoard events), averaged over seeds;
-- the number of seeds;
+- held-out metrics: the run's last ``val/*`` values (read from its TensorBoard
+  events), averaged over seeds. The NLL is in two columns that never mix units:
+  ``val/nll`` over the action bins (a pmf: every head with a distribution,
+  the Gaussian head discretised over the same bins) and ``val/nll_density``
+  (a density on the [-1, 1] action scale: heads that score continuous actions);
+  then accuracy, smoothness and ``val/action_mse`` (squared error of the
+  evaluation action on the [-1, 1] scale, Box actions). A metric that does not
+  apply to a head (e.g. the NLL of the ``mse`` head, a point prediction) is "-";
+- the number of seeds.
 - when the runs evaluated during training (``eval.every_steps``, as the
   ``seaquest-paper`` preset does after each epoch): the paper's statistic,
   labelled as such: per seed the best of its N evaluations, normalised where
@@ -28,8 +34,9 @@ swept key); the seed is what varies inside a group. For each group:
 
 Writes ``comparison.md``, ``comparison.json`` and PNG figures into ``--out``
 (default: the first directory): ``frequencies-<env>.png`` (return and smoothness
-against the number of frequencies, the linear head as a band) and
-``pmfs-<env>.png`` (the learned pmfs of each head for the same held-out states).
+against the number of frequencies, the other heads as bands) and
+``pmfs-<env>.png`` (the learned pmfs of each head for the same held-out states;
+a point prediction as a line at its action's bin).
 
 Modules: ``runs`` (discovery and loading), ``stats`` (grouping and statistics),
 ``report`` (:func:`compare`: tables, ``comparison.json``), ``plots`` (figures),
@@ -39,7 +46,7 @@ Modules: ``runs`` (discovery and loading), ``stats`` (grouping and statistics),
 from fh_rl.compare.cli import main
 from fh_rl.compare.plots import held_out_pmfs, plot_frequencies, plot_pmfs
 from fh_rl.compare.report import compare, markdown_table
-from fh_rl.compare.runs import VAL_METRICS, Run, find_runs, last_scalars, load_run
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs, last_scalars, load_run
 from fh_rl.compare.stats import Group, best_of_evaluations, group_runs, seed_statistics, summarize
 from fh_rl.compare.tensorboard_layout import CUSTOM_SCALARS_LAYOUT, LAYOUT_SUFFIX, write_custom_scalars
 
@@ -51,6 +58,7 @@ __all__ = [
     "Run",
     "best_of_evaluations",
     "compare",
+    "EVALUATIONS",
     "find_runs",
     "group_runs",
     "held_out_pmfs",

@@ -18,6 +18,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where comparison.md/.json and figures go (default: the first RUN_DIR)")
     parser.add_argument("--no-figures", action="store_true", help="tables only (no checkpoints or dataset needed)")
     parser.add_argument("--pmf-states", type=int, default=4, help="held-out states in the pmf figure (default 4)")
+    parser.add_argument("--eval", dest="evaluation", choices=("training", "latest"), default="training",
+                        help="which evaluation of each run: training (eval.json, made when training finished; default) "
+                             "or latest (the newest eval-<time>.json from python -m fh_rl.evaluate, else eval.json)")
     args = parser.parse_args(argv)
     if args.pmf_states < 1:
         raise ValueError(f"--pmf-states must be >= 1, got {args.pmf_states}")
@@ -26,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = out.parent
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        result = compare(args.paths, out, figures=not args.no_figures, pmf_states=args.pmf_states)
+        result = compare(args.paths, out, figures=not args.no_figures, pmf_states=args.pmf_states,
+                         evaluation=args.evaluation)
     print(result["markdown"])
     for s in result["skipped"]:
         print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)

@@ -14,11 +14,11 @@ from fh_rl.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
 
 
 def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-    """Lines of (num_frequencies -> row), keyed by the rest of the label; and the linear-head rows (bands)."""
+    """Lines of (num_frequencies -> row), keyed by the rest of the label; and the other heads' rows (bands)."""
     lines: dict[str, list[dict[str, Any]]] = {}
     bands = []
     for row in rows:
-        if row["head"] == "linear":
+        if "num_frequencies" not in row["head_params"]:
             bands.append(row)
         elif isinstance(row["head_params"].get("num_frequencies"), (int, float)):
             rest = " ".join(f"{k}={v}" for k, v in row["settings"].items() if k != "head.num_frequencies")
@@ -27,7 +27,7 @@ def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[s
 
 
 def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Return and held-out smoothness against the number of frequencies; linear heads as bands."""
+    """Return and held-out smoothness against the number of frequencies; heads without frequencies as bands."""
     plt = pyplot()
     lines, bands = _frequency_series(rows)
     if not lines:
@@ -65,7 +65,7 @@ def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path |
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{env}: Fourier head vs number of frequencies (linear head as a band)")
+    fig.suptitle(f"{env}: Fourier head vs number of frequencies (other heads as bands)")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -93,9 +93,10 @@ def _representatives(groups: list[Group]) -> list[tuple[Group, Run]]:
     return out
 
 
-def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray], np.ndarray, BinAxis]:
-    """Each run's predicted pmfs ``(S, K)`` (first action dimension) at the same ``states`` held-out steps, their
-    target bins, and the bins' labels (action names or values, from the first run's action codec).
+def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray | None], list[np.ndarray], np.ndarray, BinAxis]:
+    """At the same ``states`` held-out steps (first action dimension): each run's predicted pmfs ``(S, K)``
+    (None for a point prediction), each run's evaluation-action bins ``(S,)``, the target bins ``(S,)``, and the
+    bins' labels (action names or values, from the first run's action codec).
 
     The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
     validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
@@ -113,29 +114,39 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     batches = held_out_batches(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
     if not batches:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
-    pmfs, targets, axis = [], None, None
+    pmfs, chosen, targets, axis = [], [], None, None
     for run in runs:
         _, agent, _ = load_agent(run.path)
         axis = axis or bin_axis(agent.codec)
         with torch.no_grad():
             out = agent.eval().loss(batches[0])
-        pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
-        idx = np.linspace(0, len(pmf) - 1, min(states, len(pmf))).round().astype(int)
-        pmfs.append(pmf[idx])
+        M = len(out.targets)
+        idx = np.linspace(0, M - 1, min(states, M)).round().astype(int)
+        chosen.append(out.chosen[idx, 0].numpy())
         targets = out.targets[idx, 0].numpy()
-    return pmfs, targets, axis
+        if out.log_probs is None:  # a point prediction (mse head): no pmf
+            pmfs.append(None)
+            continue
+        pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
+        pmfs.append(pmf[idx])
+    return pmfs, chosen, targets, axis
 
 
 def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Path:
-    """The learned pmfs of one run per head over the same held-out states, one panel per state."""
+    """The learned pmfs of one run per head over the same held-out states, one panel per state.
+
+    A head without a pmf (``mse``, a point prediction) is a dotted vertical line at its action's bin.
+    """
     plt = pyplot()
     reps = _representatives(groups)
-    pmfs, targets, axis = held_out_pmfs([r for _, r in reps], states=states)
-    S = pmfs[0].shape[0]
+    pmfs, chosen, targets, axis = held_out_pmfs([r for _, r in reps], states=states)
+    S = len(targets)
     fig, axes = plt.subplots(1, S, figsize=(3.4 * S, 3.4), sharey=False, squeeze=False)
     for s, ax in enumerate(axes[0]):
-        lines = [(f"{group.label} (seed {run.seed})", pmf[s]) for (group, run), pmf in zip(reps, pmfs)]
-        draw_pmfs(ax, axis, lines, int(targets[s]), title=f"held-out state {s + 1}")
+        labels = [f"{group.label} (seed {run.seed})" for group, run in reps]
+        lines = [(label, pmf[s]) for label, pmf in zip(labels, pmfs) if pmf is not None]
+        points = [(label, int(c[s])) for label, pmf, c in zip(labels, pmfs, chosen) if pmf is None]
+        draw_pmfs(ax, axis, lines, int(targets[s]), title=f"held-out state {s + 1}", points=points)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{env}: learned action distributions on the same held-out states")
     fig.tight_layout()

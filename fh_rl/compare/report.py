@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from fh_rl.atomic import atomic_write_text
 from fh_rl.compare.plots import plot_frequencies, plot_pmfs
-from fh_rl.compare.runs import find_runs
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, find_runs
 from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
 
 
@@ -24,8 +24,9 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -
     labels = sorted({b["label"] + (", normalised" if b["normalized"] else ", return") for b in best if b})
     extra = f" {'; '.join(labels)}: mean ± 0.67 std |" if labels else ""
     lines = [f"### {env}", ""] + ([f"Evaluation: {evaluation}.", ""] if evaluation else []) + [
-        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL | val accuracy | val smoothness |" + extra,
-        "|---|---:|---|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
+        "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL (bins) | val NLL (density) "
+        "| val accuracy | val smoothness | val action MSE |" + extra,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
     ]
     for row, b in zip(rows, best):
         r = row["return"]
@@ -34,15 +35,17 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -
         paper = (f" {_num(b['mean'], 2)} ± {_num(b['half_width'], 2)} |" if b else " - |") if labels else ""
         lines.append(
             f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
-            f"| {_num(row['val']['nll']['mean'])} | {_num(row['val']['accuracy']['mean'])} "
-            f"| {_num(row['val']['smoothness']['mean'])} |" + paper
+            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|" + paper
         )
     return "\n".join(lines)
 
 
-def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = True, pmf_states: int = 4) -> dict[str, Any]:
-    """Find, group and summarise the runs; write ``comparison.md``/``.json`` and figures into ``out``."""
-    runs, skipped = find_runs(paths)
+def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = True, pmf_states: int = 4,
+            evaluation: str = "training") -> dict[str, Any]:
+    """Find, group and summarise the runs; write ``comparison.md``/``.json`` and figures into ``out``.
+
+    ``evaluation``: which evaluation of each run to read, ``training`` (``eval.json``) or ``latest``."""
+    runs, skipped = find_runs(paths, evaluation=evaluation)
     if not runs:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"no complete runs found under {', '.join(map(str, paths))}" + (f" ({reasons})" if reasons else ""))
@@ -58,7 +61,8 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
                        "best_of_evaluations": "the paper's statistic, only for runs that evaluated during training: "
                                               "per seed the best mean return over its evaluations, normalised "
                                               "where possible, mean +- 0.67 std (ddof 0) over seeds; optimistic "
-                                              "(the evaluation episodes pick the checkpoint)"},
+                                              "(the evaluation episodes pick the checkpoint)",
+                       "evaluation": EVALUATIONS[evaluation]},
         "environments": {},
         "figures": [],
         "skipped": skipped + dropped,
@@ -83,12 +87,16 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
             md += [f"![learned pmfs]({fig.name})", ""]
     if result["skipped"]:
         md += ["Skipped:", ""] + [f"- `{s['path']}`: {s['reason']}" for s in result["skipped"]] + [""]
+    used = sorted({r.eval_file for r in runs if r.eval_file != "eval.json"})
     md += [f"Return: {result['statistics']['return']}; CI: {result['statistics']['ci']}; "
            f"IQM: {result['statistics']['iqm']}; val: {result['statistics']['val']}"
            + (f"; best of N: {result['statistics']['best_of_evaluations']}"
               if any(r.get("best_of_evaluations") for rows in result["environments"].values() for r in rows) else "")
-           + ".", ""]
-    atomic_write_text(out / "comparison.json", json.dumps(result, indent=2) + "\n")
+           + ".", "",
+           f"Evaluation: {result['statistics']['evaluation']}"
+           + (f" ({len(used)} run(s) read a later evaluation; each row's files are in comparison.json)." if used else "."),
+           ""]
+    atomic_write_text(out / "comparison.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
     atomic_write_text(out / "comparison.md", "\n".join(md))
     result["markdown"] = "\n".join(md)
     return result

@@ -1,4 +1,10 @@
-"""Finding and reading run directories: config, evaluation returns and the last held-out scalars."""
+"""Finding and reading run directories: config, evaluation returns and the last held-out scalars.
+
+A run may hold several evaluations: ``eval.json`` (made when training
+finished) and one ``eval-<time>.json`` per ``python -m fh_rl.evaluate``. Which
+one compare reads is chosen by ``evaluation`` (:data:`EVALUATIONS`) and
+recorded per run, so a report always says which evaluation it used.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-VAL_METRICS = ("nll", "accuracy", "smoothness")
+VAL_METRICS = ("nll", "nll_density", "accuracy", "smoothness", "action_mse")
+"""The held-out scalars compare reads (``val/<name>``); the two NLLs are in different units (see the package doc)."""
+EVALUATIONS = {
+    "training": "each run's eval.json, the evaluation made when its training finished",
+    "latest": "each run's newest evaluation (eval.json or an eval-<time>.json written by python -m fh_rl.evaluate)",
+}
 
 
 @dataclass
@@ -35,6 +46,8 @@ class Run:
     """The evaluation's environment protocol (eval.json; e.g. ``dt-paper`` for Atari), None for non-Atari."""
     evaluation: str = ""
     """How the returns were evaluated, in words: returns-to-go mode and sampled or argmax actions."""
+    eval_file: str = "eval.json"
+    """The evaluation file the returns come from (a name in ``path``)."""
 
     @property
     def return_mean(self) -> float:
@@ -72,9 +85,33 @@ def last_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, float | None]:
     return out
 
 
-def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
-    """Read a run directory; ValueError/FileNotFoundError saying what is missing or malformed."""
+def _eval_order(path: Path) -> tuple[str, int]:
+    """``eval-<YYYYmmdd-HHMMSS>[-n].json`` -> (stamp, n): later evaluations sort last."""
+    stamp, n = path.stem[len("eval-"):][:15], path.stem[len("eval-") + 16:]
+    return stamp, int(n) if n.isdigit() else 1
+
+
+def evaluation_file(run_dir: Path, evaluation: str = "training") -> Path:
+    """The evaluation ``evaluation`` picks in ``run_dir`` (FileNotFoundError when the run has none)."""
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation must be one of {', '.join(EVALUATIONS)}, got {evaluation!r}")
+    training = run_dir / "eval.json"
+    if evaluation == "latest":
+        later = list(run_dir.glob("eval-*.json"))
+        if later:
+            return max(later, key=_eval_order)
+    if not training.is_file():
+        raise FileNotFoundError("incomplete: no eval.json (training or evaluation did not finish)")
+    return training
+
+
+def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str = "training") -> Run:
+    """Read a run directory; ValueError/FileNotFoundError saying what is missing or malformed.
+
+    ``evaluation``: which of the run's evaluations to read (:data:`EVALUATIONS`)."""
     import yaml
+
+    from fh_rl.config import with_current_defaults
 
     run_dir = Path(run_dir)
     try:
@@ -85,13 +122,11 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         raise ValueError(f"config.yaml unreadable ({type(exc).__name__})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("head"), dict) or not isinstance(cfg.get("env"), dict):
         raise ValueError("config.yaml is not an fh_rl run config (no env/head sections)")
-    eval_path = run_dir / "eval.json"
-    if not eval_path.is_file():
-        raise FileNotFoundError("incomplete: no eval.json (training or evaluation did not finish)")
+    eval_path = evaluation_file(run_dir, evaluation)
     try:
         payload = json.loads(eval_path.read_text())
     except (OSError, ValueError):
-        raise ValueError("eval.json is malformed (expected results[0].returns)") from None
+        raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
     if isinstance(payload, dict) and "results" not in payload and isinstance(payload.get("history"), list):
         raise FileNotFoundError(f"incomplete: {len(payload['history'])} evaluation(s) during training, "
                                 f"no final one (still training, or stopped)")
@@ -100,9 +135,9 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         returns = [float(r) for r in first["returns"]]
         history = [(int(h["step"]), float(np.mean(h["results"][0]["returns"]))) for h in payload.get("history", [])]
     except (ValueError, KeyError, IndexError, TypeError):
-        raise ValueError("eval.json is malformed (expected results[0].returns)") from None
+        raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
     if not returns or not all(math.isfinite(r) for r in returns):
-        raise ValueError("eval.json holds no finite returns")
+        raise ValueError(f"{eval_path.name} holds no finite returns")
     head = dict(cfg["head"])
     name = head.pop("name", None)
     if not isinstance(name, str):
@@ -115,12 +150,13 @@ def load_run(run_dir: str | Path, *, read_events: bool = True) -> Run:
         head=name,
         head_params=head,
         seed=int(cfg.get("seed", 0)),
-        config=_flatten(cfg),
+        config=_flatten(with_current_defaults(cfg)),  # options added since the run was made: their defaults
         target=first.get("target_return"),
         returns=returns,
         protocol=payload.get("protocol") or _resolved_protocol(cfg),
         evaluation=f"{first.get('rtg_mode', 'transformed')} returns-to-go, "
                    f"{'sampled' if first.get('sample', True) else 'argmax'} actions",
+        eval_file=eval_path.name,
         history=history,
     )
     if read_events:
@@ -139,8 +175,11 @@ def _resolved_protocol(cfg: dict[str, Any]) -> str | None:
         return None
 
 
-def find_runs(paths: Sequence[str | Path], *, read_events: bool = True) -> tuple[list[Run], list[dict[str, str]]]:
+def find_runs(paths: Sequence[str | Path], *, read_events: bool = True,
+              evaluation: str = "training") -> tuple[list[Run], list[dict[str, str]]]:
     """Complete runs below ``paths`` and ``[{path, reason}]`` for the run directories skipped."""
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"--eval must be one of {', '.join(EVALUATIONS)}, got {evaluation!r}")
     runs, skipped = [], []
     seen: set[Path] = set()
     for path in paths:
@@ -156,7 +195,7 @@ def find_runs(paths: Sequence[str | Path], *, read_events: bool = True) -> tuple
                 continue
             seen.add(key)
             try:
-                runs.append(load_run(run_dir, read_events=read_events))
+                runs.append(load_run(run_dir, read_events=read_events, evaluation=evaluation))
             except (ValueError, FileNotFoundError) as exc:
                 skipped.append({"path": str(run_dir), "reason": str(exc)})
     return runs, skipped

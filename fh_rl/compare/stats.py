@@ -103,7 +103,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[s
             groups[key].runs.append(run)
         for group in groups.values():
             by_seed: dict[int, Run] = {}
-            for run in sorted(group.runs, key=lambda r: (_created(r.path), str(r.path))):
+            for run in sorted(group.runs, key=lambda r: (_created(r.path / r.eval_file), str(r.path))):
                 if run.seed in by_seed:
                     dropped.append({"path": str(by_seed[run.seed].path),
                                     "reason": f"duplicate of seed {run.seed} in {group.label}; kept the newer {run.path}"})
@@ -115,7 +115,7 @@ def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[s
 
 def _created(path: Path) -> float:
     try:
-        return (path / "eval.json").stat().st_mtime
+        return path.stat().st_mtime
     except OSError:
         return 0.0
 
@@ -159,6 +159,7 @@ def summarize(group: Group) -> dict[str, Any]:
         "seeds": group.seeds,
         "n_seeds": len(group.runs),
         "runs": [str(r.path) for r in group.runs],
+        "evaluations": [r.eval_file for r in group.runs],
         "target_returns": targets,
         "episodes": [len(r.returns) for r in group.runs],
         "return": seed_statistics(returns),

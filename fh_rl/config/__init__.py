@@ -14,7 +14,7 @@ chosen head's own parameters (``head_params(name)``), flat, so that
 types, ``load`` reads and writes files.
 """
 
-from fh_rl.config.load import DEFAULT_CONFIG, config_from_dict, load_config, save_config
+from fh_rl.config.load import DEFAULT_CONFIG, config_from_dict, load_config, save_config, with_current_defaults
 from fh_rl.config.schema import (
     DATASET_BUILDERS,
     DATASET_FORMATS,
@@ -43,4 +43,5 @@ __all__ = [
     "config_from_dict",
     "load_config",
     "save_config",
+    "with_current_defaults",
 ]

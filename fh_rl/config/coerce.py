@@ -7,6 +7,7 @@ that does not fit the field's type raises ValueError naming the key.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from typing import Any, Sequence, Union
@@ -102,10 +103,10 @@ def _to_int(value: Any, key: str) -> int:
 
 def _to_float(value: Any, key: str) -> float:
     if not isinstance(value, bool):
-        if isinstance(value, (int, float)):
-            return float(value)
-        number = _parse_number(value)
+        number = float(value) if isinstance(value, (int, float)) else _parse_number(value)
         if number is not None:
+            if not math.isfinite(number):  # YAML's .nan/.inf: no setting means NaN or infinity
+                raise ValueError(f"config key {key!r} must be a finite number, got {value!r}")
             return number
     raise ValueError(f"config key {key!r} must be a number, got {value!r}")
 

@@ -40,9 +40,14 @@ def load_config(
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} not found; pass --config with a YAML file under configs/")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if data is None:
+        raise ValueError(
+            f"config file {str(path)!r} is empty; start from a preset such as configs/default.yaml "
+            f"(an empty file would silently train on other built-in defaults)"
+        )
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
     return config_from_dict(data, overrides=overrides, head=head, seed=seed)
@@ -117,6 +122,15 @@ def _apply_per_head_sections(head_section: dict[str, Any]) -> None:
         params = head_section.pop(name)
         if name == chosen:
             head_section.update(params)
+
+
+def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config as this code reads it: options added since the run was made take their
+    defaults (which keep the old behaviour). A config this code cannot read is returned as saved."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except (ValueError, TypeError, KeyError):
+        return saved
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

@@ -31,7 +31,9 @@ class EnvConfig:
     protocol: str | None = None
     """Environment protocol for Atari (e.g. ``dqn-replay`` or ``dt-paper``); None: the env factory's default."""
     num_bins: int = 64
-    """K, bins per action dimension for continuous (Box) actions; ignored for discrete actions."""
+    """K, bins per action dimension for continuous (Box) actions; ignored for discrete actions. Heads that
+    score continuous actions do not act in bins: for them the bins only serve the held-out NLL, accuracy
+    and smoothness, which compare them with the quantized heads."""
     ordering: str = "identity"
     """Discrete action order: ``identity`` or ``joystick`` (the paper's direction ordering)."""
     sample_within_bin: bool = False
@@ -71,6 +73,9 @@ class DatasetConfig:
     """Fraction of episodes held out for validation metrics (0 disables validation)."""
     rtg_scale: float | None = None
     """Returns-to-go are divided by this inside the model; None: the largest absolute episode return."""
+    clip_actions: bool = False
+    """Continuous actions outside the environment's bounds (beyond 0.1% of the range) are an error; true: clip
+    them to the bounds instead (they then train the end bins)."""
     build: str | None = None
     """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name``
     and writes its replay plus rollouts of the final policy (``python -m fh_rl.datasets.collect control``);
@@ -110,7 +115,8 @@ class HeadConfig:
     """The action head: a registered name and that head's keyword parameters."""
 
     name: str = "fourier"
-    """Registered head name (``linear``, ``fourier``, ``gmm`` or a plugin)."""
+    """Registered head name: ``linear``, ``fourier``, ``gmm`` (score bins), ``mse``, ``gaussian``
+    (score continuous actions; Box action spaces only) or a plugin."""
     params: dict[str, Any] = field(default_factory=dict)
     """The head's own parameters (flat in YAML: ``head.num_frequencies``)."""
 
@@ -156,6 +162,11 @@ class TrainConfig:
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     amp: bool = True
     """bf16 autocast on CUDA (never on CPU)."""
+    compile: bool = False
+    """Train through ``torch.compile(agent.loss)`` (worth it on CUDA; the first steps compile for a minute or so)."""
+    prefetch: bool = True
+    """On CUDA, sample the next batch in a background thread into pinned memory while the GPU computes
+    (no effect on CPU, where batches are sampled in the loop)."""
     threads: int | None = None
     """torch CPU threads; None: torch's default."""
     checkpoint_every: int = 1000
@@ -213,7 +224,8 @@ class EvalConfig:
     """``transformed``: decrement the target by the reward in dataset units (clipped for DQN-Replay);
     ``raw``: by the raw reward (the DT paper's code, to reproduce its numbers)."""
     sample: bool = True
-    """Sample actions from the predicted pmf (the paper) instead of taking the argmax."""
+    """Sample actions from the predicted pmf (the paper) instead of taking the argmax; for the ``gaussian``
+    head, sample the squashed Gaussian instead of taking ``tanh(mean)``; the ``mse`` head ignores it."""
     seed: int = 0
     """Base seed of the evaluation episodes (added to the run seed)."""
     timesteps: str = "own"

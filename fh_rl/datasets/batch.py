@@ -27,6 +27,10 @@ class _TensorBatch:
     def to(self: _Batch, device: torch.device | str, non_blocking: bool = False) -> _Batch:
         return type(self)(**{f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)})
 
+    def pin_memory(self: _Batch) -> _Batch:
+        """A copy in page-locked host memory (so that ``to(cuda, non_blocking=True)`` is asynchronous)."""
+        return type(self)(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
     def __len__(self) -> int:
         return self.actions.shape[0]
 

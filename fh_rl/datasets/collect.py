@@ -38,10 +38,12 @@ import gymnasium as gym
 import numpy as np
 from fh_rl.progress import progress_bar
 
+from fh_rl.atomic import remove_stale_temps
 from fh_rl.cli import run_cli
 from fh_rl.datasets.dqn_replay import DQNReplayWriter, discover_suffixes, replay_dir
 from fh_rl.datasets.hdf5 import write_hdf5
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
+from fh_rl.locks import wait_for_file_lock
 
 CONTROL_PARTS = ("replay", "medium", "expert")
 
@@ -196,7 +198,14 @@ def collect_control(
     probe.close()
 
     torch.manual_seed(seed)
-    with _torch_threads(threads):
+    if format == "minari":  # written through Minari's API, which owns its dataset directory
+        with _torch_threads(threads):
+            return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch,
+                                    learning_starts, progress, format)
+    with wait_for_file_lock(out), _torch_threads(threads):  # one writer per file; we may clear its stale temps
+        if out.exists():
+            raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
+        remove_stale_temps(out.parent, out.name)  # a killed collect's half-written file
         return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts,
                                 progress, format)
 
@@ -337,14 +346,23 @@ def collect_atari(
     final = replay_dir(root, game, run).parent
     if final.exists() and any(final.iterdir()):
         raise FileExistsError(f"{final} already exists; pass another --run or --out, or delete it first")
-    partial_root = root / f".partial-{game}-{run}-{os.getpid()}"
-    if partial_root.exists():
-        shutil.rmtree(partial_root)
     buffer_size = int(buffer_size or min(steps, 50_000))
     learning_starts = int(learning_starts if learning_starts is not None else min(steps // 10, 50_000))
+    with wait_for_file_lock(root / f"{game}-{run}"):  # one writer per run; we may clear what killed writers left
+        if final.exists() and any(final.iterdir()):
+            raise FileExistsError(f"{final} already exists; pass another --run or --out, or delete it first")
+        for stale in root.glob(f".partial-{game}-{run}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        partial_root = root / f".partial-{game}-{run}-{os.getpid()}"
+        env = ClipRewardKeepRaw(make_env(game, protocol="dqn-replay"))
+        model = _make_dqn(env, seed, buffer_size, learning_starts, train_freq, gradient_steps)
+        return _collect_into(model, env, partial_root, final, game, run, steps=steps, capacity=capacity, seed=seed,
+                             threads=threads, progress=progress, on_transition=on_transition)
 
-    env = ClipRewardKeepRaw(make_env(game, protocol="dqn-replay"))
-    model = _make_dqn(env, seed, buffer_size, learning_starts, train_freq, gradient_steps)
+
+def _collect_into(model, env, partial_root: Path, final: Path, game: str, run: int, *, steps: int, capacity: int,
+                  seed: int, threads: int | None, progress: bool, on_transition) -> Path:
+    """Train ``model``, logging every transition under ``partial_root``; publish the run as ``final`` when done."""
     try:
         with DQNReplayWriter(partial_root, game, run, capacity=capacity) as writer:
             log = _TransitionLog(writer, on_transition)
@@ -426,7 +444,7 @@ class _TransitionLog:
 
 def _publish_run(run_dir: Path, final: Path, side: dict[str, Any]) -> None:
     """Write ``episode_returns.json`` into the finished ``run_dir`` and rename it to ``final``."""
-    (run_dir / "episode_returns.json").write_text(json.dumps(side, indent=1))
+    (run_dir / "episode_returns.json").write_text(json.dumps(side, indent=1, allow_nan=False))
     assert discover_suffixes(run_dir / "replay_logs"), "writer produced no files"
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():  # an empty directory only (checked above)
@@ -458,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--env", required=True, help="gymnasium id with a Box action space, e.g. Pendulum-v1")
     c.add_argument("--steps", type=int, required=True, help="SAC environment steps")
     c.add_argument("--out", required=True, help="HDF5 file to write (--format minari: a Minari dataset id, "
-                                                "e.g. fh_rl/pendulum/sac-v0)")
+                                                "e.g. fhrl/pendulum-sac-v0)")
     c.add_argument("--format", choices=("hdf5", "minari"), default="hdf5",
                    help="D4RL-layout HDF5 (default) or a Minari dataset (pip install \"fh_rl[minari]\")")
     c.add_argument("--expert-episodes", type=int, default=100, help="rollouts of the final policy")

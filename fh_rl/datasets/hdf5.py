@@ -20,6 +20,7 @@ import numpy as np
 
 from fh_rl.atomic import atomic_path
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
+from fh_rl.datasets.validate import check_finite
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
 
@@ -72,7 +73,7 @@ def write_hdf5(
         meta.attrs["name"] = dataset.name
         meta.attrs["fh_rl_format"] = 1
         for k, v in (metadata or {}).items():
-            meta.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
+            meta.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v, allow_nan=False)
     return path
 
 
@@ -107,6 +108,8 @@ def load_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trajectory
             raise ValueError(f"{path}: {key!r} has {len(arr)} rows but 'rewards' has {n}")
     if n == 0:
         raise ValueError(f"{path}: the dataset is empty")
+    for key, arr in (("observations", obs), ("actions", actions), ("rewards", rewards)):
+        check_finite(arr, source=path, key=key)
     frame_stack = int(meta.get("frame_stack", 1))
     if actions.ndim == 2 and actions.shape[1] == 1 and np.issubdtype(actions.dtype, np.integer):
         actions = actions[:, 0]
@@ -246,6 +249,9 @@ def load_minari(dataset: str | os.PathLike, *, name: str | None = None) -> Traje
                 raise ValueError(f"{h5}: {k}/observations is a dict observation space; flatten it first")
             obs = obs[()][:-1]
             actions = g["actions"][()]
+            rewards = g["rewards"][()].astype(np.float32)
+            for key, arr in (("observations", obs), ("actions", actions), ("rewards", rewards)):
+                check_finite(arr, source=h5, key=f"{k}/{key}")
             if not np.issubdtype(actions.dtype, np.integer) and actions.ndim == 1:
                 actions = actions[:, None]
             term = g["terminations"][()]
@@ -254,7 +260,7 @@ def load_minari(dataset: str | os.PathLike, *, name: str | None = None) -> Traje
                 Episode(
                     obs.astype(np.float32) if obs.ndim == 2 else obs,
                     actions,
-                    g["rewards"][()].astype(np.float32),
+                    rewards,
                     terminated=bool(term[-1]),
                     truncated=bool(not term[-1]),
                 )

@@ -9,7 +9,9 @@ and back. Letters: A action dimensions (1 for a discrete action), K bins.
   order, :data:`JOYSTICK_ORDER`), or the identity.
 - :class:`BoxCodec`: each of the A dimensions of a Box quantised into K equal
   bins over ``[low, high]``; decoding gives the bin centre, or a uniform sample
-  within the bin.
+  within the bin. For heads that score continuous actions it also scales
+  actions to [-1, 1] and back (``to_unit`` / ``from_unit``), and gives the
+  bins' edges on that scale (``unit_bin_edges``) for comparing heads in bins.
 
 ``codec.config()`` is a JSON-serialisable dict saved in checkpoints;
 ``codec_from_config(config)`` rebuilds the codec without an environment.
@@ -59,10 +61,15 @@ def joystick_order(action_meanings: Sequence[str]) -> list[int]:
 
 
 class ActionCodec:
-    """Base class. ``num_bins`` (K) bins per dimension, ``action_dims`` (A) dimensions."""
+    """Base class. ``num_bins`` (K) bins per dimension, ``action_dims`` (A) dimensions.
+
+    ``continuous``: the actions lie on a scale (a Box), so ``to_unit``,
+    ``from_unit`` and ``unit_bin_edges`` exist; False for discrete actions.
+    """
 
     num_bins: int
     action_dims: int
+    continuous: bool = False
     _torch_tables: dict[Any, tuple]  # device -> _numpy_tables() as tensors
 
     def encode(self, env_actions):
@@ -70,6 +77,26 @@ class ActionCodec:
 
     def decode(self, bins, rng=None):
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """The action space in words, for messages (``Discrete(6)``, ``Box(A=1)``)."""
+        raise NotImplementedError
+
+    def _no_scale(self):
+        raise ValueError(
+            f"{self.describe()} actions have no continuous scale: heads that score continuous actions "
+            f"(mse, gaussian) need a Box action space; use a head that scores bins"
+        )
+
+    def to_unit(self, env_actions):
+        self._no_scale()
+
+    def from_unit(self, unit_actions):
+        self._no_scale()
+
+    def unit_bin_edges(self):
+        """The K + 1 bin edges on the [-1, 1] scale of ``to_unit`` (None: discrete actions have no scale)."""
+        return None
 
     def config(self) -> dict:
         raise NotImplementedError
@@ -152,6 +179,9 @@ class DiscreteCodec(ActionCodec):
         order, _ = self._tables(bins)
         return order[bins[..., 0].long() if torch_in else bins[..., 0].astype(np.int64)]
 
+    def describe(self) -> str:
+        return f"Discrete({self.num_bins})"
+
     def config(self) -> dict:
         return {
             "type": "discrete",
@@ -181,6 +211,8 @@ class BoxCodec(ActionCodec):
             ``rng`` is given to ``decode``) instead of the bin centre.
         margin_bins: m, extra bins beyond each bound (``num_bins`` then reports K + 2m).
     """
+
+    continuous = True
 
     def __init__(self, low, high, num_bins: int, sample_within_bin: bool = False, margin_bins: int = 0):
         low = np.asarray(low, dtype=np.float64).reshape(-1)
@@ -212,13 +244,20 @@ class BoxCodec(ActionCodec):
         return self.low, self.width
 
     def encode(self, env_actions):
-        """Env actions (..., A) -> bins (..., A) int64; values outside [low, high] are clipped."""
+        """Env actions (..., A) -> bins (..., A) int64; values outside [low, high] are clipped to the end bins
+        (the training data is checked against the bounds when it is loaded); NaN/inf is a ValueError."""
         torch_in = _is_torch(env_actions)
         if not torch_in:
             env_actions = np.asarray(env_actions)
         if env_actions.ndim < 1 or env_actions.shape[-1] != self.action_dims:
             raise ValueError(
                 f"Box actions must have shape (..., A) with A = {self.action_dims}, got {tuple(env_actions.shape)}"
+            )
+        finite = bool(env_actions.isfinite().all()) if torch_in else bool(np.isfinite(env_actions).all())
+        if not finite:
+            raise ValueError(
+                "Box actions must be finite to quantise them, got NaN or infinity; no bin stands for a "
+                "non-finite action (the dataset loaders reject such rows)"
             )
         low, width = self._tables(env_actions)
         m, K = self.margin_bins, self.action_bins
@@ -246,6 +285,45 @@ class BoxCodec(ActionCodec):
         inner = np.clip(bins - m, 0, K - 1)
         offset = rng.random(bins.shape) if sample else 0.5
         return (low + (inner + offset) * width).astype(np.float32)
+
+    # ------------------------------------------------------------------ the [-1, 1] scale (continuous heads)
+
+    def describe(self) -> str:
+        return f"Box(A={self.action_dims})"
+
+    def _check_actions(self, actions, what: str):
+        if actions.ndim < 1 or actions.shape[-1] != self.action_dims:
+            raise ValueError(f"{what} must have shape (..., A) with A = {self.action_dims}, got {tuple(actions.shape)}")
+
+    def to_unit(self, env_actions):
+        """Env actions (..., A) -> (..., A) float32 in [-1, 1] (low -> -1, high -> 1; clipped)."""
+        torch_in = _is_torch(env_actions)
+        if not torch_in:
+            env_actions = np.asarray(env_actions)
+        self._check_actions(env_actions, "Box actions")
+        low, width = self._tables(env_actions)
+        span = width * self.action_bins  # high - low, (A,)
+        if torch_in:
+            return (2.0 * (env_actions.double() - low) / span - 1.0).clamp_(-1.0, 1.0).float()
+        return np.clip(2.0 * (env_actions.astype(np.float64) - low) / span - 1.0, -1.0, 1.0).astype(np.float32)
+
+    def from_unit(self, unit_actions):
+        """(..., A) values in [-1, 1] -> env actions (..., A) float32 (values outside are clipped)."""
+        torch_in = _is_torch(unit_actions)
+        if not torch_in:
+            unit_actions = np.asarray(unit_actions)
+        self._check_actions(unit_actions, "actions on the [-1, 1] scale")
+        low, width = self._tables(unit_actions)
+        span = width * self.action_bins
+        if torch_in:
+            return (low + (unit_actions.double().clamp(-1.0, 1.0) + 1.0) * 0.5 * span).float()
+        return (low + (np.clip(unit_actions.astype(np.float64), -1.0, 1.0) + 1.0) * 0.5 * span).astype(np.float32)
+
+    def unit_bin_edges(self) -> np.ndarray:
+        """(K + 2m + 1,) float64 edges of the head's bins on the [-1, 1] scale of ``to_unit``:
+        the K bins over [low, high] span [-1, 1]; margin bins lie beyond."""
+        m, K = self.margin_bins, self.action_bins
+        return -1.0 + 2.0 * (np.arange(K + 2 * m + 1, dtype=np.float64) - m) / K
 
     def config(self) -> dict:
         return {

@@ -32,14 +32,15 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from fh_rl.cli import RunFailed
 from fh_rl.envs.make import make_env
 
 STARTUP_TIMEOUT = 120.0
 """Seconds a worker may take to start and build its environments."""
 
 
-class RolloutError(RuntimeError):
-    """An environment failed, hung or died during evaluation."""
+class RolloutError(RunFailed):
+    """An environment failed, hung or died during evaluation (a RuntimeError; the CLIs print its first line)."""
 
 
 class EnvRunner:

@@ -1,10 +1,38 @@
-"""The contract every action head follows, and the head registry."""
+"""The contract every action head follows, and the head registry.
+
+A head either scores bins or scores continuous actions (``Head.scores``):
+
+- ``"bins"`` (quantized heads: linear, fourier, gmm): ``head(h)`` returns a
+  :class:`HeadOutput` whose ``log_probs`` ``(..., A, K)`` is a log-pmf over K
+  bins per action dimension; the action the head works with is a bin index
+  (int64), made from an environment action by the action codec's ``encode``.
+- ``"continuous"`` (mse, gaussian): ``head(h)`` returns a
+  :class:`ContinuousOutput` (a location and, for a distribution, a scale
+  before a tanh); the action is a float in [-1, 1] per dimension (the Box
+  scaled to [-1, 1] by the codec's ``to_unit``). These need a Box action space.
+
+Agents never branch on the kind: they call the same methods on every head,
+and each kind implements them in its own terms:
+
+- ``loss(out, targets)`` ``(..., A)``: the per-dimension training objective
+  (``objective`` names it: ``nll`` of the bin, ``nll_density`` of the action,
+  ``mse``);
+- ``mode(out)`` / ``sample(out, generator)`` ``(..., A)``: the action at
+  evaluation (argmax bin / tanh(mean)) or drawn from the distribution;
+- ``bin_log_probs(out, edges)`` ``(..., A, K)``: the log-pmf over the action
+  codec's bins (the quantized heads' own output; the discretised Gaussian;
+  None for a point prediction), so that held-out NLL, accuracy and smoothness
+  compare heads in one unit;
+- ``encode_actions(codec, actions)`` / ``decode_actions(codec, x)``:
+  environment actions to and from what the head scores; ``to_bins(codec, x)``
+  the codec's bins of what the head scores (for accuracy).
+"""
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -15,7 +43,7 @@ HEADS: Registry[type["Head"]] = Registry("head", entry_point_group="fh_rl.heads"
 
 
 class HeadOutput(NamedTuple):
-    """What a head returns.
+    """What a head that scores bins returns.
 
     log_probs: ``(..., A, K)`` log-probabilities over K bins for each of A
         action dimensions, used as they are by the loss (the negative
@@ -38,12 +66,34 @@ def normalized_pmf(log_probs: torch.Tensor) -> torch.Tensor:
     return pmf / pmf.sum(-1, keepdim=True)
 
 
-class Head(nn.Module):
-    """Base class: maps ``h (..., D)`` to a distribution over K bins per action dimension.
+class ContinuousOutput(NamedTuple):
+    """What a head that scores continuous actions returns (actions in [-1, 1] per dimension).
 
-    Bins are K equal cells of [-1, 1]; ``bin_centers`` (K,) is a buffer.
-    Subclasses implement ``forward(h) -> HeadOutput`` without side effects.
+    mean: ``(..., A)`` location before the tanh; ``tanh(mean)`` is the action at evaluation.
+    log_std: ``(..., A)`` log standard deviation before the tanh, or None for a point prediction.
+    regularization: scalar tensor to add to the training loss.
     """
+
+    mean: torch.Tensor
+    log_std: torch.Tensor | None
+    regularization: torch.Tensor
+
+
+class Head(nn.Module):
+    """Base class of every head, and the behaviour of heads that score bins.
+
+    Maps ``h (..., D)`` to a distribution over K bins per action dimension.
+    Bins are K equal cells of [-1, 1]; ``bin_centers`` (K,) is a buffer.
+    Subclasses implement ``forward(h) -> HeadOutput`` without side effects;
+    heads that score continuous actions derive from :class:`ContinuousHead`.
+    """
+
+    scores: ClassVar[str] = "bins"
+    """What the head scores: ``bins`` (a log-pmf over K bins) or ``continuous`` (actions in [-1, 1])."""
+    objective: ClassVar[str] = "nll"
+    """The name of :meth:`loss` (TensorBoard ``train/<objective>``): ``nll`` here, the NLL of the target bin."""
+    action_dtype: ClassVar[torch.dtype] = torch.int64
+    """dtype of the actions the head scores (bins)."""
 
     def __init__(self, in_features: int, num_bins: int, action_dims: int = 1) -> None:
         super().__init__()
@@ -76,6 +126,84 @@ class Head(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_bins={self.num_bins}, action_dims={self.action_dims}"
 
+    # ------------------------------------------------------------------ what agents call (bins)
+
+    def loss(self, out: HeadOutput, targets: torch.Tensor) -> torch.Tensor:
+        """Per-dimension training loss ``(..., A)``: minus the log-probability of the target bins ``(..., A)``."""
+        return -out.log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    def mode(self, out: HeadOutput) -> torch.Tensor:
+        """The most likely bin ``(..., A)`` int64 (the action with ``eval.sample`` off)."""
+        return out.log_probs.argmax(dim=-1)
+
+    def sample(self, out: HeadOutput, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A bin ``(..., A)`` int64 drawn from the pmf."""
+        *lead, A, K = out.log_probs.shape
+        probs = out.log_probs.float().exp().reshape(-1, K)  # (..., A, K) -> (rows, K); multinomial normalises
+        return torch.multinomial(probs, 1, generator=generator).reshape(*lead, A)
+
+    def bin_log_probs(self, out: HeadOutput, edges: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Log-pmf ``(..., A, K)`` over the bins: the head's own output (its bins are the codec's bins;
+        ``edges`` is for heads that score continuous actions)."""
+        return out.log_probs
+
+    def encode_actions(self, codec: Any, actions: Any) -> Any:
+        """Environment actions -> the bins this head scores (``codec.encode``)."""
+        return codec.encode(actions)
+
+    def decode_actions(self, codec: Any, bins: Any, rng: Any = None) -> Any:
+        """Bins -> environment actions (``codec.decode``: the bin centre, or a sample within the bin with ``rng``)."""
+        return codec.decode(bins, rng=rng)
+
+    def to_bins(self, codec: Any, bins: Any) -> Any:
+        """The codec's bins ``(..., A)`` of actions this head scores: these are bins already."""
+        return bins
+
+
+class ContinuousHead(Head):
+    """Base class of heads that score continuous actions: ``h (..., D)`` -> :class:`ContinuousOutput`.
+
+    The actions are the Box scaled to [-1, 1] per dimension (``codec.to_unit``);
+    the evaluation action is ``tanh(mean)``. ``num_bins`` is kept for
+    :meth:`bin_log_probs`, whose default bins are the K equal cells of [-1, 1].
+    Subclasses implement ``forward`` and :meth:`loss`, and a distribution's
+    :meth:`sample` and :meth:`bin_log_probs`.
+    """
+
+    scores: ClassVar[str] = "continuous"
+    action_dtype: ClassVar[torch.dtype] = torch.float32
+
+    def __init__(self, in_features: int, num_bins: int, action_dims: int = 1) -> None:
+        super().__init__(in_features, num_bins, action_dims)
+        self.register_buffer("bin_edges", torch.linspace(-1.0, 1.0, num_bins + 1), persistent=False)
+
+    def loss(self, out: ContinuousOutput, targets: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def mode(self, out: ContinuousOutput) -> torch.Tensor:
+        """The action at evaluation ``(..., A)`` in [-1, 1]: ``tanh(mean)``."""
+        return torch.tanh(out.mean)
+
+    def sample(self, out: ContinuousOutput, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A point prediction has nothing to sample: the mode."""
+        return self.mode(out)
+
+    def bin_log_probs(self, out: ContinuousOutput, edges: torch.Tensor | None = None) -> torch.Tensor | None:
+        """None: a point prediction has no pmf."""
+        return None
+
+    def encode_actions(self, codec: Any, actions: Any) -> Any:
+        """Environment actions -> values in [-1, 1] (``codec.to_unit``; needs a Box action space)."""
+        return codec.to_unit(actions)
+
+    def decode_actions(self, codec: Any, actions: Any, rng: Any = None) -> Any:
+        """Values in [-1, 1] -> environment actions (``codec.from_unit``)."""
+        return codec.from_unit(actions)
+
+    def to_bins(self, codec: Any, actions: Any) -> Any:
+        """The codec's bins ``(..., A)`` that values in [-1, 1] fall in."""
+        return codec.encode(codec.from_unit(actions))
+
 
 def register_head(name: str):
     """Class decorator adding a :class:`Head` subclass to the registry under ``name``."""
@@ -83,9 +211,17 @@ def register_head(name: str):
     return HEADS.class_decorator(name, Head, "fh_rl.heads.Head")
 
 
-def available_heads() -> list[str]:
-    """Names of all registered heads (including entry-point plugins)."""
-    return HEADS.names()
+def available_heads(scores: str | None = None) -> list[str]:
+    """Names of all registered heads (including entry-point plugins); ``scores="bins"`` or
+    ``"continuous"`` keeps the heads of that kind."""
+    if scores not in (None, "bins", "continuous"):
+        raise ValueError(f"scores must be None, 'bins' or 'continuous', got {scores!r}")
+    return [n for n in HEADS.names() if scores is None or head_scores(n) == scores]
+
+
+def head_scores(name: str) -> str:
+    """What the head registered as ``name`` scores: ``bins`` or ``continuous`` (ValueError for an unknown name)."""
+    return getattr(HEADS.get(name), "scores", "bins")
 
 
 def head_params(name: str) -> dict[str, object]:

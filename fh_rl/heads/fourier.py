@@ -63,7 +63,8 @@ class FourierHead(Head):
         regularization_gamma: weight of the smoothness prior (paper: 1e-6);
             0 disables it and skips its computation.
         init_scale: the coefficient layer's weight and bias are divided by
-            this at initialisation (paper: 100).
+            this at initialisation (the paper's standalone head: 100; its Atari
+            DT overwrites it with N(0, 0.02): ``agent.init: reference``).
         eps: added to the pmf before the log (paper: 1e-5).
     """
 

@@ -10,10 +10,10 @@ import gymnasium as gym
 from fh_rl.envs.codecs import make_codec
 
 
-def dt(codec, state_shape=(3,), T=3, reward_transform="none"):
+def dt(codec, state_shape=(3,), T=3, reward_transform="none", head="fourier"):
     torch.manual_seed(0)
     cfg = AgentConfig(name="dt", embed_dim=16, n_layer=1, n_head=2, context_len=T, max_timestep=100)
-    return build_agent(cfg, head="fourier", state_shape=state_shape, codec=codec, reward_transform=reward_transform)
+    return build_agent(cfg, head=head, state_shape=state_shape, codec=codec, reward_transform=reward_transform)
 
 
 def test_context_returns_to_go_and_timesteps_per_slot():
@@ -82,6 +82,45 @@ def test_rollout_with_real_environment():
     assert len(result.returns) == 3 and all(r >= 1 for r in result.returns)
     assert np.array_equal(np.asarray(result.returns), np.asarray(result.lengths))  # CartPole: +1 per step
     assert not policy.slots  # every finished episode released its slot
+
+
+def _actions(policy, steps=4, n=2):
+    obs = np.random.default_rng(0).normal(size=(steps, n, 3)).astype(np.float32)
+    slots = np.arange(n)
+    policy.begin(slots, obs[0])
+    out = []
+    for t in range(steps):
+        out.append(policy.act(slots, obs[t]))
+        policy.observe(slots, np.zeros(n), np.zeros(n, bool))
+    return np.stack(out)  # (steps, n, A)
+
+
+@pytest.mark.parametrize("head", ["gaussian", "mse"])
+def test_continuous_heads_act_in_the_box_and_keep_scaled_actions_in_context(head):
+    codec = make_codec(gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)), num_bins=8)
+    agent = dt(codec, head=head)
+    mode = _actions(AgentPolicy(agent, target_return=1.0, sample=False))
+    assert mode.shape == (4, 2, 2) and mode.dtype == np.float32
+    assert np.all(mode[..., 0] >= -2) and np.all(mode[..., 0] <= 2) and np.all(mode[..., 1] >= 0) and np.all(mode[..., 1] <= 1)
+    policy = AgentPolicy(agent, target_return=1.0, sample=True, seed=4)
+    drawn = _actions(policy)
+    np.testing.assert_array_equal(drawn, _actions(AgentPolicy(agent, target_return=1.0, sample=True, seed=4)))  # seeded
+    if head == "mse":
+        np.testing.assert_allclose(drawn, mode, atol=1e-6)  # a point prediction: sampling changes nothing
+    else:
+        assert not np.allclose(drawn, mode)
+    _, actions, *_ = policy._context_batch([policy.slots[0]])
+    assert actions.dtype == torch.float32 and actions.abs().max() <= 1  # the scaled actions the model takes
+    np.testing.assert_allclose(codec.from_unit(actions[0, -1].numpy()), drawn[-1, 0], atol=1e-6)
+
+
+def test_gaussian_dt_rolls_out_in_pendulum():
+    from fh_rl.envs.rollout import evaluate
+
+    agent = dt(make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=16), head="gaussian")
+    policy = AgentPolicy(agent, target_return=-200.0, sample=True, seed=0)
+    result = evaluate(policy, "Pendulum-v1", episodes=2, workers=0, seed=0, progress=False)
+    assert list(result.lengths) == [200, 200] and all(-2000 < r < 0 for r in result.returns)
 
 
 def test_papers_evaluation_code_options():

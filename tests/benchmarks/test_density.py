@@ -165,6 +165,7 @@ def test_cli_end_to_end(tmp_path):
     ("args", "message"),
     [
         (["--heads", "fourer"], "unknown head 'fourer'; did you mean 'fourier'"),
+        (["--heads", "linear", "gaussian"], "head 'gaussian' scores continuous actions; this benchmark trains on bin labels"),
         (["--datasets", "gauss"], "unknown dataset 'gauss'"),
         (["--epochs", "0"], "--epochs must be >= 1"),
         (["--frequencies", "0"], "--frequencies must be >= 1"),

@@ -384,3 +384,21 @@ def test_padding_rows_are_checked(fixture_copy):
         np.save(g, actions, allow_pickle=False)
     with pytest.raises(ValueError, match=r"action_ckpt\.0\.gz: slot 1 should be a padding row"):
         load_dqn_replay(fixture_copy, "Breakout", 1, progress=False)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1000])
+def test_stream_select_block_and_direct_paths_equal_np_load(chunk_rows):
+    from fh_rl.datasets.dqn_replay.format import stream_select
+
+    path = FIXTURE / "Breakout" / "1" / "replay_logs" / file_name("observation", 1)
+    with gzip.open(path) as f:
+        full = np.load(f, allow_pickle=False)  # (C, 84, 84)
+    C = len(full)
+    # a run of whole consecutive rows (direct decompression / block copies), a gap, then scattered rows
+    slots = np.concatenate([np.arange(0, 300), np.arange(310, 320), np.arange(400, C - 1, 37)])
+    out_rows = np.concatenate([np.arange(5, 305), np.arange(400, 410), 320 + np.arange(len(slots) - 310)[::-1]])
+    out = np.full((420, 84, 84), 7, np.uint8)
+    stream_select(path, C, slots, out, out_rows, chunk_rows * 84 * 84)
+    np.testing.assert_array_equal(out[out_rows], full[slots])
+    untouched = np.setdiff1d(np.arange(420), out_rows)
+    assert (out[untouched] == 7).all()

@@ -160,3 +160,38 @@ def test_codec_errors():
         make_codec(gym.spaces.MultiBinary(3))
     with pytest.raises(ValueError, match="not an action codec config"):
         codec_from_config({"type": "tree"})
+
+
+# ----------------------------------------------------------------- the [-1, 1] scale of heads that score continuous actions
+
+
+def test_box_unit_scale_round_trip_clip_and_torch():
+    codec = make_codec(gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 10.0], np.float32)), num_bins=4)
+    actions = np.array([[-2.0, 0.0], [0.0, 5.0], [2.0, 10.0], [1.0, 2.5]], np.float32)
+    unit = codec.to_unit(actions)
+    np.testing.assert_allclose(unit, [[-1, -1], [0, 0], [1, 1], [0.5, -0.5]])
+    assert unit.dtype == np.float32
+    np.testing.assert_allclose(codec.from_unit(unit), actions, atol=1e-6)
+    np.testing.assert_allclose(codec.to_unit(np.array([[5.0, -1.0]])), [[1, -1]])  # outside the Box: clipped
+    np.testing.assert_allclose(codec.from_unit(np.array([[1.5, -3.0]])), [[2, 0]])
+    t = torch.as_tensor(actions)
+    assert torch.equal(codec.to_unit(t), torch.as_tensor(unit))
+    assert codec.from_unit(codec.to_unit(t)).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"must have shape \(\.\.\., A\) with A = 2"):
+        codec.to_unit(np.zeros(3))
+
+
+def test_unit_bin_edges_are_the_codec_bins():
+    codec = make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=4, margin_bins=2)
+    edges = codec.unit_bin_edges()
+    np.testing.assert_allclose(edges, [-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2])  # K + 2m + 1, margins beyond +-1
+    a = np.random.default_rng(0).uniform(-2, 2, (500, 1)).astype(np.float32)
+    by_edges = np.searchsorted(edges, codec.to_unit(a)[:, 0], side="right") - 1
+    np.testing.assert_array_equal(by_edges, codec.encode(a)[:, 0])
+
+
+def test_discrete_actions_have_no_unit_scale():
+    codec = make_codec(gym.spaces.Discrete(6))
+    assert not codec.continuous and codec.unit_bin_edges() is None
+    with pytest.raises(ValueError, match=r"Discrete\(6\) actions have no continuous scale: .*need a Box action space"):
+        codec.to_unit(np.array([1]))

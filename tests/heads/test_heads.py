@@ -6,13 +6,16 @@ import torch
 
 from fh_rl.heads import (
     HEADS,
+    ContinuousOutput,
     FourierHead,
     Head,
     HeadOutput,
     available_heads,
     build_head,
+    head_scores,
     register_head,
 )
+from fh_rl.heads.continuous import log_ndtr_difference
 
 D, K = 12, 18
 SHAPES = [(), (3,), (3, 4)]
@@ -22,7 +25,12 @@ def _eps(head: Head) -> float:
     return getattr(head, "eps", 0.0)
 
 
-@pytest.mark.parametrize("name", available_heads())
+def _tensors(out) -> list[torch.Tensor]:
+    """The distribution's tensors of a head output, whatever the head scores."""
+    return [t for t in out[:-1] if t is not None]
+
+
+@pytest.mark.parametrize("name", available_heads("bins"))
 @pytest.mark.parametrize("lead", SHAPES)
 @pytest.mark.parametrize("action_dims", [1, 6])
 def test_contract(name, lead, action_dims):
@@ -44,13 +52,43 @@ def test_contract(name, lead, action_dims):
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient for {pname}"
 
 
+@pytest.mark.parametrize("name", available_heads("continuous"))
+@pytest.mark.parametrize("lead", SHAPES)
+@pytest.mark.parametrize("action_dims", [1, 6])
+def test_continuous_contract(name, lead, action_dims):
+    torch.manual_seed(0)
+    head = build_head(name, D, K, action_dims=action_dims)
+    assert head.scores == head_scores(name) == "continuous" and head.action_dtype == torch.float32
+    h = torch.randn(*lead, D)
+    out = head(h)
+    assert isinstance(out, ContinuousOutput)
+    assert out.mean.shape == (*lead, action_dims) and out.mean.dtype == torch.float32
+    assert out.log_std is None or out.log_std.shape == out.mean.shape
+    assert out.regularization.dim() == 0 and torch.isfinite(out.regularization)
+    for action in (head.mode(out), head.sample(out, torch.Generator().manual_seed(0))):
+        assert action.shape == (*lead, action_dims) and action.abs().max() <= 1
+    log_probs = head.bin_log_probs(out)
+    if log_probs is not None:
+        assert log_probs.shape == (*lead, action_dims, K)
+        torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(*lead, action_dims), atol=1e-5, rtol=0)
+    # every parameter receives a gradient through the loss, also at actions on the bounds
+    targets = torch.rand(*lead, action_dims) * 2 - 1
+    targets.view(-1)[0] = 1.0
+    loss = head.loss(out, targets)
+    assert loss.shape == (*lead, action_dims) and torch.isfinite(loss).all()
+    (loss.mean() + out.regularization).backward()
+    for pname, p in head.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: no gradient for {pname}"
+
+
 @pytest.mark.parametrize("name", available_heads())
 def test_no_side_effects_and_deterministic(name):
     head = build_head(name, D, K, action_dims=2)
     before = {k: v.clone() for k, v in head.state_dict().items()}
     h = torch.randn(5, D)
     a, b = head(h), head(h)
-    torch.testing.assert_close(a.log_probs, b.log_probs)
+    for x, y in zip(_tensors(a), _tensors(b)):
+        torch.testing.assert_close(x, y)
     for k, v in head.state_dict().items():
         torch.testing.assert_close(v, before[k])
 
@@ -66,12 +104,30 @@ def test_wrong_input_width_is_a_clear_error(name):
 def test_bf16_autocast_keeps_float32_distribution(name):
     head = build_head(name, D, K, action_dims=3)
     h = torch.randn(4, D)
-    ref = head(h).log_probs
+    ref = head(h)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = head(h)
-    assert out.log_probs.dtype == torch.float32
+        log_probs = head.bin_log_probs(out)
+    assert all(t.dtype == torch.float32 for t in _tensors(out))
     # only the input projection runs in bf16: the distribution stays close
-    assert (out.log_probs.exp() - ref.exp()).abs().max() < 2e-2
+    if log_probs is not None:
+        assert log_probs.dtype == torch.float32
+        assert (log_probs.exp() - head.bin_log_probs(ref).exp()).abs().max() < 2e-2
+    assert (head.mode(out).float() - head.mode(ref).float()).abs().max() <= (0 if head.scores == "bins" else 2e-2)
+
+
+@pytest.mark.parametrize("name", available_heads("bins"))
+def test_bin_heads_mode_sample_and_loss(name):
+    head = build_head(name, D, K, action_dims=2)
+    out = head(torch.randn(5, D))
+    torch.testing.assert_close(head.mode(out), out.log_probs.argmax(-1))
+    targets = torch.randint(K, (5, 2))
+    torch.testing.assert_close(head.loss(out, targets), -out.log_probs.gather(-1, targets[..., None])[..., 0])
+    assert head.bin_log_probs(out, torch.linspace(-3, 3, 7)) is out.log_probs  # its bins are the codec's
+    draws = torch.stack([head.sample(out, torch.Generator().manual_seed(s)) for s in range(4000)])  # (S, 5, 2)
+    freq = torch.nn.functional.one_hot(draws, K).double().mean(0)
+    pmf = out.log_probs.exp().double()
+    torch.testing.assert_close(freq, pmf / pmf.sum(-1, keepdim=True), atol=0.03, rtol=0)
 
 
 # ----------------------------------------------------------------- Fourier math
@@ -195,6 +251,99 @@ def test_gmm_mixture_matches_direct_evaluation():
     torch.testing.assert_close(out, dens / dens.sum(-1, keepdim=True), atol=1e-6, rtol=0)
 
 
+# ----------------------------------------------------------------- continuous heads
+
+
+def test_mse_head_is_tanh_of_a_linear_map_with_squared_error():
+    head = build_head("mse", D, K, action_dims=3)
+    h = torch.randn(4, D)
+    out = head(h)
+    assert out.log_std is None and head.objective == "mse"
+    expected = torch.tanh(h @ head.proj.weight.T + head.proj.bias)
+    torch.testing.assert_close(head.mode(out), expected)
+    torch.testing.assert_close(head.sample(out, torch.Generator().manual_seed(1)), expected)  # deterministic
+    y = torch.rand(4, 3) * 2 - 1
+    torch.testing.assert_close(head.loss(out, y), (expected - y) ** 2)
+    assert head.bin_log_probs(out) is None  # a point prediction has no pmf
+
+
+def _gaussian(action_dims=2, seed=0, **params):
+    torch.manual_seed(seed)
+    head = build_head("gaussian", D, K, action_dims=action_dims, **params)
+    return head, head(torch.randn(6, D))
+
+
+def test_gaussian_density_integrates_to_one_and_matches_the_change_of_variables():
+    head, out = _gaussian(boundary_eps=1e-12, max_log_std=0.5)
+    u = torch.linspace(-12, 12, 100_001, dtype=torch.float64)  # y = tanh(u): the grid follows the mass near +-1
+    y = torch.tanh(u)
+    out64 = ContinuousOutput(out.mean.detach().double(), out.log_std.detach().double(), out.regularization)
+    nll = head.loss(ContinuousOutput(out64.mean[..., None], out64.log_std[..., None], out.regularization), y)  # (6, 2, P)
+    density = torch.exp(-nll)
+    integral = torch.trapezoid(density * (1 - y**2), u, dim=-1)  # dy = (1 - y^2) du
+    torch.testing.assert_close(integral, torch.ones(6, 2, dtype=torch.float64), atol=1e-6, rtol=0)
+    y = y[1000:-1000]  # away from the float64 rounding of tanh to +-1
+    density = density[..., 1000:-1000]
+    # p(y) = N(atanh y; mu, sigma) / (1 - y^2), written out directly
+    mu, sigma = out64.mean[0, 0], out64.log_std[0, 0].exp()
+    u = torch.atanh(y)
+    direct = torch.exp(-0.5 * ((u - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi)) / (1 - y**2)
+    torch.testing.assert_close(density[0, 0], direct, rtol=1e-9, atol=1e-12)
+
+
+def test_gaussian_bins_are_the_exact_discretisation():
+    head, out = _gaussian()
+    log_probs = head.bin_log_probs(out)  # (6, 2, K) over the K cells of [-1, 1]
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(6, 2), atol=1e-5, rtol=0)
+    # Monte Carlo of tanh(N(mu, sigma)): the same bin frequencies
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([head.sample(out, gen) for _ in range(20_000)])  # (S, 6, 2)
+    freq = torch.stack([torch.histc(draws[:, i, a], K, -1, 1) for i in range(6) for a in range(2)]).reshape(6, 2, K)
+    torch.testing.assert_close(freq / len(draws), log_probs.exp().detach(), atol=0.015, rtol=0)
+    # Margin bins beyond [-1, 1] get no mass; the inner bins are unchanged.
+    edges = torch.linspace(-1 - 4 / K, 1 + 4 / K, K + 5)  # two margin bins on each side
+    with_margin = head.bin_log_probs(out, edges)
+    assert with_margin.shape == (6, 2, K + 4)
+    assert torch.isneginf(with_margin[..., :2]).all() and torch.isneginf(with_margin[..., -2:]).all()
+    torch.testing.assert_close(with_margin[..., 2:-2], log_probs, atol=1e-5, rtol=1e-5)
+
+
+def test_gaussian_mode_sample_and_bounds():
+    head, out = _gaussian(min_log_std=-3.0, max_log_std=0.5)
+    torch.testing.assert_close(head.mode(out), torch.tanh(out.mean))
+    assert out.log_std.min() >= -3.0 and out.log_std.max() <= 0.5
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    torch.testing.assert_close(head.sample(out, g1), head.sample(out, g2))  # seeded
+    with pytest.raises(ValueError, match="min_log_std must be < max_log_std"):
+        build_head("gaussian", D, K, min_log_std=1.0, max_log_std=1.0)
+    with pytest.raises(ValueError, match=r"boundary_eps must be in \(0, 1\)"):
+        build_head("gaussian", D, K, boundary_eps=0.0)
+
+
+def test_log_ndtr_difference_is_accurate_in_both_tails():
+    mpmath = pytest.importorskip("mpmath")  # installed with torch (through sympy)
+    mpmath.mp.dps = 60
+
+    def phi(x):
+        return mpmath.mpf(0) if x == -math.inf else mpmath.mpf(1) if x == math.inf else mpmath.ncdf(x)
+
+    a = [-40.0, -9.0, -1.0, 0.5, 8.0, 30.0, -math.inf, 2.0, -math.inf]
+    b = [-39.0, -8.5, 1.0, 0.6, 8.5, 31.0, math.inf, math.inf, -5.0]
+    got = log_ndtr_difference(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
+    ref = [float(mpmath.log(phi(-x) - phi(-y) if x > 0 else phi(y) - phi(x))) for x, y in zip(a, b)]  # 60 digits
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-9, atol=1e-12)
+    empty = log_ndtr_difference(torch.tensor([math.inf, 3.0]), torch.tensor([math.inf, 3.0]))
+    assert torch.isneginf(empty).all()  # empty bins (e.g. margins beyond [-1, 1])
+
+
+def test_available_heads_by_kind():
+    assert {"linear", "fourier", "gmm"} <= set(available_heads("bins"))
+    assert {"mse", "gaussian"} <= set(available_heads("continuous"))
+    assert sorted(available_heads("bins") + available_heads("continuous")) == available_heads()
+    with pytest.raises(ValueError, match="scores must be"):
+        available_heads("box")
+
+
 # ----------------------------------------------------------------- registry
 
 
@@ -246,3 +395,15 @@ def test_entry_point_heads_are_registered(monkeypatch):
     monkeypatch.setattr(metadata, "entry_points", lambda group: [FakeEP()] if group == "fh_rl.heads" else [])
     assert "plugin_head" in reg.names()
     assert reg.get("plugin_head") is FourierHead
+
+
+def test_fourier_regularization_matches_formula_at_32_frequencies():
+    N, gamma = 32, 1e-2
+    torch.manual_seed(3)
+    head = FourierHead(D, K, 2, num_frequencies=N, regularization_gamma=gamma, init_scale=1.0).double()
+    h = torch.randn(5, D, dtype=torch.float64)
+    coef = head.coefficients(h).detach().numpy().reshape(-1, 2 * (N + 1))
+    _, r = direct_fourier_pmf(coef, K)
+    k = np.arange(N + 1)
+    expected = gamma * 2 * np.mean(np.sum(2 * np.pi**2 * k**2 * np.abs(r) ** 2, axis=-1))
+    assert head(h).regularization.item() == pytest.approx(expected, rel=1e-6)  # float32 buffers

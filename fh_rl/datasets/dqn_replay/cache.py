@@ -64,7 +64,7 @@ def save_cache(path: Path, flat: dict[str, np.ndarray], meta: dict[str, Any]) ->
     try:
         for k in _CACHE_ARRAYS:
             np.save(tmp / f"{k}.npy", flat[k], allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, allow_nan=False))
         try:
             os.replace(tmp, path)
         except OSError:  # another process cached it first

@@ -168,6 +168,11 @@ def read_array(path: Path, key: str, shape: tuple[int | None, ...]) -> np.ndarra
     return GzipNpy(path, _DTYPES[key], shape).read_all()
 
 
+def _consecutive(values: np.ndarray, a: int, b: int) -> bool:
+    """Whether ``values[a:b]`` is a run of consecutive integers (sorted, no gaps)."""
+    return b > a and int(values[b - 1]) - int(values[a]) == b - a - 1 and bool(np.all(np.diff(values[a:b]) == 1))
+
+
 def stream_select(
     path: Path, capacity: int, slots: np.ndarray, out: np.ndarray, out_rows: np.ndarray, chunk_bytes: int
 ) -> None:
@@ -181,10 +186,17 @@ def stream_select(
         lo = 0
         while lo <= last_needed:
             n = min(chunk_rows, capacity - lo)
-            reader.read_exact(memoryview(buf[:n].reshape(-1)))
-            a, b = np.searchsorted(slots, [lo, lo + n])
-            if b > a:
-                out[out_rows[a:b]] = buf[slots[a:b] - lo]
+            a, b = (int(i) for i in np.searchsorted(slots, [lo, lo + n]))
+            r = int(out_rows[a]) if b > a else 0
+            if b - a == n and _consecutive(out_rows, a, b) and out.flags.c_contiguous:
+                # every row of the chunk is wanted, in order: decompress straight into the output
+                reader.read_exact(memoryview(out[r : r + n].reshape(-1)))
+            else:
+                reader.read_exact(memoryview(buf[:n].reshape(-1)))
+                if b > a and _consecutive(slots, a, b) and _consecutive(out_rows, a, b):
+                    out[r : r + b - a] = buf[int(slots[a]) - lo : int(slots[a]) - lo + b - a]  # one block copy
+                elif b > a:
+                    out[out_rows[a:b]] = buf[slots[a:b] - lo]
             lo += n
         if lo < capacity:  # skip the rest, still checking the CRC
             while lo < capacity:

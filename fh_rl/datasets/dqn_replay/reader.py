@@ -30,6 +30,7 @@ from fh_rl.datasets.dqn_replay.format import (
 from fh_rl.datasets.dqn_replay.plan import FilePlan, episode_table, plan_files
 from fh_rl.datasets.dqn_replay.selection import PROTOCOLS, select_episodes
 from fh_rl.datasets.trajectory import TrajectoryDataset
+from fh_rl.datasets.validate import check_finite
 
 
 def load_dqn_replay(
@@ -69,7 +70,8 @@ def load_dqn_replay(
             :func:`fh_rl.datasets.dqn_replay.selection.select_paper`).
         num_buffers: paper protocol: buffers drawn among the last this many full files.
         trajectories_per_buffer: paper protocol: complete episodes taken per visit.
-        workers: threads decompressing files in parallel (default: min(4, CPUs)).
+        workers: threads decompressing files in parallel (default: one per file to read, at most the
+            number of CPUs; one file is one gzip stream and cannot be split).
         cache: keep the sample as uncompressed memory-mapped ``.npy`` files
             keyed by these arguments and the source files' sizes and dates.
             ``None`` (default): cache when a subset is sampled.
@@ -87,7 +89,7 @@ def load_dqn_replay(
             f"`python -m fh_rl.datasets.download {game} --run {run} --root {root}`")
     wanted = _wanted_suffixes(directory, suffixes, hint)
     protocol, max_transitions = _resolve_protocol(protocol, max_transitions)
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or max(1, min(len(wanted), os.cpu_count() or 1))
     params = {
         "game": game, "run": run, "suffixes": wanted, "max_transitions": max_transitions, "seed": seed,
         "protocol": protocol, "num_buffers": num_buffers, "trajectories_per_buffer": trajectories_per_buffer,
@@ -100,6 +102,7 @@ def load_dqn_replay(
         cache_path = subset_cache_path(cache_dir, directory, wanted, params)
         cached = load_cache(cache_path)
         if cached is not None:
+            check_finite(cached["rewards"], source=cache_path / "rewards.npy", key="rewards")  # a cache from older code
             return TrajectoryDataset(cached, frame_stack=4, name=name, source={**params, "root": str(root), "cache": str(cache_path)},
                                      reward_transform="clip")
 
@@ -216,10 +219,22 @@ def _read_file_rows(
     actions = read_array(directory / file_name("action", f.suffix), "action", (C,))
     rewards = read_array(directory / file_name("reward", f.suffix), "reward", (C,))
     _validate_padding(directory, f, actions, rewards)
+    _validate_rows(directory, f, actions[slots], rewards[slots], slots)
     out["actions"][out_rows] = actions[slots]
     out["rewards"][out_rows] = rewards[slots]
     del actions, rewards
     stream_select(directory / file_name("observation", f.suffix), C, slots, out["observations"], out_rows, chunk_bytes)
+
+
+def _validate_rows(directory: Path, f: FilePlan, actions: np.ndarray, rewards: np.ndarray, slots: np.ndarray) -> None:
+    """What DQN-Replay data can get wrong in the rows kept: a non-finite reward, a negative action id."""
+    check_finite(rewards, source=directory / file_name("reward", f.suffix), key="reward", rows=slots)
+    if len(actions) and actions.min() < 0:
+        i = int(np.argmax(actions < 0))
+        raise ValueError(
+            f"{directory / file_name('action', f.suffix)}: 'action' is {int(actions[i])} at row {int(slots[i])}; "
+            f"action ids are >= 0"
+        )
 
 
 def _validate_padding(directory: Path, f: FilePlan, actions: np.ndarray, rewards: np.ndarray) -> None:
