@@ -67,23 +67,27 @@ WHOLE_GRID_MAX_FREQUENCIES = 10
 """Up to this N the regulariser uses the whole-grid form p^T Q p (faster there on a CPU)."""
 
 
-def smoothness_matrices(num_frequencies: int, whole_grid: bool = False) -> tuple[torch.Tensor, ...]:
-    """Fixed float64 matrices of the exact penalty sum_{k=1..N} 2 pi^2 k^2 |r_k|^2 (module docstring).
+def smoothness_matrices(num_frequencies: int, whole_grid: bool = False) -> dict[str, torch.Tensor]:
+    """Fixed float64 matrices of the exact penalty sum_{k=1..N} 2 pi^2 k^2 |r_k|^2 (module docstring), by buffer name.
 
-    With ``whole_grid``: ``basis`` (2(N+1), 2M) giving ``[Re A, Im A]`` at the M grid points, and Q
-    (M, M), with penalty = p^T Q p for p = |A|^2 there. Otherwise ``basis`` (2(N+1), 4(N+1)): ``[Re a, Im a] @ basis = [Cu, Su, Cv, Sv]``, the cos and
-    sin sums of Re a and Im a at x_m = 2m/M, m = 0..N (M = 2N+1); ``basis_t`` (2(N+1), N+1), the
-    transposed [cos | sin] block for the backward; ``even`` and ``odd`` (N+1, N+1), with
-    penalty = E^T even E + O'^T odd O' for E = Cu^2 + Su^2 + Cv^2 + Sv^2 and O' = Su Cv - Cu Sv.
+    With ``whole_grid``: ``reg_grid_basis`` (2(N+1), 2M) gives ``[Re A, Im A]`` at the M = 2N+1 grid
+    points and ``reg_grid_form`` Q (M, M) makes the penalty p^T Q p for p = |A|^2 there. Otherwise:
+    ``reg_basis`` (2(N+1), 4(N+1)) with ``[Re a, Im a] @ reg_basis = [Cu, Su, Cv, Sv]``, the cos and
+    sin sums of Re a and Im a at x_m = 2m/M, m = 0..N; ``reg_basis_t`` (2(N+1), N+1), the transposed
+    [cos | sin] block for the backward; ``reg_even_form`` and ``reg_odd_form`` (N+1, N+1), with the
+    penalty E^T even E + O'^T odd O' for E = Cu^2 + Su^2 + Cv^2 + Sv^2 and O' = Su Cv - Cu Sv.
     """
     N, N1, M = num_frequencies, num_frequencies + 1, 2 * num_frequencies + 1
     m = torch.arange(-N, N + 1, dtype=torch.float64)
     x = 2.0 * m / M  # one period, symmetric about 0
     k = torch.arange(1, N1, dtype=torch.float64)
-    # |r_k|^2 = (1/M^2) sum_{m,m'} p_m p_m' cos(pi k (x_m - x_m')): the penalty is p^T Q p
-    Q = (2.0 * math.pi**2 * k**2 * torch.cos(math.pi * k * (x[:, None, None] - x[None, :, None]))).sum(-1) / M**2
+    # |r_k|^2 = (1/M^2) sum_{m,m'} p_m p_m' cos(pi k (x_m - x_m')): the penalty is p^T Q p, and Q
+    # depends on m - m' alone: tabulate its 2M-1 values, then index (no (M, M, N) intermediate)
+    shift = torch.arange(-(M - 1), M, dtype=torch.float64)
+    by_shift = (2.0 * math.pi**2 * k**2 * torch.cos(2.0 * math.pi * shift[:, None] * k / M)).sum(-1) / M**2
+    Q = by_shift[(m[:, None] - m[None, :]).long() + (M - 1)]
     if whole_grid:
-        return fourier_basis(x, N), Q
+        return {"reg_grid_basis": fourier_basis(x, N), "reg_grid_form": Q}
     rows = torch.arange(M)
     fold_even = torch.zeros(M, N1, dtype=torch.float64)  # the even part of p at +-x_a is E_a
     fold_even[rows, m.abs().long()] = 1.0
@@ -92,7 +96,8 @@ def smoothness_matrices(num_frequencies: int, whole_grid: bool = False) -> tuple
     even, odd = fold_even.T @ Q @ fold_even, fold_odd.T @ Q @ fold_odd
     angle = math.pi * torch.arange(N1, dtype=torch.float64)[:, None] * x[None, N:]  # (j, x_a >= 0)
     cos_sin = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1)  # (N+1, 2(N+1))
-    return torch.block_diag(cos_sin, cos_sin), cos_sin.T.contiguous(), even, odd
+    return {"reg_basis": torch.block_diag(cos_sin, cos_sin), "reg_basis_t": cos_sin.T.contiguous(),
+            "reg_even_form": even, "reg_odd_form": odd}
 
 
 class _SmoothnessPenalty(torch.autograd.Function):
@@ -170,8 +175,8 @@ class FourierHead(Head):
             self.proj.bias.div_(init_scale)
         self.register_buffer("basis", fourier_basis(self.bin_centers, num_frequencies), persistent=False)
         matrices = smoothness_matrices(num_frequencies, whole_grid=num_frequencies <= WHOLE_GRID_MAX_FREQUENCIES)
-        self._reg_names = tuple(f"reg_{i}" for i in range(len(matrices)))
-        for name, value in zip(self._reg_names, matrices):
+        self._reg_names = tuple(matrices)
+        for name, value in matrices.items():
             self.register_buffer(name, value, persistent=False)
 
     def extra_repr(self) -> str:
