@@ -1,4 +1,4 @@
-"""The comparison's figures: return and smoothness against the number of frequencies, and learned pmfs."""
+"""The comparison's figures: return, held-out NLL and smoothness against the number of frequencies, and learned pmfs."""
 
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[s
 
 
 def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Return and held-out smoothness against the number of frequencies; heads without frequencies as bands."""
+    """Return, held-out NLL and smoothness against the number of frequencies; heads without frequencies as bands."""
     plt = pyplot()
     lines, bands = _frequency_series(rows)
     if not lines:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     panels = [("return", lambda row: row["return"], "return (mean over seeds, 95% CI)"),
+              ("nll", lambda row: row["val"]["nll"], "held-out NLL of the dataset's bins"),
               ("smoothness", lambda row: row["val"]["smoothness"], "held-out smoothness (lower is smoother)")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (name, pick, ylabel) in zip(axes, panels):
