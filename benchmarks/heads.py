@@ -51,12 +51,35 @@ def time_head(head: torch.nn.Module, h: torch.Tensor, target: torch.Tensor, repe
     return times[len(times) // 2]  # median: robust to a noisy shared machine
 
 
+def full_grid_regularization(head, coef: torch.Tensor) -> torch.Tensor:
+    """The previous exact form, kept as a contender: |A|^2 on all M = 2N+1 grid points, its DFT, autograd."""
+    import math
+
+    from fh_rl.heads.fourier import fourier_basis
+
+    N = head.num_frequencies
+    N1, M = N + 1, 2 * N + 1
+    if getattr(head, "_full_grid", None) is None:
+        x = -1.0 + 2.0 * torch.arange(M, dtype=torch.float64) / M
+        k = torch.arange(N1, dtype=torch.float64)
+        angle = math.pi * x[:, None] * k[None, :]
+        dft = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) / M
+        head._full_grid = (fourier_basis(x, N).float(), dft.float(), (2.0 * math.pi**2 * k**2).float())
+    basis, dft, weights = head._full_grid
+    re_im = coef @ basis
+    r = (re_im[..., :M].square() + re_im[..., M:].square()) @ dft
+    per_row = ((r[..., :N1].square() + r[..., N1:].square()) * weights).sum(-1)
+    return head.regularization_gamma * 2.0 * per_row.mean()
+
+
 def regulariser_table(repeats: int) -> None:
     """The Fourier regulariser's forward+backward vs the rest of the head, interleaved rounds, medians.
 
     "rest" is the head without the regulariser (coefficients, pmf, log); "regulariser" the
-    ``regularization`` call on the same coefficients. Times are this thread's CPU time (one torch
-    thread), which a busy machine distorts far less than wall time.
+    ``regularization`` call on the same coefficients (N <= 10: the whole-grid quadratic form;
+    above: the half-grid form with its hand backward); "previous" the whole-grid DFT form that
+    both replaced, through autograd. Times are this
+    thread's CPU time (one torch thread), which a busy machine distorts far less than wall time.
     """
     import statistics
 
@@ -65,10 +88,11 @@ def regulariser_table(repeats: int) -> None:
     s = SHAPES["atari-dt"]
     h = torch.randn(s["rows"], s["in_features"], requires_grad=True)
     print(f"\nFourier regulariser at the Atari DT shape ({s['rows']} rows), CPU ms, median of {repeats} interleaved rounds")
-    print(f"{'N':>3} {'rest ms':>8} {'regulariser ms':>15} {'/ rest':>7}")
-    for n in (8, 32):
+    print(f"{'N':>3} {'rest ms':>8} {'regulariser ms':>15} {'/ rest':>7} {'previous ms':>12} {'/ rest':>7}")
+    for n in (8, 16, 32):
         head = FourierHead(s["in_features"], s["num_bins"], s["action_dims"], num_frequencies=n, regularization_gamma=1e-6)
         coef = head.coefficients(h).detach().requires_grad_(True)
+        torch.testing.assert_close(head.regularization(coef), full_grid_regularization(head, coef), rtol=1e-4, atol=0)
 
         def rest():
             torch.log(head._pmf_from_coefficients(head.coefficients(h)) + head.eps).mean().backward()
@@ -76,7 +100,10 @@ def regulariser_table(repeats: int) -> None:
         def reg():
             head.regularization(coef).backward()
 
-        fns = {"rest": rest, "reg": reg}
+        def previous():
+            full_grid_regularization(head, coef).backward()
+
+        fns = {"rest": rest, "reg": reg, "previous": previous}
         times = {k: [] for k in fns}
         for f in fns.values():
             f()
@@ -86,7 +113,8 @@ def regulariser_table(repeats: int) -> None:
                 f()
                 times[k].append(time.thread_time() - t0)
         m = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        print(f"{n:>3} {m['rest']:>8.2f} {m['reg']:>15.2f} {m['reg'] / m['rest']:>6.2f}x")
+        print(f"{n:>3} {m['rest']:>8.2f} {m['reg']:>15.2f} {m['reg'] / m['rest']:>6.2f}x"
+              f" {m['previous']:>12.2f} {m['previous'] / m['rest']:>6.2f}x")
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ paper's Atari shape (6 layers, 8 heads, D = 128, context 30, Nature CNN,
 18 actions) with a full 30-step context, for several numbers of concurrent
 episodes, interleaved over rounds; "actions/s" is episodes x calls per second,
 the ceiling the model puts on an evaluation's environment steps per second.
+Each case runs with the state-embedding cache (each frame stack encoded once,
+the default) and without it (the whole context re-encoded every call), interleaved.
 
     python benchmarks/policy.py --threads 1             # CPU
     python benchmarks/policy.py --device cuda           # GPU (what benchmarks/device_check.sh runs)
@@ -30,12 +32,12 @@ from fh_rl.agents.inference import AgentPolicy  # noqa: E402
 from fh_rl.envs.codecs import DiscreteCodec  # noqa: E402
 
 
-def make_policy(head: str, device: str, episodes: int) -> tuple[AgentPolicy, np.ndarray, np.ndarray]:
+def make_policy(head: str, device: str, episodes: int, cache: bool = True) -> tuple[AgentPolicy, np.ndarray, np.ndarray]:
     torch.manual_seed(0)
     cfg = AgentConfig(name="dt", embed_dim=128, n_layer=6, n_head=8, context_len=30, max_timestep=3000)
     params = {"num_frequencies": 8} if head == "fourier" else {}
     agent = build_agent(cfg, head=head, head_params=params, state_shape=(4, 84, 84), codec=DiscreteCodec(range(18), "identity"))
-    policy = AgentPolicy(agent, target_return=90.0, device=device, seed=0)
+    policy = AgentPolicy(agent, target_return=90.0, device=device, seed=0, cache_states=cache)
     slots = np.arange(episodes)
     frames = np.random.default_rng(0).integers(0, 256, (episodes, 84, 84), dtype=np.uint8)
     policy.begin(slots, frames)
@@ -60,7 +62,7 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     episodes = args.episodes or ([1, 8, 32, 128] if cuda else [1, 8, 32])
     calls = args.calls or (20 if cuda else 3)
-    cases = {(h, n): make_policy(h, args.device, n) for h in args.heads for n in episodes}
+    cases = {(h, n, c): make_policy(h, args.device, n, c) for h in args.heads for n in episodes for c in (True, False)}
     times: dict = {k: [] for k in cases}
     for _ in range(args.rounds):
         for key, (policy, slots, frames) in cases.items():
@@ -71,14 +73,18 @@ def main() -> None:
             times[key].append((time.perf_counter() - t0) / calls)
     print(f"device {args.device}, torch threads {torch.get_num_threads()}, full 30-step contexts, "
           f"median of {args.rounds} interleaved rounds x {calls} calls")
-    print(f"{'head':<8} {'episodes':>8} {'ms/call':>9} {'actions/s':>10} {'vs 1 episode':>13}")
+    print(f"{'head':<8} {'episodes':>8} {'cache':>6} {'ms/call':>9} {'actions/s':>10} {'vs 1 episode':>13} {'vs no cache':>12}")
     rows = []
     for head in args.heads:
-        one = statistics.median(times[(head, episodes[0])]) / episodes[0]
-        for n in episodes:
-            t = statistics.median(times[(head, n)])
-            print(f"{head:<8} {n:>8} {t * 1e3:>9.2f} {n / t:>10.1f} {one * n / t:>12.2f}x")
-            rows.append({"head": head, "episodes": n, "ms_per_call": t * 1e3, "actions_per_s": n / t, "device": args.device})
+        for cache in (True, False):
+            one = statistics.median(times[(head, episodes[0], cache)]) / episodes[0]
+            for n in episodes:
+                t = statistics.median(times[(head, n, cache)])
+                speedup = statistics.median(times[(head, n, False)]) / t
+                print(f"{head:<8} {n:>8} {'yes' if cache else 'no':>6} {t * 1e3:>9.2f} {n / t:>10.1f} "
+                      f"{one * n / t:>12.2f}x {speedup:>11.2f}x")
+                rows.append({"head": head, "episodes": n, "cache_states": cache, "ms_per_call": t * 1e3,
+                             "actions_per_s": n / t, "device": args.device})
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

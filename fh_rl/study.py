@@ -44,7 +44,11 @@ Every number on this page is produced by `python -m fh_rl.study configs/studies/
 from the runs of that study; the per-run records are in `docs/results/<study>.json` and the
 grouped statistics in `docs/results/<study>/comparison.json`. Returns are the mean over seeds of
 each run's mean evaluation return, with a 95% bootstrap confidence interval over seeds.
-Overlapping intervals mean *no evidence of a difference*, not a win.
+Overlapping intervals mean *no evidence of a difference*, not a win. A seed fixes the held-out
+split and the evaluation episodes for every arm, so each verdict line also gives the per-seed
+difference from the linear head with its interval (paired by seed): it shows how consistent the
+difference is, but the verdict is read from the arms' own intervals. The validation split
+differs between seeds, so held-out NLL and accuracy vary by seed as much as by head.
 """
 
 
@@ -288,8 +292,22 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
             else:
                 word = "intervals do not overlap: " + ("higher" if a > b else "lower") + " return than linear"
             lines.append(f"- {row['label']} vs {base['label']}: {a:.1f} vs {b:.1f} "
-                         f"({row['n_seeds']} vs {base['n_seeds']} seeds); {word}.")
+                         f"({row['n_seeds']} vs {base['n_seeds']} seeds); {word}{_paired(row, base)}.")
     return lines
+
+
+def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
+    """The per-seed difference of returns on the seeds both arms ran (a seed fixes the validation split and
+    the evaluation episodes' seeds for every arm), with its bootstrap interval: information, not the verdict."""
+    from fh_rl.compare.stats import seed_statistics
+
+    mine, theirs = dict(zip(row["seeds"], row["return"]["values"])), dict(zip(base["seeds"], base["return"]["values"]))
+    common = sorted(set(mine) & set(theirs))
+    if len(common) < MIN_SEEDS_FOR_VERDICT or len(mine) != len(row["seeds"]) or len(theirs) != len(base["seeds"]):
+        return ""
+    d = seed_statistics([mine[s] - theirs[s] for s in common])
+    return (f" (paired by seed, {len(common)} seeds: difference {d['mean']:+.1f} "
+            f"[{d['ci_low']:+.1f}, {d['ci_high']:+.1f}])")
 
 
 # ----------------------------------------------------------------------------- docs
@@ -359,10 +377,12 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
 
 
 def rewrite_page(page: Path, name: str, text: str) -> None:
-    """Replace (or append) the study's marked section of docs/results.md, atomically."""
+    """Replace (or append) the study's marked section of docs/results.md, atomically; refresh the page's header."""
     from fh_rl.atomic import atomic_write_text
 
     current = page.read_text() if page.exists() else PAGE_HEADER
+    if "<!-- study:" in current:  # the page's header is this version's
+        current = PAGE_HEADER + "\n" + current[current.index("<!-- study:"):]
     start, end = f"<!-- study:{name}:start -->", f"<!-- study:{name}:end -->"
     if start in current and end in current:
         before, rest = current.split(start, 1)

@@ -286,6 +286,26 @@ def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence
     write_json(path, info)
 
 
+def record_timings(run_dir: Path, from_step: int, to_step: int, setup_s: float, train_s: float, eval_s: float) -> None:
+    """Where this process's wall time went, printed and appended to ``manifest.json``'s ``timings``.
+
+    ``setup``: the data (built when missing, then loaded and split) and the model; ``training``: the
+    training steps with their validation and checkpoints; ``evaluation``: every evaluation rollout.
+    """
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_step": from_step, "to_step": to_step,
+             "setup_s": round(setup_s, 2), "training_s": round(train_s, 2), "evaluation_s": round(eval_s, 2)}
+    path = run_dir / "manifest.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        info = None
+    if isinstance(info, dict):
+        info.setdefault("timings", []).append(entry)
+        write_json(path, info)
+    print(f"time: setup {setup_s:.1f} s, training {train_s:.1f} s, evaluation {eval_s:.1f} s "
+          f"(steps {from_step}-{to_step})", file=sys.stderr)
+
+
 class RunEvaluations:
     """The run's evaluation rollouts: every ``eval.every_steps`` training steps (when set) and after training.
 
@@ -299,6 +319,7 @@ class RunEvaluations:
         self.agent, self.cfg, self.targets, self.run_dir, self.writer = agent, cfg, targets, Path(run_dir), writer
         self.device, self.progress = device, progress
         self.history: list[dict[str, Any]] = [] if resumed_at is None else self._saved_history(resumed_at)
+        self.seconds = 0.0  # wall time spent evaluating in this process
 
     def _saved_history(self, step: int) -> list[dict[str, Any]]:
         try:
@@ -321,6 +342,7 @@ class RunEvaluations:
         from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
 
         cfg = self.cfg
+        start = time.perf_counter()
         results = run_evaluation(
             self.agent,
             env_name=cfg.env.name,
@@ -336,6 +358,7 @@ class RunEvaluations:
             timesteps=cfg.eval.timesteps,
             integer_rtg=cfg.eval.integer_returns_to_go,
         )
+        self.seconds += time.perf_counter() - start
         log_results(self.writer, results, step)
         self.history.append({"step": step, "results": results})
         write_eval_json(self.run_dir, self._payload())
@@ -389,7 +412,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     progress = not args.no_progress and ctx.is_main
+    started = time.perf_counter()
     built, targets, identity = _build_run(cfg, state, ctx, progress=progress, device=device)
+    setup_s = time.perf_counter() - started
     agent = built.agent
 
     if run_dir is None and ctx.is_main:
@@ -432,6 +457,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
                                      resumed_at=trainer.step if state is not None else None)
         if cfg.eval.every_steps:
             trainer.evaluate_every, trainer.on_evaluate = cfg.eval.every_steps, evaluations
+    first_step = trainer.step
+    fit_started = time.perf_counter()
     try:
         result = trainer.fit()
     except TrainingDiverged as exc:
@@ -442,8 +469,11 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         return 1
     if not ctx.is_main:  # rank 0 evaluates and writes the summaries
         return EXIT_SIGNAL.get(result.interrupted, 1) if result.interrupted else 0
+    fit_s = time.perf_counter() - fit_started
+    periodic_eval_s = evaluations.seconds if evaluations is not None else 0.0
     if result.interrupted:
         writer.close()
+        record_timings(run_dir, first_step, result.step, setup_s, fit_s - periodic_eval_s, periodic_eval_s)
         print(f"stopped by {result.interrupted} at step {result.step}; continue with: "
               f"python -m fh_rl.train --resume {run_dir}", file=sys.stderr)
         return EXIT_SIGNAL.get(result.interrupted, 1)
@@ -452,6 +482,8 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         evaluations.final(result.step)
     write_hparams(writer, cfg)
     writer.close()
+    record_timings(run_dir, first_step, result.step, setup_s, fit_s - periodic_eval_s,
+                   evaluations.seconds if evaluations is not None else 0.0)
     print(f"done: {run_dir}", file=sys.stderr)
     return 0
 

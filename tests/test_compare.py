@@ -149,9 +149,25 @@ def test_cli_writes_outputs_and_skips_bad_run_dirs(runs, tmp_path, capsys):
     md = (out / "comparison.md").read_text()
     assert "| dt-fourier num_frequencies=4 | 2 |" in md and "broken-eval" in md
     assert "### Pendulum-v1\n\nEvaluation: transformed returns-to-go, argmax actions.\n" in md  # how returns were had
-    for name in ("frequencies-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
+    for name in ("frequencies-Pendulum-v1.png", "curves-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert name in md
+
+
+def test_scalar_series_reads_each_step_once(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from fh_rl.compare.runs import scalar_series
+
+    writer = SummaryWriter(str(tmp_path))
+    for step, value in ((10, 1.0), (20, 0.5), (30, 0.4)):
+        writer.add_scalar("val/nll", value, step)
+    writer.add_scalar("val/nll", 0.45, 30)  # a resumed run logs its checkpoint's step again: the later write wins
+    writer.close()
+    series = scalar_series(tmp_path, ["val/nll", "train/nll"])
+    steps, values = series["val/nll"]
+    assert steps.tolist() == [10, 20, 30] and values.tolist() == pytest.approx([1.0, 0.5, 0.45])
+    assert series["train/nll"] is None
 
 
 def test_table_names_the_atari_protocol():

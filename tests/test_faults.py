@@ -325,7 +325,7 @@ def test_non_finite_settings_exit_2(tmp_path, tiny, capsys, setting):
 
 @pytest.mark.parametrize("setting, largest", [
     ("head.num_frequencies=1e9", "a tensor beyond 64-bit sizes"),
-    ("head.num_frequencies=200000", "head.sample_basis"),
+    ("head.num_frequencies=200000", "head.reg_basis"),
     ("env.num_bins=1000000000", "head.basis"),
     ("agent.embed_dim=1000000", "largest tensor blocks."),
     ("agent.context_len=10000000", "activations of one step"),

@@ -125,3 +125,24 @@ def test_repository_studies_parse():
         assert len(spec.seeds) >= 5, path
         for sweep in spec.sweeps:
             assert (REPO / sweep.config).is_file(), f"{path}: {sweep.config}"
+
+
+def _row(label, head, seeds, returns):
+    from fh_rl.compare.stats import seed_statistics
+
+    return {"label": label, "agent": "dt", "head": head, "seeds": seeds, "n_seeds": len(seeds),
+            "return": seed_statistics(returns)}
+
+
+def test_verdict_words_and_the_paired_difference():
+    base = _row("dt-linear", "linear", [0, 1, 2, 3], [-150.0, -200.0, -160.0, -190.0])
+    # Every seed 5 better than linear on the same seed: the intervals overlap (seeds vary a lot), and the
+    # paired difference says +5 with a degenerate interval.
+    close = _row("dt-fourier", "fourier", [0, 1, 2, 3], [-145.0, -195.0, -155.0, -185.0])
+    far = _row("dt-gmm", "gmm", [1, 2, 3, 4], [-600.0, -650.0, -620.0, -640.0])
+    few = _row("dt-fourier N=4", "fourier", [0, 1], [-140.0, -150.0])
+    lines = study.verdict([base, close, far, few])
+    assert lines[0] == ("- dt-fourier vs dt-linear: -170.0 vs -175.0 (4 vs 4 seeds); intervals overlap: no evidence of a "
+                        "difference (paired by seed, 4 seeds: difference +5.0 [+5.0, +5.0]).")
+    assert "intervals do not overlap: lower return than linear (paired by seed, 3 seeds: difference " in lines[1]
+    assert lines[2].endswith("fewer than 3 seeds: no verdict yet.")  # and no paired difference on 2 seeds

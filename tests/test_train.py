@@ -72,6 +72,10 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["dataset"]["content_hash"] and manifest["dataset"]["episodes"] == 8
     assert manifest["versions"]["torch"] == torch.__version__ and "git" in manifest
+    (timing,) = manifest["timings"]  # where the wall time went, also printed
+    assert timing["from_step"] == 0 and timing["to_step"] == 8
+    assert timing["setup_s"] > 0 and timing["training_s"] > 0 and timing["evaluation_s"] > 0
+    assert "time: setup " in capsys.readouterr().err
     result = json.loads((run_dir / "eval.json").read_text())["results"][0]
     assert len(result["returns"]) == 2 and all(-2000 < r <= 0 for r in result["returns"])
     tags = event_tags(run_dir)
@@ -138,6 +142,9 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
     run_dir = only_run_dir(part, head)
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 6
     assert run_cli(train_cli.main, ["--resume", str(run_dir), "--no-eval", "--no-progress"]) == 0
+    timings = json.loads((run_dir / "manifest.json").read_text())["timings"]
+    assert [(t["from_step"], t["to_step"]) for t in timings] == [(0, 6), (6, 10)]  # one entry per process
+    assert all(t["evaluation_s"] == 0 for t in timings)  # --no-eval
 
     a = torch.load(only_run_dir(full, head) / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)

@@ -200,28 +200,38 @@ class DecisionTransformer(Agent):
 
     def hidden_states(
         self,
-        states: torch.Tensor,
+        states: torch.Tensor | None,
         actions: torch.Tensor,
         returns_to_go: torch.Tensor,
         timesteps: torch.Tensor,
         mask: torch.Tensor | None = None,
+        *,
+        state_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The transformer's output (B, T, D) at the state tokens, the head's input; args as :meth:`forward`."""
+        """The transformer's output (B, T, D) at the state tokens, the head's input; args as :meth:`forward`.
+
+        ``state_embeddings`` (B, T, D): the states already through :meth:`encode_states` (then ``states``
+        is not read): what an acting policy keeps, so that each state is encoded once per episode.
+        """
         if returns_to_go.dim() != 2:
             raise ValueError(f"returns_to_go must have shape (B, T), got {tuple(returns_to_go.shape)}")
         B, T = returns_to_go.shape
         if T > self.context_len:
             raise ValueError(f"context of {T} steps exceeds agent.context_len = {self.context_len}")
-        if tuple(states.shape) != (B, T, *self.state_shape):
+        D = self.config.embed_dim
+        if state_embeddings is not None:
+            if tuple(state_embeddings.shape) != (B, T, D):
+                raise ValueError(f"state_embeddings must have shape ({B}, {T}, {D}), got {tuple(state_embeddings.shape)}")
+        elif states is None or tuple(states.shape) != (B, T, *self.state_shape):
             raise ValueError(
-                f"states must have shape ({B}, {T}, {', '.join(map(str, self.state_shape))}), got {tuple(states.shape)}"
+                f"states must have shape ({B}, {T}, {', '.join(map(str, self.state_shape))}), "
+                f"got {None if states is None else tuple(states.shape)}"
             )
         if actions.shape != (B, T, self.action_dims):
             raise ValueError(f"actions must have shape ({B}, {T}, {self.action_dims}), got {tuple(actions.shape)}")
-        D = self.config.embed_dim
 
         # Embeddings, each (B, T, D).
-        state_emb = self.state_encoder(states)
+        state_emb = self.state_encoder(states) if state_embeddings is None else state_embeddings
         rtg_emb = torch.tanh(self.return_embed((returns_to_go.float() / self.rtg_scale).unsqueeze(-1)))
         action_emb = torch.tanh(self.action_embed(actions))  # (B, T, A) -> (B, T, D)
         if self.config.timestep_embedding == "per_step":
@@ -267,11 +277,23 @@ class DecisionTransformer(Agent):
 
     def next_action(
         self,
-        states: torch.Tensor,
+        states: torch.Tensor | None,
         actions: torch.Tensor,
         returns_to_go: torch.Tensor,
         timesteps: torch.Tensor,
         mask: torch.Tensor,
+        *,
+        state_embeddings: torch.Tensor | None = None,
     ) -> Any:
-        """The head's output (leading shape (B,)) for the next action of right-aligned contexts (left padding masked)."""
-        return self.head(self.hidden_states(states, actions, returns_to_go, timesteps, mask)[:, -1])
+        """The head's output (leading shape (B,)) for the next action of right-aligned contexts (left padding masked).
+
+        ``state_embeddings``: as :meth:`hidden_states`.
+        """
+        hidden = self.hidden_states(states, actions, returns_to_go, timesteps, mask, state_embeddings=state_embeddings)
+        return self.head(hidden[:, -1])
+
+    def encode_states(self, states: torch.Tensor) -> torch.Tensor:
+        """(n, *state_shape) states -> (n, D): the state tokens' embeddings, as :meth:`hidden_states` makes them."""
+        if tuple(states.shape[1:]) != self.state_shape:
+            raise ValueError(f"states must have shape (n, {', '.join(map(str, self.state_shape))}), got {tuple(states.shape)}")
+        return self.state_encoder(states)

@@ -4,7 +4,10 @@
 episode (slot) keeps its own context: the last T states, chosen actions (as
 the head scores them: bins, or values in [-1, 1]), returns-to-go and
 timesteps. Every ``act`` is one batched model call over all
-live slots (contexts right-aligned, left padding masked). After
+live slots (contexts right-aligned, left padding masked). An agent with
+``encode_states`` (the Decision Transformer) gets each new state encoded once,
+and the slot keeps the embeddings: the Nature CNN then sees one frame stack
+per episode and step instead of the whole context's (``cache_states``). After
 each step the slot's return-to-go is decremented by the reward in dataset
 units (``transformed``: e.g. clipped for DQN-Replay) or by the raw reward
 (``raw``, the DT paper's code).
@@ -61,6 +64,8 @@ class AgentPolicy:
         timesteps: ``own`` (each context step carries its own timestep, as in
             training) or ``current`` (all carry the current step's: the papers' code).
         integer_rtg: feed returns-to-go truncated to integers (the papers' code).
+        cache_states: keep each state's embedding rather than re-encoding the context every step
+            (agents with ``encode_states``); the same actions up to float rounding.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class AgentPolicy:
         seed: int = 0,
         timesteps: str = "own",
         integer_rtg: bool = False,
+        cache_states: bool = True,
     ) -> None:
         if rtg_mode not in RTG_MODES:
             raise ValueError(f"rtg_mode must be one of {RTG_MODES}, got {rtg_mode!r}")
@@ -92,6 +98,7 @@ class AgentPolicy:
         self.rng = np.random.default_rng(seed)
         self.slots: dict[int, _Slot] = {}
         self.action_dtype = torch.empty(0, dtype=agent.head.action_dtype).numpy().dtype  # int64 bins or float32
+        self.cache_states = bool(cache_states) and agent.sequence_model and hasattr(agent, "encode_states")
 
     # ------------------------------------------------------------------ Policy protocol
 
@@ -103,16 +110,25 @@ class AgentPolicy:
         slots = np.asarray(slots).tolist()
         observations = np.asarray(observations)
         A = self.agent.action_dims
-        for slot, obs in zip(slots, observations):
-            s = self.slots[slot]
-            s.states.append(self._state(s, obs))
+        live = [self.slots[slot] for slot in slots]
+        new_states = [self._state(s, obs) for s, obs in zip(live, observations)]
+        if self.cache_states:  # encode only the new states; the slots keep (D,) embeddings
+            dtype = np.uint8 if self.agent.is_frames else np.float32
+            with torch.no_grad():
+                embedded = self.agent.encode_states(torch.from_numpy(np.stack(new_states).astype(dtype, copy=False)).to(self.device))
+            new_states = list(embedded)
+        for s, state in zip(live, new_states):
+            s.states.append(state)
             s.actions.append(np.zeros(A, dtype=self.action_dtype))  # the action being chosen; unseen by its own prediction
             s.rtg.append(math.trunc(s.return_to_go) if self.integer_rtg else s.return_to_go)
             s.timesteps.append(s.t)
-        batch = self._context_batch([self.slots[slot] for slot in slots])
+        states, *rest = self._context_batch(live)
         head = self.agent.head
         with torch.no_grad():
-            out = self.agent.next_action(*batch)  # the head's output, leading shape (n,)
+            if self.cache_states:
+                out = self.agent.next_action(None, *rest, state_embeddings=states)  # leading shape (n,)
+            else:
+                out = self.agent.next_action(states, *rest)  # the head's output, leading shape (n,)
             chosen = head.sample(out, self.generator) if self.sample else head.mode(out)  # (n, A)
         chosen = chosen.cpu().numpy()
         for slot, a in zip(slots, chosen):
@@ -146,18 +162,23 @@ class AgentPolicy:
         raise ValueError(f"observation of shape {obs.shape} does not match the agent's state shape {shape}")
 
     def _context_batch(self, slots: list[_Slot]) -> tuple[torch.Tensor, ...]:
-        """Right-aligned contexts of the slots: states (n, T, ...), actions (n, T, A), rtg (n, T), timesteps, mask."""
+        """Right-aligned contexts of the slots: states (n, T, ...) (with ``cache_states``: their embeddings
+        (n, T, D)), actions (n, T, A), rtg (n, T), timesteps, mask."""
         n, T, A = len(slots), max(len(s.states) for s in slots), self.agent.action_dims
         shape = self.agent.state_shape
         dtype = np.uint8 if self.agent.is_frames else np.float32
-        states = np.zeros((n, T, *shape), dtype=dtype)
+        if self.cache_states:
+            first = slots[0].states[0]
+            states = torch.zeros((n, T, first.shape[-1]), dtype=first.dtype, device=first.device)
+        else:
+            states = np.zeros((n, T, *shape), dtype=dtype)
         actions = np.zeros((n, T, A), dtype=self.action_dtype)
         rtg = np.zeros((n, T), dtype=np.float32)
         timesteps = np.zeros((n, T), dtype=np.int64)
         mask = np.zeros((n, T), dtype=bool)
         for i, s in enumerate(slots):
             L = len(s.states)
-            states[i, T - L :] = np.stack(s.states)
+            states[i, T - L :] = torch.stack(list(s.states)) if self.cache_states else np.stack(s.states)
             actions[i, T - L :] = np.stack(s.actions)
             rtg[i, T - L :] = s.rtg
             timesteps[i, T - L :] = s.timesteps
@@ -165,7 +186,7 @@ class AgentPolicy:
                 timesteps[i] = s.t  # every position, padding included (window_start reads position 0)
             mask[i, T - L :] = True
         to = lambda x: torch.from_numpy(x).to(self.device)  # noqa: E731
-        return to(states), to(actions), to(rtg), to(timesteps), to(mask)
+        return (states if self.cache_states else to(states)), to(actions), to(rtg), to(timesteps), to(mask)
 
     def config(self) -> dict[str, Any]:
         return {"target_return": self.target_return, "sample": self.sample, "rtg_mode": self.rtg_mode,

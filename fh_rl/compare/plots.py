@@ -1,4 +1,5 @@
-"""The comparison's figures: return and smoothness against the number of frequencies, and learned pmfs."""
+"""The comparison's figures: return, held-out NLL and smoothness against the number of frequencies, learning
+curves, and learned pmfs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fh_rl.compare.runs import Run
+from fh_rl.compare.runs import Run, scalar_series
 from fh_rl.compare.stats import Group
 from fh_rl.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
 
@@ -27,13 +28,14 @@ def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[s
 
 
 def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Return and held-out smoothness against the number of frequencies; heads without frequencies as bands."""
+    """Return, held-out NLL and smoothness against the number of frequencies; heads without frequencies as bands."""
     plt = pyplot()
     lines, bands = _frequency_series(rows)
     if not lines:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     panels = [("return", lambda row: row["return"], "return (mean over seeds, 95% CI)"),
+              ("nll", lambda row: row["val"]["nll"], "held-out NLL of the dataset's bins"),
               ("smoothness", lambda row: row["val"]["smoothness"], "held-out smoothness (lower is smoother)")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (name, pick, ylabel) in zip(axes, panels):
@@ -66,6 +68,40 @@ def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path |
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{env}: Fourier head vs number of frequencies (other heads as bands)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+CURVES = (("train/nll", "training objective (train/nll)"), ("val/nll", "held-out NLL of the dataset's bins (val/nll)"))
+
+
+def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
+    """Learning curves: each group's training objective and held-out NLL against the step, the mean over its
+    seeds as a line and their range as a band (steps every seed logged). None when no run logged them."""
+    plt = pyplot()
+    series = {id(g): [scalar_series(r.path, [tag for tag, _ in CURVES]) for r in g.runs] for g in groups}
+    if not any(s[tag] is not None for runs in series.values() for s in runs for tag, _ in CURVES):
+        return None
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(6.5 * len(CURVES), 4.0))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (tag, ylabel) in zip(axes, CURVES):
+        for i, group in enumerate(groups):
+            curves = [s[tag] for s in series[id(group)] if s[tag] is not None]
+            if not curves:
+                continue
+            common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in curves)))
+            if not common:
+                continue
+            values = np.array([[dict(zip(steps.tolist(), vals))[t] for t in common] for steps, vals in curves])
+            c = colors[i % len(colors)]
+            ax.plot(common, values.mean(0), color=c, lw=1.4, label=f"{group.label} (n={len(curves)})")
+            if len(curves) > 1:
+                ax.fill_between(common, values.min(0), values.max(0), color=c, alpha=0.15, lw=0)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{env}: learning curves (mean over seeds, band: their range)")
     fig.tight_layout()
     return save_figure(fig, path)
 

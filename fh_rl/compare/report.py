@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from fh_rl.atomic import atomic_write_text
-from fh_rl.compare.plots import plot_frequencies, plot_pmfs
+from fh_rl.compare.plots import plot_curves, plot_frequencies, plot_pmfs
 from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, find_runs
 from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
 
@@ -77,7 +77,11 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
         fig = plot_frequencies(env, rows, out / f"frequencies-{_slug(env)}.png")
         if fig is not None:
             result["figures"].append(str(fig))
-            md += [f"![return and smoothness vs frequencies]({fig.name})", ""]
+            md += [f"![return, NLL and smoothness vs frequencies]({fig.name})", ""]
+        fig = plot_curves(env, env_groups, out / f"curves-{_slug(env)}.png")
+        if fig is not None:
+            result["figures"].append(str(fig))
+            md += [f"![learning curves]({fig.name})", ""]
         try:
             fig = plot_pmfs(env, env_groups, out / f"pmfs-{_slug(env)}.png", states=pmf_states)
         except (ValueError, FileNotFoundError, KeyError) as exc:  # e.g. the dataset moved: tables still come out

@@ -85,6 +85,26 @@ def last_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, float | None]:
     return out
 
 
+def scalar_series(run_dir: Path, tags: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """(steps, values) of each scalar tag in the run's TensorBoard events, by step (the last write of a step
+    wins: a resumed run may log a step twice); None when the tag is absent."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1, "tensors": 1,
+                                                         "audio": 1, "compressedHistograms": 1})
+    acc.Reload()
+    have = set(acc.Tags().get("scalars", []))
+    out: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for tag in tags:
+        if tag not in have:
+            out[tag] = None
+            continue
+        by_step = {e.step: float(e.value) for e in sorted(acc.Scalars(tag), key=lambda e: (e.step, e.wall_time))}
+        steps = np.array(sorted(by_step), dtype=np.int64)
+        out[tag] = steps, np.array([by_step[s] for s in steps.tolist()])
+    return out
+
+
 def _eval_order(path: Path) -> tuple[str, int]:
     """``eval-<YYYYmmdd-HHMMSS>[-n].json`` -> (stamp, n): later evaluations sort last."""
     stamp, n = path.stem[len("eval-"):][:15], path.stem[len("eval-") + 16:]

@@ -319,11 +319,14 @@ class BoxCodec(ActionCodec):
             return (low + (unit_actions.double().clamp(-1.0, 1.0) + 1.0) * 0.5 * span).float()
         return (low + (np.clip(unit_actions.astype(np.float64), -1.0, 1.0) + 1.0) * 0.5 * span).astype(np.float32)
 
-    def unit_bin_edges(self) -> np.ndarray:
+    def unit_bin_edges(self) -> "torch.Tensor":
         """(K + 2m + 1,) float64 edges of the head's bins on the [-1, 1] scale of ``to_unit``:
-        the K bins over [low, high] span [-1, 1]; margin bins lie beyond."""
+        the K bins over [low, high] span [-1, 1]; margin bins lie beyond. A torch tensor on the default
+        device, so that a model built on the meta device (the memory preflight) allocates nothing."""
+        import torch
+
         m, K = self.margin_bins, self.action_bins
-        return -1.0 + 2.0 * (np.arange(K + 2 * m + 1, dtype=np.float64) - m) / K
+        return -1.0 + 2.0 * (torch.arange(K + 2 * m + 1, dtype=torch.float64) - m) / K
 
     def config(self) -> dict:
         return {

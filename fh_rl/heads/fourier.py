@@ -15,11 +15,21 @@ p(x) = |A(x)|^2 / (2 r_0) (Fejer-Riesz), and the 2 r_0 cancels in step 5. So
 ``[Re A, Im A]`` at the K bin centres is one real matmul of the coefficients
 with a fixed (2(N+1), 2K) cos/sin matrix, and the pmf is the normalised
 squared magnitude: no autocorrelation, no complex numbers, no loop over rows.
-The autocorrelation is needed only for the regulariser (only when gamma > 0):
-|A(x)|^2 = sum_{|k|<=N} r_k exp(i pi k x) is a trigonometric polynomial of degree
-N, so its r_k are the exact DFT of M = 2N+1 equispaced samples of |A|^2 (no
-aliasing since 2N < M). That is a fixed bilinear map made of two small real
-matmuls (samples, then the DFT), with no complex autograd and no FFT call.
+The autocorrelation is needed only for the regulariser (only when gamma > 0).
+|A(x)|^2 = P(x) = sum_{|k|<=N} r_k exp(i pi k x) is a trigonometric polynomial
+of degree N, so the r_k are the exact DFT of P at M = 2N+1 equispaced points of
+one period (no aliasing since 2N < M), and sum_k w_k |r_k|^2 is a fixed
+quadratic form p^T Q p of those samples. On the grid x_m = 2m/M, m = -N..N,
+which is symmetric about 0, P splits into an even part E and an odd part O,
+each known on the N+1 points x >= 0 from four real products Cu, Su, Cv, Sv
+(cos/sin sums of Re a and Im a): E = Cu^2 + Su^2 + Cv^2 + Sv^2 and
+O = 2 (Su Cv - Cu Sv). Q does not mix them, so the penalty is
+E^T Qe E + O^T Qo O with two (N+1)-square matrices: about a quarter of the
+work of evaluating P on the whole grid and taking its DFT. Its backward is
+written by hand: four small real matmuls in all, no complex autograd, no FFT.
+For N <= 10 the matrices are so small that per-op overhead dominates, and the
+plain form p^T Q p on the whole grid, through autograd, is faster on a CPU
+(``benchmarks/heads.py --regulariser``). Both forms are exact.
 All density math runs in float32 (float64 for float64 inputs),
 also under autocast.
 
@@ -51,6 +61,72 @@ def fourier_basis(points: torch.Tensor, num_frequencies: int) -> torch.Tensor:
     top = torch.cat([cos, sin], dim=1)  # rows for Re a_j: (N+1, 2P)
     bottom = torch.cat([-sin, cos], dim=1)  # rows for Im a_j: (N+1, 2P)
     return torch.cat([top, bottom], dim=0).to(points.dtype)  # (2(N+1), 2P)
+
+
+WHOLE_GRID_MAX_FREQUENCIES = 10
+"""Up to this N the regulariser uses the whole-grid form p^T Q p (faster there on a CPU)."""
+
+
+def smoothness_matrices(num_frequencies: int, whole_grid: bool = False) -> dict[str, torch.Tensor]:
+    """Fixed float64 matrices of the exact penalty sum_{k=1..N} 2 pi^2 k^2 |r_k|^2 (module docstring), by buffer name.
+
+    With ``whole_grid``: ``reg_grid_basis`` (2(N+1), 2M) gives ``[Re A, Im A]`` at the M = 2N+1 grid
+    points and ``reg_grid_form`` Q (M, M) makes the penalty p^T Q p for p = |A|^2 there. Otherwise:
+    ``reg_basis`` (2(N+1), 4(N+1)) with ``[Re a, Im a] @ reg_basis = [Cu, Su, Cv, Sv]``, the cos and
+    sin sums of Re a and Im a at x_m = 2m/M, m = 0..N; ``reg_basis_t`` (2(N+1), N+1), the transposed
+    [cos | sin] block for the backward; ``reg_even_form`` and ``reg_odd_form`` (N+1, N+1), with the
+    penalty E^T even E + O'^T odd O' for E = Cu^2 + Su^2 + Cv^2 + Sv^2 and O' = Su Cv - Cu Sv.
+    """
+    N, N1, M = num_frequencies, num_frequencies + 1, 2 * num_frequencies + 1
+    m = torch.arange(-N, N + 1, dtype=torch.float64)
+    x = 2.0 * m / M  # one period, symmetric about 0
+    k = torch.arange(1, N1, dtype=torch.float64)
+    # |r_k|^2 = (1/M^2) sum_{m,m'} p_m p_m' cos(pi k (x_m - x_m')): the penalty is p^T Q p, and Q
+    # depends on m - m' alone: tabulate its 2M-1 values, then index (no (M, M, N) intermediate)
+    shift = torch.arange(-(M - 1), M, dtype=torch.float64)
+    by_shift = (2.0 * math.pi**2 * k**2 * torch.cos(2.0 * math.pi * shift[:, None] * k / M)).sum(-1) / M**2
+    Q = by_shift[(m[:, None] - m[None, :]).long() + (M - 1)]
+    if whole_grid:
+        return {"reg_grid_basis": fourier_basis(x, N), "reg_grid_form": Q}
+    rows = torch.arange(M)
+    fold_even = torch.zeros(M, N1, dtype=torch.float64)  # the even part of p at +-x_a is E_a
+    fold_even[rows, m.abs().long()] = 1.0
+    fold_odd = torch.zeros(M, N1, dtype=torch.float64)  # the odd part at +-x_a is +-2 O'_a (O'_0 = 0)
+    fold_odd[rows, m.abs().long()] = 2.0 * torch.sign(m)
+    even, odd = fold_even.T @ Q @ fold_even, fold_odd.T @ Q @ fold_odd
+    angle = math.pi * torch.arange(N1, dtype=torch.float64)[:, None] * x[None, N:]  # (j, x_a >= 0)
+    cos_sin = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1)  # (N+1, 2(N+1))
+    return {"reg_basis": torch.block_diag(cos_sin, cos_sin), "reg_basis_t": cos_sin.T.contiguous(),
+            "reg_even_form": even, "reg_odd_form": odd}
+
+
+class _SmoothnessPenalty(torch.autograd.Function):
+    """Sum over rows of sum_k 2 pi^2 k^2 |r_k|^2 from rows ``[Re a, Im a]`` (R, 2(N+1)); hand backward."""
+
+    @staticmethod
+    def forward(ctx, coef, basis, basis_t, even, odd):  # type: ignore[override]
+        N1 = even.shape[0]
+        y = (coef @ basis).view(-1, 2, 2, N1)  # [Re a | Im a][cos | sin] sums at x_a >= 0
+        cu, su, cv, sv = y[:, 0, 0], y[:, 0, 1], y[:, 1, 0], y[:, 1, 1]
+        e = cu * cu
+        e.addcmul_(su, su).addcmul_(cv, cv).addcmul_(sv, sv)
+        o = su * cv
+        o.addcmul_(cu, sv, value=-1.0)
+        qe, qo = e @ even, o @ odd
+        ctx.save_for_backward(y, qe, qo, basis_t)
+        return torch.dot(e.view(-1), qe.view(-1)) + torch.dot(o.view(-1), qo.view(-1))
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        y, qe, qo, basis_t = ctx.saved_tensors
+        cu, su, cv, sv = y[:, 0, 0], y[:, 0, 1], y[:, 1, 0], y[:, 1, 1]
+        de, do = qe * (4.0 * grad), qo * (2.0 * grad)  # d(E^T Q E)/dE = 2 Q E, and dE/dy = 2 y
+        dy = torch.empty_like(y)
+        torch.mul(cu, de, out=dy[:, 0, 0]).addcmul_(sv, do, value=-1.0)
+        torch.mul(su, de, out=dy[:, 0, 1]).addcmul_(cv, do)
+        torch.mul(cv, de, out=dy[:, 1, 0]).addcmul_(su, do)
+        torch.mul(sv, de, out=dy[:, 1, 1]).addcmul_(cu, do, value=-1.0)
+        return (dy.view(-1, basis_t.shape[0]) @ basis_t).view(y.shape[0], -1), None, None, None, None
 
 
 @register_head("fourier")
@@ -98,15 +174,10 @@ class FourierHead(Head):
             self.proj.weight.div_(init_scale)
             self.proj.bias.div_(init_scale)
         self.register_buffer("basis", fourier_basis(self.bin_centers, num_frequencies), persistent=False)
-        k = torch.arange(num_frequencies + 1, dtype=torch.float64)
-        self.register_buffer("reg_weights", (2.0 * math.pi**2 * k**2).float(), persistent=False)
-        # Autocorrelation as the DFT of M = 2N+1 equispaced samples of |A(x)|^2 on [-1, 1).
-        M = 2 * num_frequencies + 1
-        x = -1.0 + 2.0 * torch.arange(M, dtype=torch.float64) / M
-        self.register_buffer("sample_basis", fourier_basis(x, num_frequencies).float(), persistent=False)
-        angle = math.pi * x[:, None] * k[None, :]  # (M, N+1)
-        dft = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) / M  # (M, 2(N+1)): -> [Re r_k, Im r_k]
-        self.register_buffer("sample_dft", dft.float(), persistent=False)
+        matrices = smoothness_matrices(num_frequencies, whole_grid=num_frequencies <= WHOLE_GRID_MAX_FREQUENCIES)
+        self._reg_names = tuple(matrices)
+        for name, value in matrices.items():
+            self.register_buffer(name, value, persistent=False)
 
     def extra_repr(self) -> str:
         return (
@@ -132,26 +203,31 @@ class FourierHead(Head):
         """Exact pmf ``(..., A, K)`` (without the ``eps`` of ``log_probs``)."""
         return self._pmf_from_coefficients(self.coefficients(h))
 
-    def _autocorrelation_parts(self, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Re r_k, Im r_k), k = 0..N, each (..., A, N+1): the DFT of samples of |A(x)|^2."""
-        N1, M = self.num_frequencies + 1, 2 * self.num_frequencies + 1
-        with torch.autocast(device_type=coef.device.type, enabled=False):
-            coef = self._full_precision(coef)
-            re_im = coef @ self.sample_basis.to(coef.dtype)  # (..., A, 2(N+1)) -> (..., A, 2M)
-            power = re_im[..., :M].square() + re_im[..., M:].square()  # |A(x_m)|^2, (..., A, M)
-            r = power @ self.sample_dft.to(coef.dtype)  # (..., A, M) -> (..., A, 2(N+1))
-            return r[..., :N1], r[..., N1:]
-
     def autocorrelation(self, coef: torch.Tensor) -> torch.Tensor:
-        """Complex r_k = sum_j a_{j+k} conj(a_j), k = 0..N, shape (..., A, N+1)."""
-        re, im = self._autocorrelation_parts(coef)
-        return torch.complex(re, im)
+        """Complex r_k = sum_j a_{j+k} conj(a_j), k = 0..N, shape (..., A, N+1), by the definition.
+
+        For inspection and tests; training never forms it (see :meth:`regularization`).
+        """
+        coef = self._full_precision(coef)
+        N1 = self.num_frequencies + 1
+        a = torch.complex(coef[..., :N1], coef[..., N1:])
+        return torch.stack([(a[..., k:] * a[..., : N1 - k].conj()).sum(-1) for k in range(N1)], dim=-1)
 
     def regularization(self, coef: torch.Tensor) -> torch.Tensor:
-        """gamma * 2 * mean over rows of sum_k 2 pi^2 k^2 |r_k|^2 (rows: every (..., A))."""
-        re, im = self._autocorrelation_parts(coef)
-        per_row = ((re.square() + im.square()) * self.reg_weights.to(re.dtype)).sum(dim=-1)  # (..., A)
-        return self.regularization_gamma * 2.0 * per_row.mean()
+        """gamma * 2 * mean over rows of sum_k 2 pi^2 k^2 |r_k|^2 (rows: every (..., A)), exactly."""
+        with torch.autocast(device_type=coef.device.type, enabled=False):
+            coef = self._full_precision(coef)
+            rows = coef.reshape(-1, coef.shape[-1])
+            mats = [getattr(self, name).to(coef.dtype) for name in self._reg_names]
+            if len(mats) == 2:  # the whole grid: p^T Q p through autograd
+                basis, q = mats
+                M = q.shape[0]
+                z = rows @ basis  # [Re A, Im A] at the M grid points
+                p = z[:, :M].square() + z[:, M:].square()
+                total = torch.dot(p.reshape(-1), (p @ q).reshape(-1))
+            else:
+                total = _SmoothnessPenalty.apply(rows, *mats)
+            return self.regularization_gamma * 2.0 * total / rows.shape[0]
 
     def forward(self, h: torch.Tensor) -> HeadOutput:
         coef = self.coefficients(h)

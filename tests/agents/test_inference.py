@@ -18,7 +18,7 @@ def dt(codec, state_shape=(3,), T=3, reward_transform="none", head="fourier"):
 
 def test_context_returns_to_go_and_timesteps_per_slot():
     agent = dt(make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=8), reward_transform="clip")
-    policy = AgentPolicy(agent, target_return=10.0, sample=False)
+    policy = AgentPolicy(agent, target_return=10.0, sample=False, cache_states=False)  # raw states in the context
     assert isinstance(policy, Policy)
     obs = np.zeros((2, 3), np.float32)
     policy.begin(np.array([0, 5]), obs)
@@ -58,16 +58,16 @@ def test_sampling_is_seeded_and_frames_are_stacked():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (5, 2, 84, 84), dtype=np.uint8)
     runs = []
-    for _ in range(2):
-        policy = AgentPolicy(agent, target_return=1.0, sample=True, seed=3)
+    for cache in (True, False):
+        policy = AgentPolicy(agent, target_return=1.0, sample=True, seed=3, cache_states=cache)
         policy.begin(np.array([0, 1]), frames[0])
         acts = []
         for t in range(5):
             acts.append(policy.act(np.array([0, 1]), frames[t]))
             policy.observe(np.array([0, 1]), np.zeros(2), np.zeros(2, bool))
         runs.append(np.stack(acts))
-    assert np.array_equal(runs[0], runs[1])
-    stacked = policy.slots[1].states[-1]  # built from single frames: newest last
+    assert np.array_equal(runs[0], runs[1])  # cached state embeddings choose as re-encoding does
+    stacked = policy.slots[1].states[-1]  # (the uncached policy keeps the states themselves)  # built from single frames: newest last
     assert stacked.shape == (4, 84, 84) and np.array_equal(stacked, frames[1:5, 1])
     with pytest.raises(ValueError, match="does not match the agent's state shape"):
         policy.act(np.array([0]), np.zeros((1, 3)))
@@ -151,3 +151,42 @@ def test_papers_evaluation_code_options():
     assert timesteps.tolist() == [[1, 2, 3]] and rtg.tolist() == [[9.5, 9.0, 8.5]]
     with pytest.raises(ValueError, match="timesteps must be one of"):
         AgentPolicy(agent, timesteps="now")
+
+
+@pytest.mark.parametrize("state_shape", [(4, 84, 84), (3,)])
+def test_cached_state_embeddings_give_the_same_distributions(state_shape):
+    """Each state encoded once when it arrives, against the whole context re-encoded every step: the same
+    log-probabilities (to float rounding) at every step, across episode starts and ends in other slots."""
+    agent = dt(make_codec(gym.spaces.Discrete(6)), state_shape=state_shape, T=4)
+    rng = np.random.default_rng(1)
+    if len(state_shape) == 3:
+        obs = rng.integers(0, 255, (9, 3, *state_shape[1:]), dtype=np.uint8)  # single frames
+    else:
+        obs = rng.normal(size=(9, 3, *state_shape)).astype(np.float32)
+    policies = [AgentPolicy(agent, target_return=3.0, sample=False, cache_states=c) for c in (True, False)]
+    assert policies[0].cache_states and not policies[1].cache_states
+    recorded = {c: [] for c in (0, 1)}
+    for i, policy in enumerate(policies):
+        real = policy.agent.next_action
+
+        def recording(*args, _real=real, _into=recorded[i], **kwargs):
+            out = _real(*args, **kwargs)
+            _into.append(out.log_probs)
+            return out
+
+        policy.agent.next_action = recording
+        try:
+            slots = np.array([0, 1, 2])
+            policy.begin(slots, obs[0])
+            for t in range(9):
+                live = slots if t < 5 else slots[1:]  # slot 0's episode ends at step 5; slot 0 restarts at 7
+                if t == 7:
+                    policy.begin(np.array([0]), obs[t, :1])
+                    live = slots
+                policy.act(live, obs[t, live])
+                policy.observe(live, np.ones(len(live)), np.array([t == 4 and s == 0 for s in live]))
+        finally:
+            del policy.agent.next_action
+    assert len(recorded[0]) == len(recorded[1]) == 9
+    for cached, fresh in zip(recorded[0], recorded[1]):
+        torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-5)

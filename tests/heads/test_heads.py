@@ -406,4 +406,34 @@ def test_fourier_regularization_matches_formula_at_32_frequencies():
     _, r = direct_fourier_pmf(coef, K)
     k = np.arange(N + 1)
     expected = gamma * 2 * np.mean(np.sum(2 * np.pi**2 * k**2 * np.abs(r) ** 2, axis=-1))
-    assert head(h).regularization.item() == pytest.approx(expected, rel=1e-6)  # float32 buffers
+    assert head(h).regularization.item() == pytest.approx(expected, rel=1e-10)  # float64 matrices
+
+
+@pytest.mark.parametrize("N", [1, 2, 8, 10, 11, 32])
+def test_fourier_regularization_gradient_matches_the_definition(N):
+    """The hand-written backward equals autograd through r_k = sum_j a_{j+k} conj(a_j), in float64."""
+    torch.manual_seed(N)
+    head = FourierHead(D, K, 3, num_frequencies=N, regularization_gamma=0.5, init_scale=1.0)
+    coef = torch.randn(4, 5, 3, 2 * (N + 1), dtype=torch.float64, requires_grad=True)
+    k = torch.arange(N + 1, dtype=torch.float64)
+    by_definition = 0.5 * 2 * ((head.autocorrelation(coef).abs() ** 2) * 2 * math.pi**2 * k**2).sum(-1).mean()
+    ours = head.regularization(coef)
+    assert ours.dtype == torch.float64
+    assert ours.item() == pytest.approx(by_definition.item(), rel=1e-10)
+    expected, = torch.autograd.grad(by_definition, coef)
+    got, = torch.autograd.grad(ours, coef)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+    assert torch.autograd.gradcheck(head.regularization, (coef[:1, :2].detach().requires_grad_(True),))
+
+
+def test_fourier_regularization_in_float32_and_under_autocast():
+    torch.manual_seed(0)
+    head = FourierHead(D, K, 2, num_frequencies=32, regularization_gamma=1e-3)
+    h = torch.randn(6, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(h)
+        coef = head.coefficients(h)  # bf16 matmul, returned in float32
+        reg = head.regularization(coef)
+    assert coef.dtype == reg.dtype == out.regularization.dtype == torch.float32
+    assert reg.item() == out.regularization.item()
+    assert reg.item() == pytest.approx(head.regularization(coef.double()).item(), rel=1e-5)
