@@ -278,22 +278,36 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
 
 def verdict(rows: list[dict[str, Any]]) -> list[str]:
     """Plain-words lines: each head setting against the linear head of the same agent, by CI overlap."""
+    return [_verdict_line(row, base, "linear") for base in rows if base["head"] == "linear"
+            for row in rows if row is not base and row["agent"] == base["agent"]]
+
+
+def setting_verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """Plain-words lines for settings of one head against each other: pairs of the same agent, head and head
+    parameters that differ in exactly one other setting (e.g. ``env.margin_bins``)."""
     lines = []
-    for base in (r for r in rows if r["head"] == "linear"):
-        for row in rows:
-            if row is base or row["agent"] != base["agent"]:
+    for i, row in enumerate(rows):
+        for other in rows[i + 1:]:
+            if (row["agent"], row["head"], row["head_params"]) != (other["agent"], other["head"], other["head_params"]):
                 continue
-            overlap = _overlap(row["return"], base["return"])
-            a, b = row["return"]["mean"], base["return"]["mean"]
-            if overlap is None or min(row["n_seeds"], base["n_seeds"]) < MIN_SEEDS_FOR_VERDICT:
-                word = f"fewer than {MIN_SEEDS_FOR_VERDICT} seeds: no verdict yet"
-            elif overlap:
-                word = "intervals overlap: no evidence of a difference"
-            else:
-                word = "intervals do not overlap: " + ("higher" if a > b else "lower") + " return than linear"
-            lines.append(f"- {row['label']} vs {base['label']}: {a:.1f} vs {b:.1f} "
-                         f"({row['n_seeds']} vs {base['n_seeds']} seeds); {word}{_paired(row, base)}.")
+            keys = set(row["settings"]) | set(other["settings"])
+            differ = [k for k in keys if row["settings"].get(k) != other["settings"].get(k)]
+            if len(differ) == 1 and not differ[0].startswith("head."):
+                lines.append(_verdict_line(row, other, f"{differ[0]}={other['settings'].get(differ[0])}"))
     return lines
+
+
+def _verdict_line(row: dict[str, Any], base: dict[str, Any], name: str) -> str:
+    overlap = _overlap(row["return"], base["return"])
+    a, b = row["return"]["mean"], base["return"]["mean"]
+    if overlap is None or min(row["n_seeds"], base["n_seeds"]) < MIN_SEEDS_FOR_VERDICT:
+        word = f"fewer than {MIN_SEEDS_FOR_VERDICT} seeds: no verdict yet"
+    elif overlap:
+        word = "intervals overlap: no evidence of a difference"
+    else:
+        word = "intervals do not overlap: " + ("higher" if a > b else "lower") + f" return than {name}"
+    return (f"- {row['label']} vs {base['label']}: {a:.1f} vs {b:.1f} "
+            f"({row['n_seeds']} vs {base['n_seeds']} seeds); {word}{_paired(row, base)}.")
 
 
 def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
@@ -366,6 +380,9 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
         lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
                   "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]
         lines += ["Verdict (return, against the linear head):", ""] + (verdict(rows) or ["- no linear baseline"]) + [""]
+        among = setting_verdicts(rows)
+        if among:
+            lines += ["Verdict (return, one head's settings against each other):", ""] + among + [""]
     # Figures on disk, not only those drawn now: a pmf figure needs checkpoints, which are not committed,
     # so a later session that cannot redraw it keeps the last one drawn.
     for fig in sorted({Path(f).name for f in result.get("figures", [])} | {p.name for p in figures.glob("*.png")}):

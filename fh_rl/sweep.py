@@ -81,6 +81,8 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     """Point name -> the last line its training printed."""
+    stopped: list[str] = field(default_factory=list)
+    """Started (trained or resumed) but stopped by the sweep's SIGINT/SIGTERM after a checkpoint: not counted as done."""
     interrupted: bool = False
 
 
@@ -394,7 +396,12 @@ def _run_local(todo, root: Path, config: str | None, result: SweepResult, bar: A
             time.sleep(0.1)
             for proc in [p for p in running if p.poll() is not None]:
                 point, log_path = running.pop(proc)
-                if proc.returncode != 0 and not (stop and proc.returncode in (130, 143)):
+                if stop and proc.returncode in (130, 143):  # checkpointed and stopped: resumable, not done
+                    for started in (result.ran, result.resumed):
+                        if point.name in started:
+                            started.remove(point.name)
+                    result.stopped.append(point.name)
+                elif proc.returncode != 0:
                     result.failed[point.name] = f"exit {proc.returncode}: {_last_line(log_path)} (log: {log_path})"
                 bar.update(1)
     finally:
@@ -515,7 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        backend=args.backend, address=args.address, num_cpus=args.cpus_per_run,
                        num_gpus=args.gpus_per_run, max_retries=args.max_retries, shared_storage=args.shared_storage)
     print(f"sweep {root}: {len(result.ran)} trained, {len(result.resumed)} resumed, "
-          f"{len(result.skipped)} already complete, {len(result.failed)} failed")
+          f"{len(result.skipped)} already complete, {len(result.failed)} failed"
+          + (f", {len(result.stopped)} stopped at a checkpoint" if result.stopped else ""))
     for name, why in result.failed.items():
         print(f"  failed {name}: {why}")
     if result.interrupted:

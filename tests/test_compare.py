@@ -348,3 +348,25 @@ def test_runs_made_before_an_option_existed_group_with_new_ones(runs, tmp_path):
     found, _ = compare_cli.find_runs([made[("linear", None, 0)], old], read_events=False)
     (group,) = compare_cli.group_runs(found)[0]["Pendulum-v1"]
     assert group.label == "dt-linear" and group.seeds == [0, 1]
+
+
+def test_labels_ignore_what_two_agents_differ_in_anyway():
+    from pathlib import Path
+
+    from fh_rl.compare.runs import Run
+    from fh_rl.compare.stats import group_runs
+
+    def run(agent, head, seed, **config):
+        base = {"agent.name": agent, "head.name": head, "seed": seed}
+        return Run(path=Path(f"/x/{agent}-{head}-{seed}"), env="Hopper-v5", agent=agent, head=head, head_params={},
+                   seed=seed, config={**base, **config}, target=None, returns=[1.0])
+
+    runs = [run("dt", h, s, **{"agent.context_len": 10, "env.margin_bins": m}) for h in ("linear", "fourier") for s in (0, 1)
+            for m in (16,)]
+    runs += [run("bc", h, s, **{"agent.context_len": 1, "env.margin_bins": 16}) for h in ("linear", "gmm") for s in (0, 1)]
+    runs += [run("dt", "fourier", s, **{"agent.context_len": 10, "env.margin_bins": 0}) for s in (0, 1)]
+    groups, dropped = group_runs(runs)
+    labels = [g.label for g in groups["Hopper-v5"]]
+    assert dropped == []
+    assert labels == ["bc-linear", "bc-gmm", "dt-linear env.margin_bins=16", "dt-fourier env.margin_bins=0",
+                      "dt-fourier env.margin_bins=16"], labels

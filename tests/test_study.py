@@ -146,3 +146,17 @@ def test_verdict_words_and_the_paired_difference():
                         "difference (paired by seed, 4 seeds: difference +5.0 [+5.0, +5.0]).")
     assert "intervals do not overlap: lower return than linear (paired by seed, 3 seeds: difference " in lines[1]
     assert lines[2].endswith("fewer than 3 seeds: no verdict yet.")  # and no paired difference on 2 seeds
+
+
+def test_setting_verdicts_compare_one_heads_settings_that_differ_in_one_key():
+    def row(label, margin, n, returns, seeds=(0, 1, 2)):
+        r = _row(label, "fourier", list(seeds), returns)
+        r.update(head_params={"num_frequencies": n}, settings={"env.margin_bins": margin, "head.num_frequencies": n})
+        return r
+
+    m16 = row("N=16 margins", 16, 16, [-150.0, -148.0, -146.0])
+    m0 = row("N=16 no margins", 0, 16, [-190.0, -185.0, -200.0])
+    other_n = row("N=48 margins", 16, 48, [-150.0, -149.0, -151.0])  # differs in a head parameter: not paired here
+    (line,) = study.setting_verdicts([m16, m0, other_n])
+    assert line.startswith("- N=16 margins vs N=16 no margins: -148.0 vs -191.7 (3 vs 3 seeds); intervals do not "
+                           "overlap: higher return than env.margin_bins=0 (paired by seed, 3 seeds: difference +")

@@ -160,6 +160,7 @@ def test_sigint_stops_the_sweep_and_a_rerun_finishes_it(tiny_config, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "run the same command again to resume" in err
+    assert "1 stopped at a checkpoint" in out and "0 trained" in out  # the stopped run is not counted as trained
     assert not (root / "linear-seed2").exists()  # the queue stopped: the last point never started
     complete_before = {d: (d / "eval.json").stat().st_mtime_ns for d in _complete_runs(root)}
     points = sweep.expand_grid(["linear"], ["train.steps=100", "train.checkpoint_every=5", "train.val_every=100"], [0, 1, 2])

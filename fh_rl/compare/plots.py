@@ -100,7 +100,11 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    labelled = {}  # a head may log one curve and not the other (mse has no val/nll): one legend for both panels
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labelled.setdefault(label, handle)
+    axes[0].legend(list(labelled.values()), list(labelled), fontsize=7)
     fig.suptitle(f"{env}: learning curves (mean over seeds, band: their range)")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -80,23 +80,12 @@ def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[s
     out: dict[str, list[Group]] = {}
     dropped: list[dict[str, str]] = []
     for env, env_runs in sorted(by_env.items()):
-        keys = set().union(*(r.config for r in env_runs)) - IGNORED_KEYS
-        # Keys whose value differs between runs of the same head (or, outside head.*, between any runs).
-        varying = []
-        for key in sorted(keys):
-            if key.startswith("head."):
-                per_head: dict[str, set[str]] = {}
-                for r in env_runs:
-                    if key in r.config:
-                        per_head.setdefault(r.head, set()).add(json.dumps(r.config[key], sort_keys=True))
-                if any(len(v) > 1 for v in per_head.values()):
-                    varying.append(key)
-            elif len({json.dumps(r.config.get(key), sort_keys=True) for r in env_runs}) > 1:
-                if key != "head.name":
-                    varying.append(key)
+        # Keys whose value differs between runs of the same agent and head (or, outside head.*, between any
+        # runs of the same agent): what the DT's and BC's configs differ in anyway does not label their groups.
+        varying = {agent: _varying_keys([r for r in env_runs if r.agent == agent]) for agent in {r.agent for r in env_runs}}
         groups: dict[str, Group] = {}
         for run in env_runs:
-            settings = {k: run.config[k] for k in varying if k in run.config and k != "head.name"}
+            settings = {k: run.config[k] for k in varying[run.agent] if k in run.config and k != "head.name"}
             key = json.dumps([run.agent, run.head, run.head_params, settings], sort_keys=True, default=str)
             if key not in groups:
                 groups[key] = Group(env, run.agent, run.head, dict(run.head_params), settings, [])
@@ -111,6 +100,23 @@ def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[s
             group.runs = [by_seed[s] for s in sorted(by_seed)]
         out[env] = sorted(groups.values(), key=_group_order)
     return out, dropped
+
+
+def _varying_keys(runs: Sequence[Run]) -> list[str]:
+    """Config keys whose value differs between runs of the same head (``head.*``) or between any of ``runs``."""
+    keys = set().union(*(r.config for r in runs)) - IGNORED_KEYS
+    varying = []
+    for key in sorted(keys):
+        if key.startswith("head."):
+            per_head: dict[str, set[str]] = {}
+            for r in runs:
+                if key in r.config:
+                    per_head.setdefault(r.head, set()).add(json.dumps(r.config[key], sort_keys=True))
+            if any(len(v) > 1 for v in per_head.values()):
+                varying.append(key)
+        elif len({json.dumps(r.config.get(key), sort_keys=True) for r in runs}) > 1:
+            varying.append(key)
+    return varying
 
 
 def _created(path: Path) -> float:
