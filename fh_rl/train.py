@@ -267,14 +267,7 @@ def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence
     """Add this resume (when, from which step, with what code and where) to the run's ``manifest.json``."""
     import fh_rl
 
-    path = run_dir / "manifest.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        info = None
-    if not isinstance(info, dict):
-        info = {}  # a run directory from elsewhere: start a manifest with what is known now
-    info.setdefault("resumes", []).append({
+    append_to_manifest(run_dir, "resumes", {
         "command": [sys.executable, "-m", "fh_rl.train", *argv],
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "from_step": step,
@@ -283,6 +276,18 @@ def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence
         "git": git_commit(),
         "distributed": {"world_size": ctx.world_size, "backend": ctx.backend},
     })
+
+
+def append_to_manifest(run_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    """Append ``entry`` to the list ``key`` of the run's ``manifest.json`` (rewritten atomically)."""
+    path = run_dir / "manifest.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        info = {}  # a run directory from elsewhere: start a manifest with what is known now
+    info.setdefault(key, []).append(entry)
     write_json(path, info)
 
 
@@ -294,14 +299,7 @@ def record_timings(run_dir: Path, from_step: int, to_step: int, setup_s: float, 
     """
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from_step": from_step, "to_step": to_step,
              "setup_s": round(setup_s, 2), "training_s": round(train_s, 2), "evaluation_s": round(eval_s, 2)}
-    path = run_dir / "manifest.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        info = None
-    if isinstance(info, dict):
-        info.setdefault("timings", []).append(entry)
-        write_json(path, info)
+    append_to_manifest(run_dir, "timings", entry)
     print(f"time: setup {setup_s:.1f} s, training {train_s:.1f} s, evaluation {eval_s:.1f} s "
           f"(steps {from_step}-{to_step})", file=sys.stderr)
 

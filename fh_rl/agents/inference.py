@@ -99,6 +99,7 @@ class AgentPolicy:
         self.slots: dict[int, _Slot] = {}
         self.action_dtype = torch.empty(0, dtype=agent.head.action_dtype).numpy().dtype  # int64 bins or float32
         self.cache_states = bool(cache_states) and agent.sequence_model and hasattr(agent, "encode_states")
+        self.state_dtype = np.uint8 if agent.is_frames else np.float32  # what the model reads
 
     # ------------------------------------------------------------------ Policy protocol
 
@@ -113,9 +114,9 @@ class AgentPolicy:
         live = [self.slots[slot] for slot in slots]
         new_states = [self._state(s, obs) for s, obs in zip(live, observations)]
         if self.cache_states:  # encode only the new states; the slots keep (D,) embeddings
-            dtype = np.uint8 if self.agent.is_frames else np.float32
+            states = np.stack(new_states).astype(self.state_dtype, copy=False)
             with torch.no_grad():
-                embedded = self.agent.encode_states(torch.from_numpy(np.stack(new_states).astype(dtype, copy=False)).to(self.device))
+                embedded = self.agent.encode_states(torch.from_numpy(states).to(self.device))
             new_states = list(embedded)
         for s, state in zip(live, new_states):
             s.states.append(state)
@@ -165,13 +166,11 @@ class AgentPolicy:
         """Right-aligned contexts of the slots: states (n, T, ...) (with ``cache_states``: their embeddings
         (n, T, D)), actions (n, T, A), rtg (n, T), timesteps, mask."""
         n, T, A = len(slots), max(len(s.states) for s in slots), self.agent.action_dims
-        shape = self.agent.state_shape
-        dtype = np.uint8 if self.agent.is_frames else np.float32
         if self.cache_states:
             first = slots[0].states[0]
             states = torch.zeros((n, T, first.shape[-1]), dtype=first.dtype, device=first.device)
         else:
-            states = np.zeros((n, T, *shape), dtype=dtype)
+            states = np.zeros((n, T, *self.agent.state_shape), dtype=self.state_dtype)
         actions = np.zeros((n, T, A), dtype=self.action_dtype)
         rtg = np.zeros((n, T), dtype=np.float32)
         timesteps = np.zeros((n, T), dtype=np.int64)

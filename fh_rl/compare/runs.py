@@ -69,20 +69,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def last_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, float | None]:
     """The value at the highest step of each scalar tag in the run's TensorBoard events (None when absent)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1, "tensors": 1,
-                                                         "audio": 1, "compressedHistograms": 1})
-    acc.Reload()
-    have = set(acc.Tags().get("scalars", []))
-    out: dict[str, float | None] = {}
-    for tag in tags:
-        if tag not in have:
-            out[tag] = None
-            continue
-        events = acc.Scalars(tag)
-        out[tag] = float(max(events, key=lambda e: (e.step, e.wall_time)).value)
-    return out
+    return {tag: None if series is None else float(series[1][-1]) for tag, series in scalar_series(run_dir, tags).items()}
 
 
 def scalar_series(run_dir: Path, tags: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:

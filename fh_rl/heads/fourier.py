@@ -174,7 +174,8 @@ class FourierHead(Head):
             self.proj.weight.div_(init_scale)
             self.proj.bias.div_(init_scale)
         self.register_buffer("basis", fourier_basis(self.bin_centers, num_frequencies), persistent=False)
-        matrices = smoothness_matrices(num_frequencies, whole_grid=num_frequencies <= WHOLE_GRID_MAX_FREQUENCIES)
+        self._whole_grid = num_frequencies <= WHOLE_GRID_MAX_FREQUENCIES
+        matrices = smoothness_matrices(num_frequencies, whole_grid=self._whole_grid)
         self._reg_names = tuple(matrices)
         for name, value in matrices.items():
             self.register_buffer(name, value, persistent=False)
@@ -219,7 +220,7 @@ class FourierHead(Head):
             coef = self._full_precision(coef)
             rows = coef.reshape(-1, coef.shape[-1])
             mats = [getattr(self, name).to(coef.dtype) for name in self._reg_names]
-            if len(mats) == 2:  # the whole grid: p^T Q p through autograd
+            if self._whole_grid:  # p^T Q p on the whole grid, through autograd
                 basis, q = mats
                 M = q.shape[0]
                 z = rows @ basis  # [Re A, Im A] at the M grid points
