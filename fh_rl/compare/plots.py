@@ -92,7 +92,8 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
             common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in curves)))
             if not common:
                 continue
-            values = np.array([[dict(zip(steps.tolist(), vals))[t] for t in common] for steps, vals in curves])
+            by_step = [dict(zip(steps.tolist(), vals)) for steps, vals in curves]
+            values = np.array([[d[t] for t in common] for d in by_step])
             c = colors[i % len(colors)]
             ax.plot(common, values.mean(0), color=c, lw=1.4, label=f"{group.label} (n={len(curves)})")
             if len(curves) > 1:
