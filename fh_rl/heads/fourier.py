@@ -26,7 +26,8 @@ each known on the N+1 points x >= 0 from four real products Cu, Su, Cv, Sv
 O = 2 (Su Cv - Cu Sv). Q does not mix them, so the penalty is
 E^T Qe E + O^T Qo O with two (N+1)-square matrices: about a quarter of the
 work of evaluating P on the whole grid and taking its DFT. Its backward is
-written by hand: four small real matmuls in all, no complex autograd, no FFT.
+written by hand: three small real matmuls in all (Re a and Im a share one
+[cos | sin] block; the two forms are one batched matmul), no complex autograd, no FFT.
 For N <= 10 the matrices are so small that per-op overhead dominates, and the
 plain form p^T Q p on the whole grid, through autograd, is faster on a CPU
 (``benchmarks/heads.py --regulariser``). Both forms are exact.
@@ -72,10 +73,10 @@ def smoothness_matrices(num_frequencies: int, whole_grid: bool = False) -> dict[
 
     With ``whole_grid``: ``reg_grid_basis`` (2(N+1), 2M) gives ``[Re A, Im A]`` at the M = 2N+1 grid
     points and ``reg_grid_form`` Q (M, M) makes the penalty p^T Q p for p = |A|^2 there. Otherwise:
-    ``reg_basis`` (2(N+1), 4(N+1)) with ``[Re a, Im a] @ reg_basis = [Cu, Su, Cv, Sv]``, the cos and
-    sin sums of Re a and Im a at x_m = 2m/M, m = 0..N; ``reg_basis_t`` (2(N+1), N+1), the transposed
-    [cos | sin] block for the backward; ``reg_even_form`` and ``reg_odd_form`` (N+1, N+1), with the
-    penalty E^T even E + O'^T odd O' for E = Cu^2 + Su^2 + Cv^2 + Sv^2 and O' = Su Cv - Cu Sv.
+    ``reg_basis`` (N+1, 2(N+1)), the [cos | sin] block with ``Re a @ reg_basis = [Cu, Su]`` and
+    ``Im a @ reg_basis = [Cv, Sv]``, the cos and sin sums of Re a and Im a at x_m = 2m/M, m = 0..N;
+    ``reg_forms`` (2, N+1, N+1), the even and odd forms, with the penalty E^T even E + O'^T odd O'
+    for E = Cu^2 + Su^2 + Cv^2 + Sv^2 and O' = Su Cv - Cu Sv.
     """
     N, N1, M = num_frequencies, num_frequencies + 1, 2 * num_frequencies + 1
     m = torch.arange(-N, N + 1, dtype=torch.float64)
@@ -96,37 +97,38 @@ def smoothness_matrices(num_frequencies: int, whole_grid: bool = False) -> dict[
     even, odd = fold_even.T @ Q @ fold_even, fold_odd.T @ Q @ fold_odd
     angle = math.pi * torch.arange(N1, dtype=torch.float64)[:, None] * x[None, N:]  # (j, x_a >= 0)
     cos_sin = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1)  # (N+1, 2(N+1))
-    return {"reg_basis": torch.block_diag(cos_sin, cos_sin), "reg_basis_t": cos_sin.T.contiguous(),
-            "reg_even_form": even, "reg_odd_form": odd}
+    return {"reg_basis": cos_sin, "reg_forms": torch.stack([even, odd])}
 
 
 class _SmoothnessPenalty(torch.autograd.Function):
     """Sum over rows of sum_k 2 pi^2 k^2 |r_k|^2 from rows ``[Re a, Im a]`` (R, 2(N+1)); hand backward."""
 
     @staticmethod
-    def forward(ctx, coef, basis, basis_t, even, odd):  # type: ignore[override]
-        N1 = even.shape[0]
-        y = (coef @ basis).view(-1, 2, 2, N1)  # [Re a | Im a][cos | sin] sums at x_a >= 0
+    def forward(ctx, coef, basis, forms):  # type: ignore[override]
+        N1 = basis.shape[0]
+        # Re a and Im a each against the one [cos | sin] block: (2R, N+1) @ (N+1, 2(N+1))
+        y = (coef.reshape(-1, N1) @ basis).view(-1, 2, 2, N1)  # [Re a | Im a][cos | sin] at x_a >= 0
         cu, su, cv, sv = y[:, 0, 0], y[:, 0, 1], y[:, 1, 0], y[:, 1, 1]
-        e = cu * cu
-        e.addcmul_(su, su).addcmul_(cv, cv).addcmul_(sv, sv)
-        o = su * cv
-        o.addcmul_(cu, sv, value=-1.0)
-        qe, qo = e @ even, o @ odd
-        ctx.save_for_backward(y, qe, qo, basis_t)
-        return torch.dot(e.view(-1), qe.view(-1)) + torch.dot(o.view(-1), qo.view(-1))
+        eo = y.new_empty(2, y.shape[0], N1)  # E and O' side by side: one batched matmul for both forms
+        e, o = eo[0], eo[1]
+        torch.mul(cu, cu, out=e).addcmul_(su, su).addcmul_(cv, cv).addcmul_(sv, sv)
+        torch.mul(su, cv, out=o).addcmul_(cu, sv, value=-1.0)
+        q = torch.bmm(eo, forms)  # (2, R, N+1): even E and odd O'
+        ctx.save_for_backward(y, q, basis)
+        return torch.dot(eo.view(-1), q.view(-1))
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        y, qe, qo, basis_t = ctx.saved_tensors
+        y, q, basis = ctx.saved_tensors
+        N1 = basis.shape[0]
         cu, su, cv, sv = y[:, 0, 0], y[:, 0, 1], y[:, 1, 0], y[:, 1, 1]
-        de, do = qe * (4.0 * grad), qo * (2.0 * grad)  # d(E^T Q E)/dE = 2 Q E, and dE/dy = 2 y
+        de, do = q[0] * (4.0 * grad), q[1] * (2.0 * grad)  # d(E^T Q E)/dE = 2 Q E, and dE/dy = 2 y
         dy = torch.empty_like(y)
         torch.mul(cu, de, out=dy[:, 0, 0]).addcmul_(sv, do, value=-1.0)
         torch.mul(su, de, out=dy[:, 0, 1]).addcmul_(cv, do)
         torch.mul(cv, de, out=dy[:, 1, 0]).addcmul_(su, do)
         torch.mul(sv, de, out=dy[:, 1, 1]).addcmul_(cu, do, value=-1.0)
-        return (dy.view(-1, basis_t.shape[0]) @ basis_t).view(y.shape[0], -1), None, None, None, None
+        return (dy.view(-1, 2 * N1) @ basis.T).view(y.shape[0], 2 * N1), None, None
 
 
 @register_head("fourier")
