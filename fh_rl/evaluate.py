@@ -203,8 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rtg-mode", choices=("transformed", "raw"), default=None,
                         help="decrement returns-to-go by transformed (dataset-unit) or raw rewards")
     parser.add_argument("--seed", type=int, default=None, help="base seed of the evaluation episodes")
-    parser.add_argument("--argmax", action="store_true",
-                        help="take the most likely bin (gaussian head: tanh(mean)) instead of sampling")
+    actions = parser.add_mutually_exclusive_group()
+    actions.add_argument("--argmax", action="store_true",
+                         help="take the most likely bin (gaussian head: tanh(mean)) instead of sampling")
+    actions.add_argument("--sample", action="store_true",
+                         help="sample actions from the predicted distribution (default: the run's eval.sample)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -263,7 +266,7 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
         seed=seed,
         protocol=protocol,
         rtg_mode=rtg_mode,
-        sample=cfg.eval.sample and not args.argmax,
+        sample=args.sample or (cfg.eval.sample and not args.argmax),
         device=device,
         progress=not args.no_progress,
         backend=args.backend,

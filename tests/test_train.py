@@ -107,6 +107,16 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # evaluate's events join the run's one file
     assert {"eval/return_mean/target_-100", "eval/return_mean/target_-300"} <= event_tags(run_dir)  # not the run's target
 
+    # the run evaluates with argmax actions (eval.sample: false); --sample overrides that, --argmax with it is an error
+    assert json.loads(written.read_text())["results"][0]["sample"] is False
+    assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "1", "--workers", "0", "--sample", "--no-progress",
+                                       "--out", str(tmp_path / "sampled.json")]) == 0
+    assert "sampled actions" in capsys.readouterr().out
+    assert json.loads((tmp_path / "sampled.json").read_text())["results"][0]["sample"] is True
+    with pytest.raises(SystemExit) as exc:
+        run_cli(evaluate_cli.main, [str(run_dir), "--sample", "--argmax"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
 
 def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
     args = args_for(tmp_path, pendulum_hdf5, "--head", "linear", "--set", "agent.name=bc", "--set", "eval.episodes=1", steps=4)
