@@ -102,13 +102,26 @@ def run_evaluation(
                                  seed=seed + i, timesteps=timesteps, integer_rtg=integer_rtg)
             res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
         results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample,
-                                     timesteps=timesteps, integer_rtg=integer_rtg))
+                                     timesteps=timesteps, integer_rtg=integer_rtg,
+                                     sample_within_bin=getattr(agent.codec, "sample_within_bin", None)))
     return results
 
 
+def enable_sample_within_bin(codec: Any, env_name: str) -> None:
+    """Decode the codec's bins to uniform draws within them from now on; a ValueError for discrete actions."""
+    if not getattr(codec, "continuous", False):
+        raise ValueError(f"--sample-within-bin needs Box actions, but {env_name} has discrete actions (each bin is one action)")
+    codec.sample_within_bin = True
+
+
 def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool,
-                  timesteps: str | None = None, integer_rtg: bool = False) -> dict[str, Any]:
-    """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean."""
+                  timesteps: str | None = None, integer_rtg: bool = False,
+                  sample_within_bin: bool | None = None) -> dict[str, Any]:
+    """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean.
+
+    ``sample_within_bin``: whether each chosen bin was decoded to a uniform draw within it (Box actions) or to
+    its centre; None for discrete actions.
+    """
     returns = np.asarray(res.returns, dtype=np.float64)
     norm = [normalized(env_name, float(r)) for r in returns]
     return {
@@ -117,6 +130,7 @@ def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: st
         "sample": sample,
         "timesteps": timesteps,
         "integer_rtg": integer_rtg,
+        "sample_within_bin": sample_within_bin,
         "returns": returns.tolist(),
         "lengths": np.asarray(res.lengths).tolist(),
         "seeds": np.asarray(res.seeds).tolist(),
@@ -145,7 +159,8 @@ def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | N
     """A plain-text table: one row per target return, headed by the evaluation settings (protocol included)."""
     protocol = resolve_protocol(env_name, protocol)
     where = f"{env_name} ({protocol} protocol)" if protocol else env_name
-    lines = [f"{where}: {results[0]['rtg_mode']} returns-to-go, {'sampled' if results[0]['sample'] else 'argmax'} actions"]
+    within = ", a uniform draw within each chosen bin" if results[0].get("sample_within_bin") else ""
+    lines = [f"{where}: {results[0]['rtg_mode']} returns-to-go, {'sampled' if results[0]['sample'] else 'argmax'} actions{within}"]
     lines.append(f"{'target':>12} {'episodes':>8} {'return mean':>12} {'std':>10} {'normalized':>10}")
     for r in results:
         norm = "-" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f}"
@@ -208,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="take the most likely bin (gaussian head: tanh(mean)) instead of sampling")
     actions.add_argument("--sample", action="store_true",
                          help="sample actions from the predicted distribution (default: the run's eval.sample)")
+    parser.add_argument("--sample-within-bin", action="store_true",
+                        help="Box actions: decode each chosen bin to a uniform draw within it, not its centre "
+                             "(default: the run's env.sample_within_bin)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -252,6 +270,8 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
     from fh_rl.utils import resolve_device
 
     cfg, agent, state = load_agent(args.checkpoint)
+    if args.sample_within_bin:
+        enable_sample_within_bin(agent.codec, cfg.env.name)
     device = resolve_device(args.device)
     targets = args.targets or state.get("eval_targets") or [0.0]
     protocol = args.protocol if args.protocol is not None else cfg.env.protocol

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -116,6 +117,32 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     with pytest.raises(SystemExit) as exc:
         run_cli(evaluate_cli.main, [str(run_dir), "--sample", "--argmax"])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+    # --sample-within-bin: each chosen bin decodes to a uniform draw within it (Box actions), recorded in the result
+    argmax_only = json.loads(written.read_text())["results"][0]
+    assert argmax_only["sample_within_bin"] is False
+    assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "2", "--workers", "0", "--target-return", "-100",
+                                       "--argmax", "--sample-within-bin", "--no-progress",
+                                       "--out", str(tmp_path / "within.json")]) == 0
+    assert "argmax actions, a uniform draw within each chosen bin" in capsys.readouterr().out
+    within = json.loads((tmp_path / "within.json").read_text())["results"][0]
+    assert within["sample_within_bin"] is True and within["seeds"] == argmax_only["seeds"]
+    assert within["returns"] != argmax_only["returns"]  # same episodes, jittered torques
+
+
+def test_sample_within_bin_refuses_discrete_actions():
+    import gymnasium as gym
+
+    from fh_rl.envs.codecs import make_codec
+
+    codec = make_codec(gym.spaces.Discrete(4))
+    with pytest.raises(ValueError, match="--sample-within-bin needs Box actions, but CartPole-v1 has discrete actions"):
+        evaluate_cli.enable_sample_within_bin(codec, "CartPole-v1")
+    box = make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=8)
+    evaluate_cli.enable_sample_within_bin(box, "Pendulum-v1")
+    assert box.sample_within_bin
+    draws = box.decode(np.zeros((200, 1), dtype=np.int64), rng=np.random.default_rng(0))
+    assert draws.min() >= -2.0 and draws.max() <= -1.5 and np.ptp(draws) > 0.4  # bin 0 spans [-2, -1.5]
 
 
 def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
