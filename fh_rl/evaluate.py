@@ -103,15 +103,26 @@ def run_evaluation(
             res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
         results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample,
                                      timesteps=timesteps, integer_rtg=integer_rtg,
-                                     sample_within_bin=getattr(agent.codec, "sample_within_bin", None)))
+                                     sample_within_bin=_within_bin(agent)))
     return results
 
 
-def enable_sample_within_bin(codec: Any, env_name: str) -> None:
-    """Decode the codec's bins to uniform draws within them from now on; a ValueError for discrete actions."""
-    if not getattr(codec, "continuous", False):
+def enable_sample_within_bin(agent: Any, env_name: str) -> None:
+    """Decode the agent's bins to uniform draws within them from now on; a ValueError when its actions are no bins
+    of a Box (discrete actions, or a head that predicts continuous actions)."""
+    if not getattr(agent.codec, "continuous", False):
         raise ValueError(f"--sample-within-bin needs Box actions, but {env_name} has discrete actions (each bin is one action)")
-    codec.sample_within_bin = True
+    if getattr(agent, "head_scores", "bins") != "bins":
+        raise ValueError(f"--sample-within-bin applies to heads that score bins; head {agent.head_name!r} predicts "
+                         f"continuous actions, which are not decoded from bins")
+    agent.codec.sample_within_bin = True
+
+
+def _within_bin(agent: Any) -> bool | None:
+    """Whether the agent's chosen bins decode to a uniform draw within them; None when actions are no Box bins."""
+    if getattr(agent, "head_scores", "bins") != "bins":
+        return None
+    return getattr(agent.codec, "sample_within_bin", None)
 
 
 def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool,
@@ -120,7 +131,7 @@ def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: st
     """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean.
 
     ``sample_within_bin``: whether each chosen bin was decoded to a uniform draw within it (Box actions) or to
-    its centre; None for discrete actions.
+    its centre; None for discrete actions and for heads that predict continuous actions.
     """
     returns = np.asarray(res.returns, dtype=np.float64)
     norm = [normalized(env_name, float(r)) for r in returns]
@@ -271,7 +282,7 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
 
     cfg, agent, state = load_agent(args.checkpoint)
     if args.sample_within_bin:
-        enable_sample_within_bin(agent.codec, cfg.env.name)
+        enable_sample_within_bin(agent, cfg.env.name)
     device = resolve_device(args.device)
     targets = args.targets or state.get("eval_targets") or [0.0]
     protocol = args.protocol if args.protocol is not None else cfg.env.protocol

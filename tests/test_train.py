@@ -130,17 +130,25 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert within["returns"] != argmax_only["returns"]  # same episodes, jittered torques
 
 
-def test_sample_within_bin_refuses_discrete_actions():
+def test_sample_within_bin_refuses_discrete_actions_and_continuous_heads():
+    from types import SimpleNamespace
+
     import gymnasium as gym
 
     from fh_rl.envs.codecs import make_codec
 
-    codec = make_codec(gym.spaces.Discrete(4))
+    discrete = SimpleNamespace(codec=make_codec(gym.spaces.Discrete(4)), head_scores="bins", head_name="linear")
     with pytest.raises(ValueError, match="--sample-within-bin needs Box actions, but CartPole-v1 has discrete actions"):
-        evaluate_cli.enable_sample_within_bin(codec, "CartPole-v1")
+        evaluate_cli.enable_sample_within_bin(discrete, "CartPole-v1")
+    gaussian = SimpleNamespace(codec=make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=8), head_scores="continuous",
+                               head_name="gaussian")
+    with pytest.raises(ValueError, match="head 'gaussian' predicts continuous actions"):
+        evaluate_cli.enable_sample_within_bin(gaussian, "Pendulum-v1")
+    assert not gaussian.codec.sample_within_bin and evaluate_cli._within_bin(gaussian) is None
     box = make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=8)
-    evaluate_cli.enable_sample_within_bin(box, "Pendulum-v1")
-    assert box.sample_within_bin
+    fourier = SimpleNamespace(codec=box, head_scores="bins", head_name="fourier")
+    evaluate_cli.enable_sample_within_bin(fourier, "Pendulum-v1")
+    assert box.sample_within_bin and evaluate_cli._within_bin(fourier) is True
     draws = box.decode(np.zeros((200, 1), dtype=np.int64), rng=np.random.default_rng(0))
     assert draws.min() >= -2.0 and draws.max() <= -1.5 and np.ptp(draws) > 0.4  # bin 0 spans [-2, -1.5]
 
