@@ -11,8 +11,7 @@ realistic), then prints one table of ratios measured within this run:
   medians of interleaved rounds, each load into fresh memory and into memory
   just written and freed ("pre-backed"), with the machine's first-write speed to
   fresh memory as context (on a VM that backs memory lazily it can dominate),
-  per wall-second and per CPU-second (the latter is robust to a busy machine;
-  CPU/wall shows how many cores each actually got);
+  per wall-second and per CPU-second (the latter is robust to a busy machine);
 * peak memory (RSS growth in a fresh process) while loading an M-transition
   sample, vs M * 7 KB + one fixed-size chunk per worker;
 * time to open the cached subset;
@@ -183,7 +182,7 @@ def main() -> None:
                 t_load, cpu = med(walls["load", workers, backed]), med(cpus["load", workers, backed])
                 rows.append((f"load all ({w}, {memory} memory)", f"{obs_bytes / t_load / 1e6:.0f} MB/s",
                              f"gzip -dc x{workers}: {obs_bytes / t_gz / 1e6:.0f} MB/s", f"{t_gz / t_load:.2f}x"))
-                rows.append((f"  per CPU-second", f"{obs_bytes / cpu / 1e6:.0f} MB/s",
+                rows.append(("  per CPU-second", f"{obs_bytes / cpu / 1e6:.0f} MB/s",
                              f"gzip -dc: {obs_bytes / cpu_gz / 1e6:.0f} MB/s", f"{cpu_gz / cpu:.2f}x"))
             speedup = med(walls["load", 1, backed]) / med(walls["load", 2, backed])
             rows.append((f"load speed-up 2 vs 1 worker ({memory} memory)", f"{speedup:.2f}x",

@@ -110,9 +110,9 @@ def run_evaluation(
 def enable_sample_within_bin(agent: Any, env_name: str) -> None:
     """Decode the agent's bins to uniform draws within them from now on; a ValueError when its actions are no bins
     of a Box (discrete actions, or a head that predicts continuous actions)."""
-    if not getattr(agent.codec, "continuous", False):
+    if not agent.codec.continuous:
         raise ValueError(f"--sample-within-bin needs Box actions, but {env_name} has discrete actions (each bin is one action)")
-    if getattr(agent, "head_scores", "bins") != "bins":
+    if agent.head_scores != "bins":
         raise ValueError(f"--sample-within-bin applies to heads that score bins; head {agent.head_name!r} predicts "
                          f"continuous actions, which are not decoded from bins")
     agent.codec.sample_within_bin = True
@@ -120,9 +120,7 @@ def enable_sample_within_bin(agent: Any, env_name: str) -> None:
 
 def _within_bin(agent: Any) -> bool | None:
     """Whether the agent's chosen bins decode to a uniform draw within them; None when actions are no Box bins."""
-    if getattr(agent, "head_scores", "bins") != "bins":
-        return None
-    return getattr(agent.codec, "sample_within_bin", None)
+    return agent.codec.sample_within_bin if agent.codec.continuous and agent.head_scores == "bins" else None
 
 
 def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool,
