@@ -205,6 +205,22 @@ def test_parallel_and_chunking_do_not_change_results(tmp_path):
     assert a.content_hash() == b.content_hash()
 
 
+def test_worker_threads_parse_npy_headers_one_at_a_time(tmp_path, monkeypatch):
+    """numpy parses .npy headers with ast.literal_eval, which CPython 3.11 cannot run in two threads at once."""
+    from fh_rl.datasets.dqn_replay import format as fmt
+
+    _write(tmp_path, 120, _random_run(7, 50))
+    parse, calls = np.lib.format.read_array_header_1_0, []
+
+    def checked(fp, *args, **kwargs):
+        calls.append(fmt._HEADER_LOCK.locked())
+        return parse(fp, *args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "read_array_header_1_0", checked)
+    load_dqn_replay(tmp_path, "Pong", 1, workers=2, progress=False)
+    assert calls and all(calls), calls
+
+
 # --------------------------------------------------------------------------- sampling + cache
 def test_sampled_subset_is_exact_and_cached(tmp_path):
     run = _random_run(11, 120)

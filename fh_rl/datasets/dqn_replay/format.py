@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -64,6 +65,13 @@ def check_files(directory: Path, suffixes: Sequence[int]) -> None:
 
 
 # --------------------------------------------------------------------------- gzip .npy streaming
+_HEADER_LOCK = threading.Lock()
+"""One .npy header parsed at a time. numpy reads it with ``ast.literal_eval``, and CPython 3.11's AST
+construction keeps its recursion depth in state shared by threads: the loader's worker threads parsing
+headers at once can fail with ``SystemError: AST constructor recursion depth mismatch`` (seen in this
+project's CI; CPython gh-106905). A header is ~100 bytes, so the lock costs nothing measurable."""
+
+
 class GzipNpy:
     """Streams the payload of one gzip-compressed ``.npy`` file in fixed-size pieces.
 
@@ -78,11 +86,12 @@ class GzipNpy:
         self._raw = open(path, "rb")
         self._z = zlib.decompressobj(31)
         try:
-            version = np.lib.format.read_magic(self)
-            if version == (1, 0):
-                found_shape, fortran, found_dtype = np.lib.format.read_array_header_1_0(self)
-            else:
-                found_shape, fortran, found_dtype = np.lib.format.read_array_header_2_0(self)
+            with _HEADER_LOCK:  # numpy parses the header with ast.literal_eval: see _HEADER_LOCK
+                version = np.lib.format.read_magic(self)
+                if version == (1, 0):
+                    found_shape, fortran, found_dtype = np.lib.format.read_array_header_1_0(self)
+                else:
+                    found_shape, fortran, found_dtype = np.lib.format.read_array_header_2_0(self)
         except (ValueError, OSError, EOFError, zlib.error) as exc:
             self.close()
             raise ValueError(f"{path}: not a gzip-compressed .npy array ({exc}); re-download this file") from exc
