@@ -66,11 +66,24 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether any thread of ``pid`` has yet to finish exiting (a zombie is dead).
+
+    Every thread counts, not only the main one: when a multi-threaded process
+    exits, its main thread can already show as a zombie while other threads
+    still hold the process's files (and so its flocks) open.
+    """
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"  # a zombie is dead
+        tasks = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
         return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().rsplit(") ", 1)[1][0] not in "ZX":
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return False
 
 
 @pytest.fixture()
