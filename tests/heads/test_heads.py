@@ -16,6 +16,7 @@ from fh_rl.heads import (
     register_head,
 )
 from fh_rl.heads.continuous import log_ndtr_difference
+from fh_rl.heads.fourier import smoothness_matrices
 
 D, K = 12, 18
 SHAPES = [(), (3,), (3, 4)]
@@ -424,6 +425,49 @@ def test_fourier_regularization_gradient_matches_the_definition(N):
     got, = torch.autograd.grad(ours, coef)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
     assert torch.autograd.gradcheck(head.regularization, (coef[:1, :2].detach().requires_grad_(True),))
+
+
+def test_fourier_regularization_takes_strided_coefficients():
+    """The penalty reads Re a and Im a as transposed columns: any layout of the rows gives the same value and gradient."""
+    torch.manual_seed(1)
+    N = 12
+    head = FourierHead(D, K, 2, num_frequencies=N, regularization_gamma=0.5).double()
+    wide = torch.randn(6, 2, 4 * (N + 1), dtype=torch.float64)
+    strided = wide[..., ::2].detach().requires_grad_(True)  # last-dimension stride 2
+    transposed = strided.detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_(True)
+    dense = strided.detach().contiguous().requires_grad_(True)
+    values = [head.regularization(c) for c in (strided, transposed, dense)]
+    grads = [torch.autograd.grad(v, c)[0] for v, c in zip(values, (strided, transposed, dense))]
+    for v, g in zip(values[:2], grads[:2]):
+        assert v.item() == pytest.approx(values[2].item(), rel=1e-12)
+        torch.testing.assert_close(g, grads[2], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("N", [1, 5, 16])
+def test_whole_grid_form_equals_the_penalty(N):
+    """p^T Q p over |A|^2 on all 2N+1 grid points (the plain form the benchmark times) is the same penalty."""
+    torch.manual_seed(N)
+    head = FourierHead(D, K, 1, num_frequencies=N, regularization_gamma=1.0)
+    coef = torch.randn(7, 1, 2 * (N + 1), dtype=torch.float64)
+    basis, q = smoothness_matrices(N, whole_grid=True).values()
+    M = 2 * N + 1
+    z = coef.reshape(7, -1) @ basis
+    p = z[:, :M] ** 2 + z[:, M:] ** 2
+    plain = 2.0 * torch.einsum("rm,mn,rn->", p, q, p) / 7
+    assert head.regularization(coef).item() == pytest.approx(plain.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("N", [4, 12])
+def test_fourier_regularization_under_torch_func_transforms(N):
+    """vmap and grad (the density benchmark stacks runs with vmap) give the same values and gradients."""
+    torch.manual_seed(N)
+    head = FourierHead(D, K, 2, num_frequencies=N, regularization_gamma=0.3).double()
+    coefs = torch.randn(3, 5, 2, 2 * (N + 1), dtype=torch.float64)
+    one_by_one = torch.stack([head.regularization(c) for c in coefs])
+    torch.testing.assert_close(torch.func.vmap(head.regularization)(coefs), one_by_one, rtol=1e-12, atol=0)
+    c = coefs[0].clone().requires_grad_(True)
+    expected, = torch.autograd.grad(head.regularization(c), c)
+    torch.testing.assert_close(torch.func.grad(head.regularization)(coefs[0]), expected, rtol=1e-10, atol=1e-14)
 
 
 def test_fourier_regularization_in_float32_and_under_autocast():
