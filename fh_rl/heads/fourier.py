@@ -43,6 +43,7 @@ exactness); :meth:`FourierHead.pmf` gives the exact pmf.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -97,6 +98,12 @@ def smoothness_matrices(num_frequencies: int, whole_grid: bool = False) -> dict[
     angle = math.pi * x[N:, None] * torch.arange(N1, dtype=torch.float64)[None, :]  # (x_a >= 0, j)
     cos_sin = torch.cat([torch.cos(angle), torch.sin(angle)], dim=0)  # (2(N+1), N+1)
     return {"reg_basis": cos_sin, "reg_forms": torch.stack([even, odd])}
+
+
+@functools.lru_cache(maxsize=8)
+def _whole_grid_matrices(num_frequencies: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """``smoothness_matrices(N, whole_grid=True)`` on ``device`` in ``dtype``, built once."""
+    return tuple(m.to(device, dtype) for m in smoothness_matrices(num_frequencies, whole_grid=True).values())
 
 
 class _SmoothnessPenalty(torch.autograd.Function):
@@ -242,13 +249,9 @@ class FourierHead(Head):
         """Sum over rows of the penalty as p^T Q p on the whole grid, in plain ops (for torch.func transforms).
 
         Exact like the fast form; about its cost below N = 8, ~2x at N = 32. Its matrices are built on first
-        use, not kept as buffers.
+        use (and cached), not kept as buffers.
         """
-        key = (rows.device, rows.dtype)
-        if getattr(self, "_whole_grid", (None,))[0] != key:
-            basis, q = smoothness_matrices(self.num_frequencies, whole_grid=True).values()
-            self._whole_grid = (key, basis.to(rows.device, rows.dtype), q.to(rows.device, rows.dtype))
-        _, basis, q = self._whole_grid
+        basis, q = _whole_grid_matrices(self.num_frequencies, rows.device, rows.dtype)
         M = q.shape[0]
         z = rows @ basis  # [Re A, Im A] at the M grid points
         p = z[:, :M].square() + z[:, M:].square()
