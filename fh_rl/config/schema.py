@@ -16,7 +16,7 @@ from fh_rl.config.coerce import coerce_value, unknown_key_message
 from fh_rl.heads import HEADS, head_params
 
 DATASET_FORMATS = ("hdf5", "dqn-replay", "minari")
-DATASET_BUILDERS = ("sac",)
+DATASET_BUILDERS = ("sac", "ppo")
 ORDERINGS = ("identity", "joystick")
 RTG_MODES = ("transformed", "raw")
 
@@ -77,17 +77,17 @@ class DatasetConfig:
     """Continuous actions outside the environment's bounds (beyond 0.1% of the range) are an error; true: clip
     them to the bounds instead (they then train the end bins)."""
     build: str | None = None
-    """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name``
-    and writes its replay plus rollouts of the final policy (``python -m fh_rl.datasets.collect control``);
-    None: a missing dataset is an error."""
+    """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name`` (Box
+    actions), ``ppo`` trains PPO (Discrete actions), and writes its experience plus rollouts of the final policy
+    (``python -m fh_rl.datasets.collect control``); None: a missing dataset is an error."""
     build_steps: int = 10_000
-    """``build: sac``: SAC environment steps."""
+    """``build``: the learner's environment steps."""
     build_expert_episodes: int = 100
-    """``build: sac``: rollouts of the final SAC policy added to its replay."""
+    """``build``: rollouts of the learner's final policy added to its experience."""
     build_medium_episodes: int = 0
-    """``build: sac``: rollouts of the half-time SAC policy added as well."""
+    """``build``: rollouts of the learner's half-time policy added as well."""
     build_seed: int = 0
-    """``build: sac``: seed of the SAC run (fixed, so every run that builds the file builds the same data)."""
+    """``build``: seed of the learner's run (fixed, so every run that builds the file builds the same data)."""
 
     def __post_init__(self) -> None:
         _choice(self, "format", DATASET_FORMATS)
