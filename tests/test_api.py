@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import fh_rl
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"agent": {"embed_dim": 16, "n_layer": 1, "n_head": 2, "context_len": 4, "hidden_layers": 0},
@@ -193,7 +193,7 @@ def test_cartpole_collect_train_evaluate_compare(tmp_path):
     data = tmp_path / "cartpole.hdf5"
     assert collect_main(["control", "--env", "CartPole-v1", "--steps", "600", "--expert-episodes", "3",
                          "--out", str(data)]) == 0
-    sets = [f"env.name=CartPole-v1", f"dataset.path={data}", "dataset.build=null", "agent.max_timestep=500",
+    sets = ["env.name=CartPole-v1", f"dataset.path={data}", "dataset.build=null", "agent.max_timestep=500",
             "agent.embed_dim=16", "agent.n_layer=1", "agent.n_head=2", "agent.context_len=4", "train.steps=20",
             "train.batch_size=16", "train.val_every=20", "train.val_batches=1", "eval.episodes=2", "eval.workers=0",
             f"run_root={tmp_path / 'runs'}"]

@@ -6,8 +6,9 @@ import dataclasses
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -152,7 +153,7 @@ def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
 
 def save_config(config: Config, path: str | os.PathLike, notes: Sequence[str] = ()) -> None:
     """Write the resolved config as YAML (atomically), ``notes`` as comment lines at the top."""
-    from fh_rl.atomic import atomic_write_text
+    from fh_rl.infra.atomic import atomic_write_text
 
     header = "".join(f"# note: {line}\n" for line in notes)
     atomic_write_text(Path(path), header + yaml.safe_dump(config.to_dict(), sort_keys=False))
