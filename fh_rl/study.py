@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE_HEADER = """# Results: which action head earns more return?
@@ -305,7 +305,7 @@ def run_records(runs: Sequence[Any], curves: bool = True, pmfs: bool = True) -> 
             record["history"] = [[s, _sig(m)] for s, m in run.history]
         if curves:
             series = scalar_series(run.path, CURVE_TAGS)
-            record["curves"] = {tag: [[int(t), _sig(v)] for t, v in zip(*pts)]
+            record["curves"] = {tag: [[int(t), _sig(v)] for t, v in zip(*pts, strict=True)]
                                 for tag, pts in series.items() if pts is not None}
         if pmfs:
             try:
@@ -338,11 +338,9 @@ def recorded_points(docs: str | Path, name: str) -> set[str]:
 
 def update_records(study: StudySpec, docs: str | Path, *, pmfs: bool = True) -> list[dict[str, Any]]:
     """The study's records plus one for every finished run under its root that has none yet (by run path);
-    the records file is rewritten when runs were added. Records whose run directory is gone stay."""
-    from fh_rl.atomic import atomic_write_text
-    from fh_rl.compare import find_runs
-
+    the records file is rewritten. Records whose run directory is gone stay."""
     from fh_rl.compare import load_run
+    from fh_rl.infra.atomic import atomic_write_text
     from fh_rl.sweep import run_dirs_under
 
     records, meta = load_records(docs, study.name)
@@ -432,7 +430,7 @@ def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
     the evaluation episodes' seeds for every arm), with its bootstrap interval: information, not the verdict."""
     from fh_rl.compare.stats import seed_statistics
 
-    mine, theirs = dict(zip(row["seeds"], row["return"]["values"])), dict(zip(base["seeds"], base["return"]["values"]))
+    mine, theirs = dict(zip(row["seeds"], row["return"]["values"], strict=True)), dict(zip(base["seeds"], base["return"]["values"], strict=True))
     common = sorted(set(mine) & set(theirs))
     if len(common) < MIN_SEEDS_FOR_VERDICT or len(mine) != len(row["seeds"]) or len(theirs) != len(base["seeds"]):
         return ""
@@ -512,7 +510,7 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
 
 def rewrite_page(page: Path, name: str, text: str) -> None:
     """Replace (or append) the study's marked section of docs/results.md, atomically; refresh the page's header."""
-    from fh_rl.atomic import atomic_write_text
+    from fh_rl.infra.atomic import atomic_write_text
 
     current = page.read_text() if page.exists() else PAGE_HEADER
     if "<!-- study:" in current:  # the page's header is this version's
