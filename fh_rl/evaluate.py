@@ -254,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--target-return must be a finite number, got {target}")
     if args.backend == "local" and args.address:
         raise ValueError("--address needs --backend ray")
+    if args.seed is not None:
+        from fh_rl.config.schema import check_seed
+
+        check_seed(args.seed, "--seed")
     for name in ("episodes", "workers"):
         value = getattr(args, name)
         if value is not None and value < (1 if name == "episodes" else 0):
@@ -278,10 +282,10 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
     from fh_rl.build import load_agent
     from fh_rl.utils import resolve_device
 
+    device = resolve_device(args.device, "--device")
     cfg, agent, state = load_agent(args.checkpoint)
     if args.sample_within_bin:
         enable_sample_within_bin(agent, cfg.env.name)
-    device = resolve_device(args.device)
     targets = args.targets or state.get("eval_targets") or [0.0]
     protocol = args.protocol if args.protocol is not None else cfg.env.protocol
     rtg_mode = args.rtg_mode or cfg.eval.rtg_mode
