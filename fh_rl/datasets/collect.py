@@ -201,6 +201,13 @@ def collect_control(
     if not isinstance(probe.action_space, gym.spaces.Box):
         raise ValueError(f"collect control needs a Box action space; {env_id} has {probe.action_space}")
     check_collect_memory(env_id, steps, probe.observation_space, probe.action_space)
+    if format == "hdf5":  # before SAC trains for minutes: will the file fit? (write_hdf5 checks again, exactly)
+        from fh_rl.atomic import ensure_free_space
+        from fh_rl.datasets.hdf5 import HDF5_OVERHEAD
+
+        rows = steps + (expert_episodes + medium_episodes) * int(probe.spec.max_episode_steps or 1000)
+        row = 4 * (int(np.prod(probe.observation_space.shape)) + int(np.prod(probe.action_space.shape)) + 1) + 3
+        ensure_free_space(out, HDF5_OVERHEAD + rows * row)
     probe.close()
 
     torch.manual_seed(seed)

@@ -18,11 +18,13 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from fh_rl.atomic import atomic_path
+from fh_rl.atomic import atomic_path, ensure_free_space
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
 from fh_rl.datasets.validate import check_finite, check_magnitude, check_numeric
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
+HDF5_OVERHEAD = 64 << 10
+"""Bytes :func:`write_hdf5` wants free beyond its uncompressed data (HDF5's headers, chunk indexes, metadata)."""
 
 
 def write_hdf5(
@@ -52,6 +54,11 @@ def write_hdf5(
     for key, arr in (infos or {}).items():
         if len(arr) != n:
             raise ValueError(f"infos[{key!r}] has {len(arr)} rows but the dataset has {n} transitions")
+    # HDF5 cannot fail cleanly when the disk fills up under it (h5py then ends the process with a segmentation
+    # fault): make sure the uncompressed data fits first, with room for HDF5's own structures.
+    raw = (dataset.observations.nbytes + dataset.actions.nbytes + dataset.rewards.nbytes + 2 * n
+           + sum(np.asarray(a).nbytes for a in (infos or {}).values()))
+    ensure_free_space(path, HDF5_OVERHEAD + 1.05 * raw)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
         obs = dataset.observations
