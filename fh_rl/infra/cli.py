@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+
 
 class UsageError(ValueError):
     """Bad user input detected by a command (printed as one line, exit 2)."""
@@ -13,7 +14,7 @@ class UsageError(ValueError):
 class StorageError(OSError):
     """A file fh_rl must write cannot be written: the disk is full, or the place is read-only.
 
-    Raised by the writers themselves (:mod:`fh_rl.atomic`, the lock files) with a message naming the path;
+    Raised by the writers themselves (:mod:`fh_rl.infra.atomic`, the lock files) with a message naming the path;
     nothing partial is left under a final name. One line, exit 2 (the user can free space or write elsewhere).
     """
 

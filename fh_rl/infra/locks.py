@@ -29,8 +29,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 RUN_LOCK = ".lock"
 SWEEP_LOCK = ".sweep.lock"
@@ -60,7 +60,7 @@ class Lock:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -100,7 +100,7 @@ def _acquire(path: Path, wait: bool) -> Lock | None:
     A holder removes the file when it releases, so after getting the lock we
     check that the path still names the file we locked, and retry if not.
     """
-    from fh_rl.atomic import storage_error
+    from fh_rl.infra.atomic import storage_error
 
     while True:
         try:
@@ -139,7 +139,7 @@ def hold_run_dir(run_dir: str | os.PathLike, doing: str = "write to it", *, cann
     A run directory that cannot be written (read-only, or its disk full) is a :class:`~fh_rl.cli.StorageError`
     saying so, followed by ``cannot_write`` (what to do instead).
     """
-    from fh_rl.cli import StorageError
+    from fh_rl.infra.cli import StorageError
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -147,7 +147,7 @@ def hold_run_dir(run_dir: str | os.PathLike, doing: str = "write to it", *, cann
     try:
         lock = try_lock(run_dir / RUN_LOCK)
     except StorageError as exc:
-        from fh_rl.atomic import DISK_FULL, _size, free_bytes
+        from fh_rl.infra.atomic import DISK_FULL, _size, free_bytes
 
         why = (f"is on a full disk ({_size(free_bytes(run_dir))} free)" if exc.errno in DISK_FULL
                else f"is read-only ({os.strerror(exc.errno) if exc.errno else 'not writable'})")
