@@ -248,7 +248,19 @@ def collect_control(
         out = Path(out).expanduser()
         if out.exists():
             raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
-    algorithm = control_algorithm(env_id, algorithm)
+    algorithm = control_algorithm(env_id, algorithm)  # refuses an unknown id, Atari, images, other action spaces
+    probe = gym.make(env_id)
+    try:
+        check_collect_memory(env_id, steps, probe.observation_space, probe.action_space)
+        if format == "hdf5":  # before the learner trains for minutes: will the file fit? (write_hdf5 checks again)
+            from fh_rl.datasets.hdf5 import HDF5_OVERHEAD
+            from fh_rl.infra.atomic import ensure_free_space
+
+            rows = steps + (expert_episodes + medium_episodes) * int(probe.spec.max_episode_steps or 1000)
+            row = 4 * (int(np.prod(probe.observation_space.shape)) + int(np.prod(probe.action_space.shape)) + 1) + 3
+            ensure_free_space(out, HDF5_OVERHEAD + rows * row)
+    finally:
+        probe.close()
 
     torch.manual_seed(seed)
     args = (env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress, format,
@@ -278,6 +290,23 @@ def _make_control_learner(algorithm: str, env_id: str, steps: int, seed: int, ne
     batch_size = max(d for d in range(1, 65) if n_steps % d == 0)  # 64 at the default; whole minibatches
     return PPO("MlpPolicy", gym.make(env_id), seed=seed, n_steps=n_steps, batch_size=batch_size,
                policy_kwargs={"net_arch": list(net_arch)}, verbose=0, device="cpu")
+
+
+def check_collect_memory(env_id: str, steps: int, observation_space: Any, action_space: Any) -> None:
+    """ValueError when ``steps`` transitions cannot be held in memory: SAC's replay buffer holds every step
+    (observation, next observation, action, reward, flags) and the recorded episodes hold them again."""
+    import torch
+
+    from fh_rl.preflight import _size, available_memory
+
+    per_step = 4.0 * (3 * int(np.prod(observation_space.shape)) + 2 * int(np.prod(action_space.shape)) + 4)
+    need = float(steps) * per_step
+    free, what = available_memory(torch.device("cpu"))
+    if need > free:
+        raise ValueError(
+            f"collecting {steps:,} steps of {env_id} needs about {_size(need)} of memory (SAC's replay buffer keeps "
+            f"every step, and the dataset is assembled from them) but {_size(free)} is {what}; lower --steps"
+        )
 
 
 def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress,
