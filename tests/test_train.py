@@ -164,7 +164,7 @@ def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
     assert "eval/return_mean" in event_tags(run_dir)
 
 
-@pytest.mark.parametrize("head", ["fourier", "gaussian"])
+@pytest.mark.parametrize("head", ["fourier", "gaussian", "chebyshev"])
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch, head):
     from fh_rl.datasets.sampling import WindowSampler
 
