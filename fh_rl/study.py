@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE_HEADER = """# Results: which action head earns more return?
@@ -315,7 +315,7 @@ def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
     the evaluation episodes' seeds for every arm), with its bootstrap interval: information, not the verdict."""
     from fh_rl.compare.stats import seed_statistics
 
-    mine, theirs = dict(zip(row["seeds"], row["return"]["values"])), dict(zip(base["seeds"], base["return"]["values"]))
+    mine, theirs = dict(zip(row["seeds"], row["return"]["values"], strict=True)), dict(zip(base["seeds"], base["return"]["values"], strict=True))
     common = sorted(set(mine) & set(theirs))
     if len(common) < MIN_SEEDS_FOR_VERDICT or len(mine) != len(row["seeds"]) or len(theirs) != len(base["seeds"]):
         return ""
@@ -395,7 +395,7 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
 
 def rewrite_page(page: Path, name: str, text: str) -> None:
     """Replace (or append) the study's marked section of docs/results.md, atomically; refresh the page's header."""
-    from fh_rl.atomic import atomic_write_text
+    from fh_rl.infra.atomic import atomic_write_text
 
     current = page.read_text() if page.exists() else PAGE_HEADER
     if "<!-- study:" in current:  # the page's header is this version's
@@ -413,8 +413,8 @@ def rewrite_page(page: Path, name: str, text: str) -> None:
 def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "docs") -> dict[str, Any]:
     """Compare the study's finished runs; rewrite ``<docs>/results/<name>{.json,/}`` and its section of
     ``<docs>/results.md``."""
-    from fh_rl.atomic import atomic_write_text
     from fh_rl.compare import compare, find_runs
+    from fh_rl.infra.atomic import atomic_write_text
 
     docs = Path(docs)
     runs, _ = find_runs([study.root]) if Path(study.root).exists() else ([], [])

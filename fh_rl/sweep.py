@@ -38,11 +38,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +135,7 @@ def expand_grid(heads: Sequence[str], sets: Sequence[str], seeds: Sequence[int])
         fixed = tuple(f"{k}={v[0]}" for k, v in mine if len(v) == 1)
         grid = [(k, v) for k, v in mine if len(v) > 1]
         for combo in itertools.product(*(v for _, v in grid)):
-            settings = tuple((k, val) for (k, _), val in zip(grid, combo))
+            settings = tuple((k, val) for (k, _), val in zip(grid, combo, strict=True))
             for seed in seeds:
                 points.append(GridPoint(head=head, seed=seed, settings=settings, fixed=fixed))
     names = [p.name for p in points]
@@ -200,7 +201,7 @@ def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tu
     """
     import yaml
 
-    from fh_rl.locks import is_run_dir_busy
+    from fh_rl.infra.locks import is_run_dir_busy
 
     actions = []
     envs_heads: set[tuple[str, str | None, str]] = set()
@@ -274,7 +275,7 @@ def command(config: str | None, point: GridPoint, root: Path, resume: Path | Non
 
 
 def _child_env(jobs: int) -> dict[str, str]:
-    from fh_rl.locks import PARENT_ENV
+    from fh_rl.infra.locks import PARENT_ENV
 
     env = dict(os.environ)
     env[PARENT_ENV] = str(os.getpid())  # the job gets SIGTERM (checkpoints, stops) if this sweep dies
@@ -322,7 +323,7 @@ def run_sweep(
                              f"got {num_cpus}, {num_gpus}, {max_retries}")
     if config is not None and not Path(config).is_file():
         raise FileNotFoundError(f"config file {str(config)!r} not found; pass --config with a YAML file under configs/")
-    from fh_rl.locks import hold_sweep_root
+    from fh_rl.infra.locks import hold_sweep_root
 
     root = Path(root)
     actions = plan(points, root, config)
@@ -335,7 +336,7 @@ def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: b
                  address: str | None, num_cpus: float, num_gpus: float, max_retries: int,
                  shared_storage: bool) -> SweepResult:
     from fh_rl.compare import write_custom_scalars
-    from fh_rl.progress import progress_bar
+    from fh_rl.infra.progress import progress_bar
 
     write_custom_scalars(root)
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
@@ -527,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, why in result.failed.items():
         print(f"  failed {name}: {why}")
     if result.interrupted:
-        print(f"interrupted; run the same command again to resume", file=sys.stderr)
+        print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     if result.failed:
         return 1

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from fh_rl import study
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 from tests.tiny_run import REPO, child_env, write_tiny_config
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fh_rl import sweep
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 

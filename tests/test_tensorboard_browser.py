@@ -17,12 +17,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from fh_rl import train as train_cli
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -112,13 +112,13 @@ class AgentPolicy:
         observations = np.asarray(observations)
         A = self.agent.action_dims
         live = [self.slots[slot] for slot in slots]
-        new_states = [self._state(s, obs) for s, obs in zip(live, observations)]
+        new_states = [self._state(s, obs) for s, obs in zip(live, observations, strict=True)]
         if self.cache_states:  # encode only the new states; the slots keep (D,) embeddings
             states = np.stack(new_states).astype(self.state_dtype, copy=False)
             with torch.no_grad():
                 embedded = self.agent.encode_states(torch.from_numpy(states).to(self.device))
             new_states = list(embedded)
-        for s, state in zip(live, new_states):
+        for s, state in zip(live, new_states, strict=True):
             s.states.append(state)
             s.actions.append(np.zeros(A, dtype=self.action_dtype))  # the action being chosen; unseen by its own prediction
             s.rtg.append(math.trunc(s.return_to_go) if self.integer_rtg else s.return_to_go)
@@ -132,7 +132,7 @@ class AgentPolicy:
                 out = self.agent.next_action(states, *rest)  # the head's output, leading shape (n,)
             chosen = head.sample(out, self.generator) if self.sample else head.mode(out)  # (n, A)
         chosen = chosen.cpu().numpy()
-        for slot, a in zip(slots, chosen):
+        for slot, a in zip(slots, chosen, strict=True):
             self.slots[slot].actions[-1] = a
         return np.asarray(self.agent.decode_actions(chosen, rng=self.rng))
 
@@ -140,7 +140,7 @@ class AgentPolicy:
         rewards = np.asarray(rewards, dtype=np.float64)
         if self.rtg_mode == "transformed":
             rewards = transform_reward(rewards, self.agent.reward_transform)
-        for slot, reward, done in zip(np.asarray(slots).tolist(), rewards, np.asarray(dones)):
+        for slot, reward, done in zip(np.asarray(slots).tolist(), rewards, np.asarray(dones), strict=True):
             if done:
                 self.slots.pop(slot, None)
                 continue

@@ -4,14 +4,15 @@ curves, and learned pmfs."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from fh_rl.compare.runs import Run, scalar_series
 from fh_rl.compare.stats import Group
-from fh_rl.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
+from fh_rl.infra.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
 
 
 def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -38,7 +39,7 @@ def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path |
               ("nll", lambda row: row["val"]["nll"], "held-out NLL of the dataset's bins"),
               ("smoothness", lambda row: row["val"]["smoothness"], "held-out smoothness (lower is smoother)")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (name, pick, ylabel) in zip(axes, panels):
+    for ax, (_, pick, ylabel) in zip(axes, panels, strict=True):
         for i, band in enumerate(bands):
             s = pick(band)
             if s["mean"] is None:
@@ -84,7 +85,7 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(CURVES), figsize=(6.5 * len(CURVES), 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (tag, ylabel) in zip(axes, CURVES):
+    for ax, (tag, ylabel) in zip(axes, CURVES, strict=True):
         for i, group in enumerate(groups):
             curves = [s[tag] for s in series[id(group)] if s[tag] is not None]
             if not curves:
@@ -92,7 +93,7 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
             common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in curves)))
             if not common:
                 continue
-            by_step = [dict(zip(steps.tolist(), vals)) for steps, vals in curves]
+            by_step = [dict(zip(steps.tolist(), vals, strict=True)) for steps, vals in curves]
             values = np.array([[d[t] for t in common] for d in by_step])
             c = colors[i % len(colors)]
             ax.plot(common, values.mean(0), color=c, lw=1.4, label=f"{group.label} (n={len(curves)})")
@@ -103,7 +104,7 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     labelled = {}  # a head may log one curve and not the other (mse has no val/nll): one legend for both panels
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             labelled.setdefault(label, handle)
     axes[0].legend(list(labelled.values()), list(labelled), fontsize=7)
     fig.suptitle(f"{env}: learning curves (mean over seeds, band: their range)")
@@ -185,8 +186,8 @@ def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Pat
     fig, axes = plt.subplots(1, S, figsize=(3.4 * S, 3.4), sharey=False, squeeze=False)
     for s, ax in enumerate(axes[0]):
         labels = [f"{group.label} (seed {run.seed})" for group, run in reps]
-        lines = [(label, pmf[s]) for label, pmf in zip(labels, pmfs) if pmf is not None]
-        points = [(label, int(c[s])) for label, pmf, c in zip(labels, pmfs, chosen) if pmf is None]
+        lines = [(label, pmf[s]) for label, pmf in zip(labels, pmfs, strict=True) if pmf is not None]
+        points = [(label, int(c[s])) for label, pmf, c in zip(labels, pmfs, chosen, strict=True) if pmf is None]
         draw_pmfs(ax, axis, lines, int(targets[s]), title=f"held-out state {s + 1}", points=points)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{env}: learned action distributions on the same held-out states")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from fh_rl.atomic import atomic_write_text
 from fh_rl.compare.plots import plot_curves, plot_frequencies, plot_pmfs
 from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, find_runs
 from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
+from fh_rl.infra.atomic import atomic_write_text
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -28,7 +29,7 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -
         "| val accuracy | val smoothness | val action MSE |" + extra,
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
     ]
-    for row, b in zip(rows, best):
+    for row, b in zip(rows, best, strict=True):
         r = row["return"]
         ci = f" [{_num(r['ci_low'], 1)}, {_num(r['ci_high'], 1)}]" if r["ci_low"] is not None else ""
         norm = row["normalized"]["mean"] if row["normalized"] else None

@@ -1,13 +1,12 @@
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from fh_rl.agents import AgentConfig, build_agent
 from fh_rl.agents.inference import AgentPolicy
-from fh_rl.envs.policy import Policy
-import gymnasium as gym
-
 from fh_rl.envs.codecs import make_codec
+from fh_rl.envs.policy import Policy
 
 
 def dt(codec, state_shape=(3,), T=3, reward_transform="none", head="fourier"):
@@ -188,5 +187,5 @@ def test_cached_state_embeddings_give_the_same_distributions(state_shape):
         finally:
             del policy.agent.next_action
     assert len(recorded[0]) == len(recorded[1]) == 9
-    for cached, fresh in zip(recorded[0], recorded[1]):
+    for cached, fresh in zip(recorded[0], recorded[1], strict=True):
         torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-5)

@@ -6,7 +6,7 @@ import torch
 
 from fh_rl.build import build_codec
 from fh_rl.config import EnvConfig
-from fh_rl.plots import bin_axis, pmf_image
+from fh_rl.infra.plots import bin_axis, pmf_image
 
 
 def test_atari_bins_are_labelled_with_action_names_in_codec_order():

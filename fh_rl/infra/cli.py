@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-from fh_rl.metrics import smoothness
+from fh_rl.infra.metrics import smoothness
 
 
 def scipy_smoothness(m: np.ndarray) -> float:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 EVENTS_GLOB = "events.out.tfevents.*"
 
@@ -44,7 +45,7 @@ def open_writer(run_dir: str | os.PathLike, *, keep_until_step: int | None = Non
     """A ``SummaryWriter`` on ``run_dir`` whose file holds every earlier event of the directory.
 
     ``keep_until_step``: drop earlier events of later steps (a resume from that step's checkpoint).
-    The caller must own the run directory (:func:`fh_rl.locks.hold_run_dir`).
+    The caller must own the run directory (:func:`fh_rl.infra.locks.hold_run_dir`).
     """
     from tensorboard.compat.proto.event_pb2 import Event
     from torch.utils.tensorboard import SummaryWriter

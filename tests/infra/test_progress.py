@@ -4,8 +4,8 @@ import io
 import time
 
 from fh_rl import train as train_cli
-from fh_rl.cli import run_cli
-from fh_rl.progress import LineProgress, format_rate, progress_bar
+from fh_rl.infra.cli import run_cli
+from fh_rl.infra.progress import LineProgress, format_rate, progress_bar
 
 
 def test_rates_keep_three_significant_digits():

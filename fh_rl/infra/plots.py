@@ -10,14 +10,15 @@ non-interactive Agg backend) and writes with :func:`save_figure`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from fh_rl.atomic import atomic_open
+from fh_rl.infra.atomic import atomic_open
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ and suggests the closest (Gymnasium's "Did you mean").
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from importlib import metadata
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
