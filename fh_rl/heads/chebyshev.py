@@ -116,8 +116,8 @@ def chebyshev_matrices(degree: int, num_bins: int) -> dict[str, torch.Tensor]:
     T_y = chebyshev_basis(y, M - 1)  # (M, M): T_m(y_q), m = 0..2N
     C = T_y.T * 2.0 / M  # (q, m): d = P(y) @ C
     C[:, 0] /= 2.0
-    I = chebyshev_integrals(edges, M - 1)  # (M, K+1)
-    J = I[:, 1:] - I[:, :-1]  # (M, K): integral of T_m over each bin
+    integrals = chebyshev_integrals(edges, M - 1)  # (M, K+1)
+    J = integrals[:, 1:] - integrals[:, :-1]  # (M, K): integral of T_m over each bin
     m = torch.arange(M, dtype=torch.float64)
     return {
         "centre_basis": chebyshev_basis(centres, N),

@@ -158,7 +158,7 @@ def test_under_torch_func_transforms_like_the_density_benchmark():
         buffers = {k: torch.stack([v, v]) for k, v in head.named_buffers()}
         h = torch.randn(2, 4, D)
 
-        def loss(p, b, x):
+        def loss(p, b, x, head=head):
             log_probs, reg = torch.func.functional_call(head, (p, b), (x,))
             return -log_probs[..., 0].mean() + reg
 
