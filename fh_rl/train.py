@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m fh_rl.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, gmm, ...")
+    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, chebyshev, gmm, ...")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set head.num_frequencies=8 (repeatable)")
     parser.add_argument("--seed", type=int, default=None, help="run seed (overrides the config's)")
