@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fh_rl.compare.runs import Run, scalar_series
+from fh_rl.compare.runs import Run, run_curves
 from fh_rl.compare.stats import Group
 from fh_rl.infra.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
 
@@ -80,7 +80,7 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
     """Learning curves: each group's training objective and held-out NLL against the step, the mean over its
     seeds as a line and their range as a band (steps every seed logged). None when no run logged them."""
     plt = pyplot()
-    series = {id(g): [scalar_series(r.path, [tag for tag, _ in CURVES]) for r in g.runs] for g in groups}
+    series = {id(g): [run_curves(r, [tag for tag, _ in CURVES]) for r in g.runs] for g in groups}
     if not any(s[tag] is not None for runs in series.values() for s in runs for tag, _ in CURVES):
         return None
     fig, axes = plt.subplots(1, len(CURVES), figsize=(6.5 * len(CURVES), 4.0))
@@ -140,9 +140,39 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     (None for a point prediction), each run's evaluation-action bins ``(S,)``, the target bins ``(S,)``, and the
     bins' labels (action names or values, from the first run's action codec).
 
-    The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
-    validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
+    A run with stored pmfs (``run.pmfs``, from its study record) is read from them; the others are rebuilt
+    from their checkpoints (``weights_only=True``) over held-out batches rebuilt from the first of them's
+    ``config.yaml`` (its dataset and validation split). Stored and rebuilt pmfs must be at the same states
+    (the same target bins), else ValueError.
     """
+    stored = [run_pmfs_from_record(r.pmfs) if r.pmfs is not None else None for r in runs]
+    missing = [r for r, s in zip(runs, stored, strict=True) if s is None]
+    rebuilt = iter(_rebuild_pmfs(missing, states) if missing else [])
+    items = [s if s is not None else next(rebuilt) for s in stored]
+    return [p for p, _, _, _ in items], [c for _, c, _, _ in items], items[-1][2], items[0][3]
+
+
+def run_pmfs(run: Run, states: int = 4) -> dict[str, Any]:
+    """A run's pmfs at the pmf figure's ``states`` held-out steps, compactly, for its study record (plain JSON):
+    ``codec`` (its config), ``targets`` and ``chosen`` bins per state, ``pmf`` (S lists of K probabilities,
+    4 significant digits; None for a point prediction). Needs the run's checkpoint and dataset."""
+    ((pmf, chosen, targets, codec),) = _rebuild_pmfs([run], states, with_codec=True)
+    return {"states": int(len(targets)), "codec": codec, "targets": [int(t) for t in targets],
+            "chosen": [int(c) for c in chosen],
+            "pmf": None if pmf is None else [[float(f"{p:.4g}") for p in row] for row in pmf]}
+
+
+def run_pmfs_from_record(stored: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, BinAxis]:
+    """(pmf (S, K) or None, chosen (S,), targets (S,), bin axis) from :func:`run_pmfs`'s record."""
+    from fh_rl.envs.codecs import codec_from_config
+
+    pmf = None if stored["pmf"] is None else np.asarray(stored["pmf"], dtype=np.float64)
+    return (pmf, np.asarray(stored["chosen"], dtype=np.int64), np.asarray(stored["targets"], dtype=np.int64),
+            bin_axis(codec_from_config(stored["codec"])))
+
+
+def _rebuild_pmfs(runs: Sequence[Run], states: int, with_codec: bool = False) -> list[tuple]:
+    """Per run (pmf (S, K) or None, chosen (S,), targets (S,), axis or codec config) from its checkpoint."""
     import torch
     import yaml
 
@@ -156,22 +186,19 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     batches = held_out_batches(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
     if not batches:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
-    pmfs, chosen, targets, axis = [], [], None, None
+    out = []
     for run in runs:
         _, agent, _ = load_agent(run.path)
-        axis = axis or bin_axis(agent.codec)
         with torch.no_grad():
-            out = agent.eval().loss(batches[0])
-        M = len(out.targets)
+            loss = agent.eval().loss(batches[0])
+        M = len(loss.targets)
         idx = np.linspace(0, M - 1, min(states, M)).round().astype(int)
-        chosen.append(out.chosen[idx, 0].numpy())
-        targets = out.targets[idx, 0].numpy()
-        if out.log_probs is None:  # a point prediction (mse head): no pmf
-            pmfs.append(None)
-            continue
-        pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
-        pmfs.append(pmf[idx])
-    return pmfs, chosen, targets, axis
+        pmf = None
+        if loss.log_probs is not None:  # None: a point prediction (mse head), no pmf
+            pmf = normalized_pmf(loss.log_probs)[:, 0].numpy()[idx]  # (M, A, K) -> (S, K): first action dimension
+        out.append((pmf, loss.chosen[idx, 0].numpy(), loss.targets[idx, 0].numpy(),
+                    agent.codec.config() if with_codec else bin_axis(agent.codec)))
+    return out
 
 
 def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Path:

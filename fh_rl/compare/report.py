@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fh_rl.compare.plots import plot_curves, plot_frequencies, plot_pmfs
-from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, find_runs
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs
 from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
 from fh_rl.infra.atomic import atomic_write_text
 
@@ -50,6 +50,14 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
     if not runs:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"no complete runs found under {', '.join(map(str, paths))}" + (f" ({reasons})" if reasons else ""))
+    return compare_runs(runs, out, skipped=skipped, figures=figures, pmf_states=pmf_states, evaluation=evaluation)
+
+
+def compare_runs(runs: Sequence[Run], out: str | Path, *, skipped: Sequence[dict[str, str]] = (), figures: bool = True,
+                 pmf_states: int = 4, evaluation: str = "training") -> dict[str, Any]:
+    """:func:`compare` of runs already read: from run directories or from a study's records
+    (:func:`fh_rl.compare.runs.run_from_record`, whose stored curves and pmfs stand in for the directory)."""
+    skipped = list(skipped)
     groups, dropped = group_runs(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

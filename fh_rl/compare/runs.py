@@ -49,6 +49,11 @@ class Run:
     """How the returns were evaluated, in words: returns-to-go mode and sampled or argmax actions."""
     eval_file: str = "eval.json"
     """The evaluation file the returns come from (a name in ``path``)."""
+    curves: dict[str, list[list[float]]] | None = None
+    """Stored learning curves ``{tag: [[step, value], ...]}`` (a study's record); None: read them from ``path``."""
+    pmfs: dict[str, Any] | None = None
+    """Stored pmfs at the pmf figure's held-out states (a study's record, see :func:`run_pmfs`); None: rebuild
+    them from ``path``'s checkpoint."""
 
     @property
     def return_mean(self) -> float:
@@ -91,6 +96,42 @@ def scalar_series(run_dir: Path, tags: Sequence[str]) -> dict[str, tuple[np.ndar
         steps = np.array(sorted(by_step), dtype=np.int64)
         out[tag] = steps, np.array([by_step[s] for s in steps.tolist()])
     return out
+
+
+def run_curves(run: Run, tags: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """:func:`scalar_series` of ``tags``, from the run's stored curves when it has them (a run known only by its
+    record), else from its TensorBoard events."""
+    if run.curves is None:
+        return scalar_series(run.path, tags) if run.path.is_dir() else dict.fromkeys(tags)
+    out: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for tag in tags:
+        pts = run.curves.get(tag)
+        out[tag] = None if not pts else (np.array([int(p[0]) for p in pts], dtype=np.int64),
+                                         np.array([float(p[1]) for p in pts]))
+    return out
+
+
+def run_from_record(record: dict[str, Any]) -> Run:
+    """A :class:`Run` from a study's per-run record (``docs/results/<study>.json``), without its run directory."""
+    first = record["evaluations"][0]
+    return Run(
+        path=Path(record["path"]),
+        env=record["env"],
+        agent=record["agent"],
+        head=record["head"],
+        head_params=dict(record["head_params"]),
+        seed=int(record["seed"]),
+        config=dict(record["config"]),
+        target=first.get("target_return"),
+        returns=[float(r) for r in first["returns"]],
+        val=dict(record.get("val") or {}),
+        protocol=record.get("protocol"),
+        evaluation=record.get("evaluation", ""),
+        eval_file=record.get("eval_file", "eval.json"),
+        history=[(int(s), float(m)) for s, m in record.get("history") or []],
+        curves=record.get("curves"),
+        pmfs=record.get("pmfs"),
+    )
 
 
 def _eval_order(path: Path) -> tuple[str, int]:
