@@ -47,7 +47,10 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[str, Any]:
-    """What the manifest and checkpoint record about the data: where, how big, and a content hash."""
+    """What the manifest and checkpoint record about the data: where, how big, a content hash (of the data as
+    trained on: after its variant, see :mod:`fh_rl.datasets.variants`) and the variant's settings."""
+    from fh_rl.datasets.variants import variant_of
+
     path = Path(cfg.dataset.path)
     if cfg.dataset.format == "dqn-replay":
         path = path / (cfg.dataset.game or cfg.env.name) / str(cfg.dataset.run) / "replay_logs"
@@ -71,6 +74,7 @@ def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[st
         "val_episodes": int(len(val.episode_returns)) if val is not None else 0,
         "episode_return_mean": float(returns.mean()) if len(returns) else None,
         "episode_return_max": float(returns.max()) if len(returns) else None,
+        "variant": variant_of(cfg.dataset),
     }
 
 
