@@ -60,11 +60,11 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     ``device`` (default: ``train.device``); once read, the data must fit the
     environment's observation and action spaces.
     """
-    from fh_rl.agents import build_agent
+    from fh_rl.agents import AGENTS, build_agent
     from fh_rl.agents.base import check_head_fits
     from fh_rl.datasets.variants import apply_variant
     from fh_rl.infra.utils import resolve_device
-    from fh_rl.preflight import check_action_bounds, check_spaces
+    from fh_rl.preflight import check_action_bounds, check_spaces, check_timesteps
 
     codec, observation_space, action_space = probe_env(cfg.env, seed=cfg.seed)
     check_head_fits(cfg.head.name, codec, where=cfg.env.name)  # before any data is read (or built)
@@ -72,6 +72,8 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     dataset = load_dataset(cfg, progress=progress)
     check_spaces(dataset, observation_space, action_space, env_name=cfg.env.name, source=cfg.dataset.path)
     check_action_bounds(dataset, action_space, source=cfg.dataset.path, clip=cfg.dataset.clip_actions)
+    if AGENTS.get(cfg.agent.name).sequence_model:
+        check_timesteps(dataset, cfg.agent.max_timestep, source=cfg.dataset.path)
     dataset = apply_variant(dataset, cfg.dataset, cfg.env.name, action_space)
     train, val = split_dataset(cfg, dataset)
     frames = len(dataset.state_shape) == 3

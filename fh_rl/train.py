@@ -183,9 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
 
-    from fh_rl.distributed import check_batch_size, init_distributed, requested_world_size, shutdown
+    from fh_rl.distributed import check_batch_size, check_launch_env, init_distributed, requested_world_size, shutdown
     from fh_rl.infra.locks import die_with_parent
 
+    check_launch_env()  # a rank outside the world would wait for its peers forever
     die_with_parent()  # a sweep's job stops (checkpointing first) when the sweep is killed
     with contextlib.ExitStack() as owned:  # the run directory's lock, held until this process ends
         state, cfg, run_dir = _resolve_run(args, owned)
@@ -231,10 +232,15 @@ def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple
         if run_dir.is_file():
             run_dir = run_dir.parent.parent
         if _writes() and run_dir.is_dir():
-            owned.enter_context(hold_run_dir(run_dir, "resume it"))
+            owned.enter_context(hold_run_dir(run_dir, "resume it", cannot_write="copy the run directory somewhere "
+                                             "writable (or free some space) and resume that"))
             remove_stale_temps(run_dir, recursive=True)  # left by a writer that was killed; we own the directory now
+            read_manifest(run_dir)  # before training, not after it: a record that cannot be appended to
         state = load_checkpoint(args.resume)
         cfg = config_from_dict(state["config"])
+        from fh_rl.evaluate import check_checkpoint_belongs
+
+        check_checkpoint_belongs(run_dir, cfg, "resuming it")
         if int(state["step"]) >= cfg.train.steps and not args.no_eval and _finished(run_dir):
             raise ValueError(
                 f"run {str(run_dir)!r} is complete (trained {cfg.train.steps} steps, evaluated in eval.json); "
@@ -283,17 +289,35 @@ def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence
     })
 
 
-def append_to_manifest(run_dir: Path, key: str, entry: dict[str, Any]) -> None:
-    """Append ``entry`` to the list ``key`` of the run's ``manifest.json`` (rewritten atomically)."""
-    path = run_dir / "manifest.json"
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``manifest.json``; None when there is none (a run directory from elsewhere). One that cannot be
+    read is a ValueError naming it: it records how the run was made, and is never replaced by a new one."""
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        return None
     try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        info = None
+        info = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else " ".join(str(exc).split())
+        info, problem = None, f"is not valid JSON ({why})"
+    else:
+        problem = f"holds a {type(info).__name__}, not a JSON object"
     if not isinstance(info, dict):
+        raise ValueError(
+            f"{path} {problem}; it records how the run was made (command, data, seeds, versions) and fh_rl never "
+            f"replaces a record it cannot read: repair it, or move it aside to start a new record, then run again"
+        )
+    return info
+
+
+def append_to_manifest(run_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    """Append ``entry`` to the list ``key`` of the run's ``manifest.json`` (rewritten atomically; an unreadable
+    one is a ValueError, never replaced)."""
+    info = read_manifest(run_dir)
+    if info is None:
         info = {}  # a run directory from elsewhere: start a manifest with what is known now
     info.setdefault(key, []).append(entry)
-    write_json(path, info)
+    write_json(run_dir / "manifest.json", info)
 
 
 def record_timings(run_dir: Path, from_step: int, to_step: int, setup_s: float, train_s: float, eval_s: float) -> None:

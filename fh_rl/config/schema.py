@@ -105,6 +105,7 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         _choice(self, "format", DATASET_FORMATS)
+        check_seed(self.build_seed, "dataset.build_seed")
         if self.build is not None:
             _choice(self, "build", DATASET_BUILDERS)
         _positive(self, "build_steps")
@@ -258,6 +259,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "episodes")
+        check_seed(self.seed, "eval.seed")
         _choice(self, "timesteps", ("own", "current"), section="eval")
         if self.every_steps is not None:
             _positive(self, "every_steps")
@@ -283,8 +285,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        check_seed(self.seed, "seed")
+        check_seed(self.seed + self.eval.seed, "seed + eval.seed")
         if self.env.name is None and self.dataset.format != "minari":
             raise ValueError("env.name is required (only a Minari dataset names its env: dataset.format: minari)")
         AGENTS.get(self.agent.name)
@@ -319,6 +321,16 @@ class Config:
 
 
 # ----------------------------------------------------------------------------- range checks
+
+MAX_SEED = 2**32 - 1
+"""The largest seed fh_rl takes (NumPy's legacy seeding and many environments take 32-bit seeds)."""
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` when it is an integer in [0, MAX_SEED], else a ValueError naming ``name`` and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {value!r}")
+    return value
 
 
 def _positive(obj: Any, name: str, minimum: int = 1) -> None:

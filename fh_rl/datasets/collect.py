@@ -192,9 +192,22 @@ def collect_control(
         out = Path(out).expanduser()
         if out.exists():
             raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
+    from fh_rl.envs import env_kind
+
+    if env_kind(env_id) == "atari":  # an unknown id: ValueError naming it, with gymnasium's suggestion
+        raise ValueError(f"collect control needs a gymnasium id with a Box action space; {env_id!r} is an Atari game: "
+                         f"use collect atari --game {env_id}")
     probe = gym.make(env_id)
     if not isinstance(probe.action_space, gym.spaces.Box):
         raise ValueError(f"collect control needs a Box action space; {env_id} has {probe.action_space}")
+    check_collect_memory(env_id, steps, probe.observation_space, probe.action_space)
+    if format == "hdf5":  # before SAC trains for minutes: will the file fit? (write_hdf5 checks again, exactly)
+        from fh_rl.infra.atomic import ensure_free_space
+        from fh_rl.datasets.hdf5 import HDF5_OVERHEAD
+
+        rows = steps + (expert_episodes + medium_episodes) * int(probe.spec.max_episode_steps or 1000)
+        row = 4 * (int(np.prod(probe.observation_space.shape)) + int(np.prod(probe.action_space.shape)) + 1) + 3
+        ensure_free_space(out, HDF5_OVERHEAD + rows * row)
     probe.close()
 
     torch.manual_seed(seed)
@@ -208,6 +221,23 @@ def collect_control(
         remove_stale_temps(out.parent, out.name)  # a killed collect's half-written file
         return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts,
                                 progress, format)
+
+
+def check_collect_memory(env_id: str, steps: int, observation_space: Any, action_space: Any) -> None:
+    """ValueError when ``steps`` transitions cannot be held in memory: SAC's replay buffer holds every step
+    (observation, next observation, action, reward, flags) and the recorded episodes hold them again."""
+    import torch
+
+    from fh_rl.preflight import _size, available_memory
+
+    per_step = 4.0 * (3 * int(np.prod(observation_space.shape)) + 2 * int(np.prod(action_space.shape)) + 4)
+    need = float(steps) * per_step
+    free, what = available_memory(torch.device("cpu"))
+    if need > free:
+        raise ValueError(
+            f"collecting {steps:,} steps of {env_id} needs about {_size(need)} of memory (SAC's replay buffer keeps "
+            f"every step, and the dataset is assembled from them) but {_size(free)} is {what}; lower --steps"
+        )
 
 
 def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress,
