@@ -196,6 +196,14 @@ def load_agent(checkpoint: str | Path) -> tuple[Config, Agent, dict[str, Any]]:
     from fh_rl.trainer import load_checkpoint
 
     state = load_checkpoint(checkpoint)
+    missing = [k for k in ("config", "spec", "model", "step") if k not in state]
+    if missing:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} has no {', '.join(missing)}: it was written by a bare Trainer, which saves "
+            f"only what it owns; train with fh_rl.fit(...) or python -m fh_rl.train to get a checkpoint that "
+            f"evaluate, compare and fh_rl.load can read (or pass Trainer(checkpoint_extra={{'config': cfg.to_dict(), "
+            f"'spec': agent.spec(), ...}}) as fh_rl.train does)"
+        )
     cfg = config_from_dict(state["config"])
     return cfg, agent_from_spec(cfg.agent, state["spec"], state["model"]), state
 
@@ -259,7 +267,7 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
     Several runs started together (a sweep) wait for the first to finish building
     instead of training SAC twice; the file appears atomically when complete.
     """
-    from fh_rl.datasets.collect import collect_control
+    from fh_rl.datasets.collect import collect_control, control_algorithm, summary
     from fh_rl.infra.locks import wait_for_file_lock
 
     d = cfg.dataset
@@ -267,7 +275,9 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
     with wait_for_file_lock(path, message=f"dataset {path} is being built by another run; waiting for it"):
         if path.exists():
             return path
-        parts = [f"SAC for {d.build_steps:,} steps on {cfg.env.name}", f"{d.build_expert_episodes} rollouts of its final policy"]
+        algorithm = control_algorithm(cfg.env.name, d.build)  # ValueError when build does not fit the action space
+        parts = [f"{algorithm} for {d.build_steps:,} steps on {cfg.env.name}",
+                 f"{d.build_expert_episodes} rollouts of its final policy"]
         if d.build_medium_episodes:
             parts.append(f"{d.build_medium_episodes} of its half-time policy")
         print(f"dataset {path} not found: building it ({', '.join(parts)}); it is cached there for later runs",
@@ -281,6 +291,7 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
             medium_episodes=d.build_medium_episodes,
             seed=d.build_seed,
             progress=progress,
+            algorithm=algorithm,
         )
-        print(f"dataset built in {time.perf_counter() - t0:.0f} s: {path}", file=sys.stderr)
+        print(f"dataset built in {time.perf_counter() - t0:.0f} s:\n{summary(path)}", file=sys.stderr)
     return path
