@@ -62,6 +62,7 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     """
     from fh_rl.agents import AGENTS, build_agent
     from fh_rl.agents.base import check_head_fits
+    from fh_rl.datasets.variants import apply_variant
     from fh_rl.infra.utils import resolve_device
     from fh_rl.preflight import check_action_bounds, check_spaces, check_timesteps
 
@@ -73,6 +74,7 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     check_action_bounds(dataset, action_space, source=cfg.dataset.path, clip=cfg.dataset.clip_actions)
     if AGENTS.get(cfg.agent.name).sequence_model:
         check_timesteps(dataset, cfg.agent.max_timestep, source=cfg.dataset.path)
+    dataset = apply_variant(dataset, cfg.dataset, cfg.env.name, action_space)
     train, val = split_dataset(cfg, dataset)
     frames = len(dataset.state_shape) == 3
     agent = build_agent(
@@ -91,17 +93,26 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
 
 
 def split_dataset(cfg: Config, dataset: TrajectoryDataset) -> tuple[TrajectoryDataset, TrajectoryDataset | None]:
-    """(train, held-out) by whole episodes (``dataset.val_fraction``, seeded by the run seed); no held-out split at 0."""
-    if cfg.dataset.val_fraction > 0:
-        return dataset.split(cfg.dataset.val_fraction, cfg.seed)
-    return dataset, None
+    """(train, held-out) by whole episodes (``dataset.val_fraction``, seeded by ``dataset.split_seed``, else the
+    run seed; no held-out split at 0), the training split cut to ``dataset.episode_fraction`` of its episodes."""
+    from fh_rl.datasets.variants import episode_fraction
+
+    d = cfg.dataset
+    train, val = dataset, None
+    if d.val_fraction > 0:
+        train, val = dataset.split(d.val_fraction, cfg.seed if d.split_seed is None else d.split_seed)
+    return episode_fraction(train, d.episode_fraction, d.variant_seed), val
 
 
 def held_out_batches(cfg: Config, *, progress: bool = True) -> list[WindowBatch | TransitionBatch]:
     """The run's fixed held-out batches (as :func:`build` makes them) without building its agent or environment."""
     from fh_rl.agents import AGENTS
+    from fh_rl.datasets.variants import apply_variant
 
-    train, val = split_dataset(cfg, load_dataset(cfg, progress=progress))
+    dataset = load_dataset(cfg, progress=progress)
+    if cfg.dataset.action_noise > 0 or cfg.dataset.two_modes:
+        dataset = apply_variant(dataset, cfg.dataset, cfg.env.name, probe_env(cfg.env, seed=cfg.seed)[2])
+    train, val = split_dataset(cfg, dataset)
     return build_samplers(cfg, AGENTS.get(cfg.agent.name).sequence_model, train, val)[1]
 
 

@@ -48,7 +48,10 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[str, Any]:
-    """What the manifest and checkpoint record about the data: where, how big, and a content hash."""
+    """What the manifest and checkpoint record about the data: where, how big, a content hash (of the data as
+    trained on: after its variant, see :mod:`fh_rl.datasets.variants`) and the variant's settings."""
+    from fh_rl.datasets.variants import variant_of
+
     path = Path(cfg.dataset.path)
     if cfg.dataset.format == "dqn-replay":
         path = path / (cfg.dataset.game or cfg.env.name) / str(cfg.dataset.run) / "replay_logs"
@@ -72,6 +75,7 @@ def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[st
         "val_episodes": int(len(val.episode_returns)) if val is not None else 0,
         "episode_return_mean": float(returns.mean()) if len(returns) else None,
         "episode_return_max": float(returns.max()) if len(returns) else None,
+        "variant": variant_of(cfg.dataset),
     }
 
 
@@ -172,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m fh_rl.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, gmm, ...")
+    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, chebyshev, gmm, ...")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set head.num_frequencies=8 (repeatable)")
     parser.add_argument("--seed", type=int, default=None, help="run seed (overrides the config's)")

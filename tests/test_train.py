@@ -170,7 +170,7 @@ def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
     assert "eval/return_mean" in event_tags(run_dir)
 
 
-@pytest.mark.parametrize("head", ["fourier", "gaussian"])
+@pytest.mark.parametrize("head", ["fourier", "gaussian", "chebyshev"])
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch, head):
     from fh_rl.datasets.sampling import WindowSampler
 
@@ -216,7 +216,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
         (["--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' not found"),
         (["--set", "env.name=CartPole-v1", "--head", "mse"],
          "head 'mse' scores continuous actions and needs a Box action space, but CartPole-v1 has Discrete(2) actions; "
-         "use a head that scores bins (fourier, gmm, linear"),
+         "use a head that scores bins (chebyshev, fourier, gmm, linear"),
         (["--set", "env.name=CartPole-v1", "--head", "linear"],  # the first misfit found: the states
          "states have shape (3,) but CartPole-v1 observes (4,)"),
     ],

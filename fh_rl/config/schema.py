@@ -89,10 +89,26 @@ class DatasetConfig:
     """``build``: rollouts of the learner's half-time policy added as well."""
     build_seed: int = 0
     """``build``: seed of the learner's run (fixed, so every run that builds the file builds the same data)."""
+    split_seed: int | None = None
+    """Seed of the held-out split; None: the run's seed (each seed holds out other episodes). Fix it to compare
+    held-out NLL across seeds and arms."""
+    action_noise: float = 0.0
+    """Variant: every action relabelled as a + e, e ~ N(0, (action_noise * half the action range)^2), clipped to
+    the bounds (Box actions; docs/data.md#dataset-variants); 0: as recorded."""
+    two_modes: bool = False
+    """Variant: a seeded half of the episodes mirrored through the environment's symmetry (Pendulum-v1), so the
+    data holds the behaviour policy and its mirror image in equal parts."""
+    episode_fraction: float = 1.0
+    """Variant: train on this fraction of the training split's episodes (a seeded pick; held-out split untouched)."""
+    variant_seed: int = 0
+    """Seed of the variants' noise, mirrored half and episode pick (fixed: every run of a variant sees the same data)."""
 
     def __post_init__(self) -> None:
         _choice(self, "format", DATASET_FORMATS)
         check_seed(self.build_seed, "dataset.build_seed")
+        check_seed(self.variant_seed, "dataset.variant_seed")
+        if self.split_seed is not None:
+            check_seed(self.split_seed, "dataset.split_seed")
         if self.build is not None:
             _choice(self, "build", DATASET_BUILDERS)
         _positive(self, "build_steps")
@@ -108,6 +124,11 @@ class DatasetConfig:
             _positive(self, "max_transitions")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.action_noise <= 10.0:
+            raise ValueError(f"dataset.action_noise must be in [0, 10] (a fraction of half the action range), "
+                             f"got {self.action_noise}")
+        if not 0.0 < self.episode_fraction <= 1.0:
+            raise ValueError(f"dataset.episode_fraction must be in (0, 1], got {self.episode_fraction}")
         if self.rtg_scale is not None and not self.rtg_scale > 0:
             raise ValueError(f"dataset.rtg_scale must be > 0 (or null for automatic), got {self.rtg_scale}")
 
