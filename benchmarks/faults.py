@@ -71,7 +71,7 @@ def write_config(path: Path, data: Path, steps: int) -> None:
         "head": {"name": "fourier", "num_frequencies": 4},
         "train": {"steps": steps, "batch_size": 8, "log_every": 5, "val_every": 20, "val_batches": 2,
                   "checkpoint_every": 10, "warmup_tokens": 16, "pmf_states": 2, "threads": 1, "device": "cpu"},
-        "eval": {"episodes": 2, "workers": 1, "target_quantile": 0.75, "sample": True},
+        "eval": {"episodes": 2, "workers": 1, "target_quantile": 0.75, "decode": "sample"},
     }
     path.write_text(yaml.safe_dump(cfg))
 

@@ -15,6 +15,9 @@ Tags, one per metric: ``train/*`` and ``val/*`` as logged by the trainer;
 evaluation target (the first of its targets: the one ``train`` evaluates);
 returns at any further target go to the same names with a suffix,
 ``eval/return_mean/target_<R>`` (:func:`eval_tag`), never both for one target.
+Each decoding (``eval.decode``) also gets its own, ``eval/<decoding>/return_mean``
+(``eval/argmax/return_mean``, ``eval/mean/return_mean``...); the plain
+``eval/return_mean`` is the first decoding's.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ CUSTOM_SCALARS_LAYOUT = {
     "evaluation (all runs overlaid)": {
         "return mean": ["Multiline", [r"eval/return_mean(/target_.*)?$"]],
         "normalised return": ["Multiline", [r"eval/normalized(/target_.*)?$"]],
+        "return mean per decoding": ["Multiline", [r"eval/[^/]+/return_mean(/target_.*)?$"]],
     },
     "validation (all runs overlaid)": {
         "held-out NLL over the bins (pmf)": ["Multiline", [r"val/nll$"]],
@@ -59,11 +63,13 @@ LAYOUT_SUFFIX = ".fh_rl-layout"
 """Event files holding a root's layout end with this (older versions wrote it with a timestamp before it)."""
 
 
-def eval_tag(metric: str, target: float | None, primary: float | None) -> str:
-    """``eval/<metric>`` at the run's own target ``primary`` (or without one, BC); ``eval/<metric>/target_<R>`` at any other."""
+def eval_tag(metric: str, target: float | None, primary: float | None, decode: str | None = None) -> str:
+    """``eval/<metric>`` at the run's own target ``primary`` (or without one, BC); ``eval/<metric>/target_<R>`` at any
+    other; with a decoding ``eval/<decode>/<metric>[/target_<R>]``."""
+    base = f"eval/{decode}/{metric}" if decode else f"eval/{metric}"
     if target is None or target == primary:
-        return f"eval/{metric}"
-    return f"eval/{metric}/target_{target:g}"
+        return base
+    return f"{base}/target_{target:g}"
 
 
 # ----------------------------------------------------------------------------- hyperparameters

@@ -239,7 +239,10 @@ def _events_span(run_dir: Path) -> tuple[int | None, float | None]:
 
 
 def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """One plain-JSON record per run (see the module docstring)."""
+    """One plain-JSON record per run (see the module docstring); ``return_mean`` is under the run's first
+    decoding (``decode``), ``evaluations`` holds every target and decoding."""
+    from fh_rl.evaluate import record_decoding
+
     records = []
     for run in runs:
         payload = json.loads((run.path / "eval.json").read_text())
@@ -251,8 +254,9 @@ def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
             "head_params": run.head_params,
             "seed": run.seed,
             "config": run.config,
-            "evaluations": [{"target_return": r.get("target_return"), "returns": r.get("returns")}
-                            for r in payload.get("results", [])],
+            "evaluations": [{"target_return": r.get("target_return"), "decode": record_decoding(r),
+                             "returns": r.get("returns")} for r in payload.get("results", [])],
+            "decode": run.decode,
             "return_mean": run.return_mean,
             "val": run.val,
             "steps": steps,
@@ -276,9 +280,9 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     return not (a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"])
 
 
-def verdict(rows: list[dict[str, Any]]) -> list[str]:
-    """Plain-words lines: each head setting against the linear head of the same agent, by CI overlap."""
-    return [_verdict_line(row, base, "linear") for base in rows if base["head"] == "linear"
+def verdict(rows: list[dict[str, Any]], baseline: str = "linear") -> list[str]:
+    """Plain-words lines: each head setting against the ``baseline`` head of the same agent, by CI overlap."""
+    return [_verdict_line(row, base, baseline) for base in rows if base["head"] == baseline
             for row in rows if row is not base and row["agent"] == base["agent"]]
 
 
@@ -372,17 +376,25 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
                      f"{sorted(walls)[len(walls) // 2]:.0f} s." if walls else ""), ""]
     if not records:
         lines += ["No run of this study has finished yet: the table appears here when the first ones do.", ""]
-    for env, rows in result["environments"].items():
+    for env, first_rows in result["environments"].items():
         from fh_rl.compare import markdown_table
 
-        lines += [markdown_table(env, rows), ""]
-        episodes = sorted({e for r in rows for e in r["episodes"]})
-        lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
-                  "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]
-        lines += ["Verdict (return, against the linear head):", ""] + (verdict(rows) or ["- no linear baseline"]) + [""]
-        among = setting_verdicts(rows)
-        if among:
-            lines += ["Verdict (return, one head's settings against each other):", ""] + among + [""]
+        by_decoding = result.get("decodings", {}).get(env) or {first_rows[0].get("decode") if first_rows else None: first_rows}
+        if len(by_decoding) > 1:
+            lines += [f"Decodings: {', '.join(f'`{d}`' for d in by_decoding)} (`eval.decode`, each on the same "
+                      "episode seeds; docs/decoding.md). One table and verdict per decoding.", ""]
+        for decode, rows in by_decoding.items():
+            lines += [markdown_table(env, rows, decode=decode), ""]
+            episodes = sorted({e for r in rows for e in r["episodes"]})
+            lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
+                      "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]
+            where = f", `{decode}` decoding" if decode else ""
+            lines += [f"Verdict (return, against the linear head{where}):", ""] + (verdict(rows) or ["- no linear baseline"]) + [""]
+            if any(r["head"] == "mse" for r in rows):
+                lines += [f"Verdict (return, against the regression head mse{where}):", ""] + verdict(rows, "mse") + [""]
+            among = setting_verdicts(rows)
+            if among:
+                lines += [f"Verdict (return, one head's settings against each other{where}):", ""] + among + [""]
     # Figures on disk, not only those drawn now: a pmf figure needs checkpoints, which are not committed,
     # so a later session that cannot redraw it keeps the last one drawn.
     for fig in sorted({Path(f).name for f in result.get("figures", [])} | {p.name for p in figures.glob("*.png")}):

@@ -29,7 +29,7 @@ def tiny_config(tmp_path_factory, pendulum_hdf5):
         "head": {"name": "fourier", "num_frequencies": 4},
         "train": {"steps": 6, "batch_size": 8, "log_every": 2, "val_every": 3, "val_batches": 2,
                   "checkpoint_every": 3, "warmup_tokens": 16, "pmf_states": 0},
-        "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "sample": False},
+        "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "decode": "argmax"},
     }
     path = d / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -22,7 +22,7 @@ def write_tiny_config(directory: Path, dataset: Path, **train) -> Path:
         "head": {"name": "fourier", "num_frequencies": 4, "regularization_gamma": 1e-3},
         "train": {"steps": 6, "batch_size": 8, "log_every": 1, "val_every": 3, "val_batches": 2,
                   "checkpoint_every": 3, "warmup_tokens": 16, "pmf_states": 0, "threads": 1, "device": "cpu", **train},
-        "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "sample": False},
+        "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "decode": "argmax"},
     }
     path = directory / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))

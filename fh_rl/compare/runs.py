@@ -1,5 +1,11 @@
 """Finding and reading run directories: config, evaluation returns and the last held-out scalars.
 
+An evaluation may hold several decodings (``eval.decode``: one record per
+target and decoding, each naming it under ``decode``; records written before
+decodings were named mean what their ``sample`` / ``sample_within_bin`` fields
+say, :func:`fh_rl.evaluate.record_decoding`). A :class:`Run` keeps the first
+target's returns per decoding; compare reports each decoding on its own.
+
 A run may hold several evaluations: ``eval.json`` (made when training
 finished) and one ``eval-<time>.json`` per ``python -m fh_rl.evaluate``. Which
 one compare reads is chosen by ``evaluation`` (:data:`EVALUATIONS`) and
@@ -38,9 +44,10 @@ class Run:
     """The flattened resolved config (``train.steps`` -> 500)."""
     target: float | None
     returns: list[float]
-    """Evaluation returns of the first target return, one per episode."""
+    """Evaluation returns of the first target return under :attr:`decode`, one per episode."""
     history: list[tuple[int, float]] = field(default_factory=list)
-    """(step, mean return of the first target) of every evaluation of the run, during training and final."""
+    """(step, mean return of the first target) of every evaluation of the run, during training and final,
+    under :attr:`decode`."""
     val: dict[str, float | None] = field(default_factory=dict)
     protocol: str | None = None
     """The evaluation's environment protocol (eval.json; e.g. ``dt-paper`` for Atari), None for non-Atari."""
@@ -48,6 +55,21 @@ class Run:
     """How the returns were evaluated, in words: returns-to-go mode and sampled or argmax actions."""
     eval_file: str = "eval.json"
     """The evaluation file the returns come from (a name in ``path``)."""
+    decode: str = "sample"
+    """The decoding :attr:`returns` and :attr:`history` are under (the evaluation's first)."""
+    decodings: dict[str, list[float]] = field(default_factory=dict)
+    """Returns of the first target under each decoding the evaluation holds, in its order."""
+    histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """:attr:`history` per decoding."""
+
+    def under(self, decode: str) -> "Run | None":
+        """This run as read under another of its decodings (None when it was not evaluated under it)."""
+        import dataclasses
+
+        if decode not in self.decodings:
+            return None
+        return dataclasses.replace(self, decode=decode, returns=self.decodings[decode],
+                                   history=self.histories.get(decode, []))
 
     @property
     def return_mean(self) -> float:
@@ -137,11 +159,24 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
     if isinstance(payload, dict) and "results" not in payload and isinstance(payload.get("history"), list):
         raise FileNotFoundError(f"incomplete: {len(payload['history'])} evaluation(s) during training, "
                                 f"no final one (still training, or stopped)")
+    from fh_rl.evaluate import record_decoding
+
     try:
         first = payload["results"][0]
-        returns = [float(r) for r in first["returns"]]
-        history = [(int(h["step"]), float(np.mean(h["results"][0]["returns"]))) for h in payload.get("history", [])]
-    except (ValueError, KeyError, IndexError, TypeError):
+        decodings = {record_decoding(r): [float(x) for x in r["returns"]] for r in reversed(payload["results"])
+                     if r.get("target_return") == first.get("target_return")}  # reversed: the first record wins
+        decodings = {d: decodings[d] for d in dict.fromkeys(record_decoding(r) for r in payload["results"]) if d in decodings}
+        decode = record_decoding(first)
+        histories: dict[str, list[tuple[int, float]]] = {}
+        for h in payload.get("history", []):
+            seen = set()
+            for r in h["results"]:
+                d = record_decoding(r) if "decode" in r or "sample" in r else decode  # no field: the final's
+                if r.get("target_return") == h["results"][0].get("target_return") and d not in seen:
+                    seen.add(d)
+                    histories.setdefault(d, []).append((int(h["step"]), float(np.mean(r["returns"]))))
+        returns = decodings[decode]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
     if not returns or not all(math.isfinite(r) for r in returns):
         raise ValueError(f"{eval_path.name} holds no finite returns")
@@ -161,10 +196,12 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         target=first.get("target_return"),
         returns=returns,
         protocol=payload.get("protocol") or _resolved_protocol(cfg),
-        evaluation=f"{first.get('rtg_mode', 'transformed')} returns-to-go, "
-                   f"{'sampled' if first.get('sample', True) else 'argmax'} actions",
+        evaluation=f"{first.get('rtg_mode', 'transformed')} returns-to-go",
         eval_file=eval_path.name,
-        history=history,
+        history=histories.get(decode, []),
+        decode=decode,
+        decodings={d: r for d, r in decodings.items() if r and all(math.isfinite(x) for x in r)},
+        histories=histories,
     )
     if read_events:
         values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])
