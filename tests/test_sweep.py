@@ -119,6 +119,8 @@ def test_interrupted_sweep_resumes_only_missing_runs(tiny_config, tmp_path, caps
     # Nothing left to do; a changed setting is refused instead of mixing unlike runs.
     again = sweep.run_sweep(points, root, config=str(tiny_config), jobs=2, progress=False)
     assert again.ran == [] and again.resumed == [] and len(again.skipped) == 4
+    decodings = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=2", "eval.decode=[argmax,mean]"], [0, 1])
+    assert len(sweep.run_sweep(decodings, root, config=str(tiny_config), jobs=1, progress=False).skipped) == 4  # eval only
     changed = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=2", "train.steps=7"], [0, 1])
     with pytest.raises(ValueError, match="other settings than this sweep asks for .*train.steps: 6 there, 7 now"):
         sweep.run_sweep(changed, root, config=str(tiny_config), jobs=1, progress=False)
