@@ -233,11 +233,11 @@ def main() -> None:
           f"load average {load:.1f} (ratios need an otherwise idle machine)")
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     header = ("measure", "fh_rl", "reference", "ratio")
-    widths = [max(w, len(h)) for w, h in zip(widths, header)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("-+-".join("-" * w for w in widths))
     for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
 if __name__ == "__main__":

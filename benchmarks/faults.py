@@ -60,20 +60,13 @@ GRACE = 30.0
 
 
 def write_config(path: Path, data: Path, steps: int) -> None:
-    import yaml
+    """The tiny run (:func:`fh_rl.config.tiny.tiny_config`), long enough to be killed mid-way, with dropout (its RNG
+    must resume exactly) and rollout workers."""
+    from fh_rl.config.tiny import write_tiny_config
 
-    cfg = {
-        "seed": 0,
-        "env": {"name": "Pendulum-v1", "num_bins": 16},
-        "dataset": {"format": "hdf5", "path": str(data), "val_fraction": 0.25},
-        "agent": {"name": "dt", "embed_dim": 16, "n_layer": 1, "n_head": 2, "context_len": 4, "max_timestep": 200,
-                  "dropout": 0.1},
-        "head": {"name": "fourier", "num_frequencies": 4},
-        "train": {"steps": steps, "batch_size": 8, "log_every": 5, "val_every": 20, "val_batches": 2,
-                  "checkpoint_every": 10, "warmup_tokens": 16, "pmf_states": 2, "threads": 1, "device": "cpu"},
-        "eval": {"episodes": 2, "workers": 1, "target_quantile": 0.75, "decode": "sample"},
-    }
-    path.write_text(yaml.safe_dump(cfg))
+    write_tiny_config(path.parent, data, name=path.name, agent={"dropout": 0.1},
+                      train={"steps": steps, "log_every": 5, "val_every": 20, "checkpoint_every": 10, "pmf_states": 2},
+                      eval={"episodes": 2, "workers": 1, "decode": "sample"})
 
 
 class Commands:

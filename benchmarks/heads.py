@@ -106,16 +106,16 @@ def regulariser_table(repeats: int) -> None:
         for other in (whole_grid_regularization, full_grid_regularization):
             torch.testing.assert_close(head.regularization(coef), other(head, coef), rtol=1e-4, atol=0)
 
-        def rest():
+        def rest(head=head):
             torch.log(head._pmf_from_coefficients(head.coefficients(h)) + head.eps).mean().backward()
 
-        def reg():
+        def reg(head=head, coef=coef):
             head.regularization(coef).backward()
 
-        def whole():
+        def whole(head=head, coef=coef):
             whole_grid_regularization(head, coef).backward()
 
-        def dft():
+        def dft(head=head, coef=coef):
             full_grid_regularization(head, coef).backward()
 
         fns = {"rest": rest, "reg": reg, "whole": whole, "dft": dft}

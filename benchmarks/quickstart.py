@@ -43,7 +43,7 @@ def run_quickstart(tree: Path, head: str, extra: list[str]) -> dict:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise SystemExit(f"{tree}: the quickstart exited {proc.returncode}:\n" + "\n".join(tail))
         m = TIME_LINE.search(proc.stdout + proc.stderr)
-        phases = dict(zip(("setup", "training", "evaluation"), map(float, m.groups()))) if m else {}
+        phases = dict(zip(("setup", "training", "evaluation"), map(float, m.groups()), strict=True)) if m else {}
         return {"wall": wall, **phases}
     finally:
         shutil.rmtree(work, ignore_errors=True)

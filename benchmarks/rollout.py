@@ -86,7 +86,7 @@ def raw_rate(name: str, steps: int) -> tuple[float, float]:
     actions = [env.action_space.sample() for _ in range(256)]
     env.reset(seed=0)
     start, cpu0 = time.perf_counter(), cpu_seconds()
-    for t in range(steps):
+    for _ in range(steps):
         _, _, terminated, truncated, _ = env.step(actions[int(rng.integers(256))])
         if terminated or truncated:
             env.reset()
@@ -102,7 +102,8 @@ def main() -> None:
     torch.set_num_threads(1)  # leave the other core to the workers
     load = os.getloadavg()[0]
     print(f"cores: {len(os.sched_getaffinity(0))}, load average before: {load:.1f}, torch threads: {torch.get_num_threads()}")
-    header = f"{'env':<15} {'setting':<22} {'W':>2} {'E':>3} {'steps':>7} {'steps/s':>9} {'vs W=1':>7} {'model':>6} {'start s':>7} {'cpu us/step':>11}"
+    header = (f"{'env':<15} {'setting':<22} {'W':>2} {'E':>3} {'steps':>7} {'steps/s':>9} {'vs W=1':>7} {'model':>6} "
+              f"{'start s':>7} {'cpu us/step':>11}")
     print(header)
     print("-" * len(header))
     for name in args.envs:
@@ -112,8 +113,8 @@ def main() -> None:
         print(f"{name:<15} {'raw env, 1 process':<22} {'-':>2} {'-':>3} {raw_steps:>7} {rate:>9.0f} "
               f"{'':>7} {'':>6} {'':>7} {1e6 * cpu:>11.0f}")  # fmt: skip
         env = make_env(name)
-        for label, make_policy in (("random policy", lambda: RandomPolicy(env.action_space, 0)),
-                                   ("neural policy", lambda: neural_policy(env))):  # fmt: skip
+        for label, make_policy in (("random policy", lambda env=env: RandomPolicy(env.action_space, 0)),
+                                   ("neural policy", lambda env=env: neural_policy(env))):  # fmt: skip
             best: dict[int, object] = {}
             for _ in range(args.repeats):  # interleaved; keep each W's fastest run
                 for W in (1, 2):

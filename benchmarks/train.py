@@ -284,7 +284,7 @@ def vs_baseline(args) -> None:
                     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     if out.returncode != 0:
                         sys.exit(f"benchmark {tree_name} {shape}/{head} failed:\n{out.stderr[-2000:]}")
-                    row = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("ROW "))[4:])
+                    row = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("ROW "))[4:])
                     results.setdefault((shape, head, tree_name), []).append(row)
     print(f"this checkout vs {trees['baseline']}: {args.rounds} alternating rounds x {steps} steps, "
           f"torch threads {args.threads or 1}, medians (CPU ms: the process's own thread, robust to load)")
@@ -354,7 +354,7 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
             if out.returncode != 0:
                 sys.exit(f"benchmark {shape}/{head} failed:\n{out.stderr[-2000:]}")
-            rows.append(json.loads(next(l for l in out.stdout.splitlines() if l.startswith("ROW "))[4:]))
+            rows.append(json.loads(next(line for line in out.stdout.splitlines() if line.startswith("ROW "))[4:]))
             print(f"  done {shape}/{head}", file=sys.stderr)
     linear = {r["shape"]: r["step_ms"] for r in rows if r["head"] == "linear"}
     linear_head = {r["shape"]: r["head_ms"] for r in rows if r["head"] == "linear"}

@@ -62,8 +62,8 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     """
     from fh_rl.agents import build_agent
     from fh_rl.agents.base import check_head_fits
+    from fh_rl.infra.utils import resolve_device
     from fh_rl.preflight import check_action_bounds, check_spaces
-    from fh_rl.utils import resolve_device
 
     codec, observation_space, action_space = probe_env(cfg.env, seed=cfg.seed)
     check_head_fits(cfg.head.name, codec, where=cfg.env.name)  # before any data is read (or built)
@@ -246,7 +246,7 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
     instead of training SAC twice; the file appears atomically when complete.
     """
     from fh_rl.datasets.collect import collect_control
-    from fh_rl.locks import wait_for_file_lock
+    from fh_rl.infra.locks import wait_for_file_lock
 
     d = cfg.dataset
     path = Path(d.path)

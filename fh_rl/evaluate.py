@@ -30,15 +30,16 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from fh_rl.atomic import atomic_write_text
-from fh_rl.cli import run_cli
 from fh_rl.envs import resolve_protocol
+from fh_rl.infra.atomic import atomic_write_text
+from fh_rl.infra.cli import run_cli
 
 
 def normalized(env_name: str, score: float) -> float | None:
@@ -287,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_run = out is None or run_dir.resolve() in out.resolve().parents
     owned = contextlib.ExitStack()
     if in_run and run_dir.is_dir():
-        from fh_rl.locks import hold_run_dir
+        from fh_rl.infra.locks import hold_run_dir
 
         owned.enter_context(hold_run_dir(run_dir, "evaluate"))
     with owned:
@@ -317,7 +318,7 @@ def cli_decodings(args: argparse.Namespace, default: Sequence[str]) -> list[str]
 
 def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run: bool) -> int:
     from fh_rl.build import load_agent
-    from fh_rl.utils import resolve_device
+    from fh_rl.infra.utils import resolve_device
 
     cfg, agent, state = load_agent(args.checkpoint)
     decode = cli_decodings(args, cfg.eval.decode)
@@ -363,7 +364,7 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
     path = out if out is not None else new_eval_path(run_dir)
     write_eval_json(path.parent, payload, path.name)
     if in_run:
-        from fh_rl.events import open_writer
+        from fh_rl.infra.events import open_writer
 
         with open_writer(run_dir) as writer:
             own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix

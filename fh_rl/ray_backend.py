@@ -34,8 +34,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def _task_env(num_cpus: float) -> dict[str, str]:
     here = str(Path(fh_rl.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("OMP_NUM_THREADS", str(max(1, int(num_cpus))))
-    env["FH_RL_PARENT_PID"] = str(os.getpid())  # the training job stops when this task's worker dies (fh_rl.locks)
+    env["FH_RL_PARENT_PID"] = str(os.getpid())  # the training job stops when this task's worker dies (fh_rl.infra.locks)
     return env
 
 
@@ -238,10 +239,9 @@ def evaluate_on_ray(
     """
     import time
 
-    from fh_rl.progress import progress_bar
-
     from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
     from fh_rl.envs.rollout import EvalResult
+    from fh_rl.infra.progress import progress_bar
 
     if not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
@@ -262,7 +262,7 @@ def evaluate_on_ray(
     lengths = np.zeros(episodes, dtype=np.int64)
     refs = {
         h.run.remote(factory, env, int(c[0]), len(c), int(seed), protocol, env_kwargs, float(step_timeout)): c
-        for h, c in zip(handles, chunks)
+        for h, c in zip(handles, chunks, strict=True)
     }
     bar = progress_bar(total=episodes, desc=f"eval {canonical_env_name(env)} (ray)", unit="ep", disable=not progress, leave=False)
     try:

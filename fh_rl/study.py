@@ -12,30 +12,39 @@ about the data and settings. Running it:
 1. makes the dataset when its file is missing (collectors write atomically);
 2. runs the sweeps *seed by seed* (every arm's seed 0, then every arm's seed 1,
    ...), stage by stage (stage 1 first: the arms that answer the main
-   question), so an interrupted study has balanced arms; sweeps resume, so
-   running the same command again continues where it stopped;
-3. compares every finished run under the study's root with
-   :func:`fh_rl.compare.compare` (tables, bootstrap CIs, figures) into
-   ``docs/results/<name>/``, writes one record per run to
-   ``docs/results/<name>.json`` (env, agent, head and its settings, seed, every
-   evaluation return, the held-out ``val/*`` metrics, steps, wall time, git
-   commit), and rewrites the study's section of ``docs/results.md`` from those
-   files, verdict included. Nothing in that section is typed by hand except
-   the YAML's prose.
+   question), so an interrupted study has balanced arms; running the same
+   command again continues where it stopped: a run whose record is in
+   ``docs/results/<name>.json`` is done (its run directory need not exist),
+   and the sweep resumes the others from their run directories;
+3. writes one record per finished run to ``docs/results/<name>.json`` (env,
+   agent, head and its settings, seed, every evaluation return, the held-out
+   ``val/*`` metrics and learning curves, the pmfs at the pmf figure's
+   held-out states, steps, wall time, git commit), compares the records with
+   :func:`fh_rl.compare.compare_runs` (tables, bootstrap CIs, figures) into
+   ``docs/results/<name>/``, and rewrites the study's section of
+   ``docs/results.md`` from those files, verdict included. Nothing in that
+   section is typed by hand except the YAML's prose.
+
+The records are the one thing a study keeps in git. Run directories (TensorBoard
+events, logs, checkpoints) go to the study's ``root``, ``studies/<name>`` by
+default, which git ignores: ``--report`` rebuilds the section from the records
+alone, and ``--commit`` commits only the records, the figures and the page.
+A record is a few KB (about 2 KB of returns and config, up to 3 KB of curves and
+4 x K pmf values).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE_HEADER = """# Results: which action head earns more return?
@@ -83,8 +92,8 @@ class StudySpec:
     title: str
     """Section heading in docs/results.md."""
     root: str
-    """Where the study's sweeps keep their runs (``<root>/<sweep dir>/``): ``studies/<name>`` in the
-    repository, committed as runs finish (without checkpoints), so the study resumes in a new checkout."""
+    """Where the study's sweeps keep their run directories (``<root>/<sweep dir>/``), e.g. ``studies/<name>``
+    (git-ignored). Never committed: the study's records in ``docs/results/<name>.json`` are what it keeps."""
     seeds: list[int]
     """Seeds of every arm."""
     sweeps: list[SweepSpec]
@@ -151,53 +160,58 @@ def make_data(study: StudySpec) -> None:
     subprocess.run([sys.executable if c == "python" else str(c) for c in command], check=True)
 
 
-def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int) -> list[str]:
+def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int, skip: Sequence[str] = ()) -> list[str]:
+    """The ``python -m fh_rl.sweep`` command of one sweep and seed; ``skip``: its points already recorded."""
     cmd = [sys.executable, "-m", "fh_rl.sweep", "--config", sweep.config, "--heads", *sweep.heads]
     for s in sweep.set:
         cmd += ["--set", s]
-    return cmd + ["--seeds", str(seed), "--jobs", str(study.jobs), "--root", str(Path(study.root) / sweep.folder)]
+    cmd += ["--seeds", str(seed), "--jobs", str(study.jobs), "--root", str(Path(study.root) / sweep.folder)]
+    return cmd + (["--skip", *skip] if skip else [])
 
 
-def run_sweeps(study: StudySpec, after_each: Callable[[list[str]], None] | None = None) -> list[str]:
+def sweep_points(sweep: SweepSpec, seed: int) -> list[str]:
+    """The points (``<sweep dir>/<point name>``) one sweep trains for one seed."""
+    from fh_rl.sweep import expand_grid
+
+    return [f"{sweep.folder}/{p.name}" for p in expand_grid(sweep.heads, sweep.set, [seed])]
+
+
+def run_sweeps(study: StudySpec, after_each: Callable[[list[str]], None] | None = None,
+               done: Callable[[], set[str]] = set, after_stage: Callable[[list[str]], None] | None = None) -> list[str]:
     """Every sweep, stage by stage, seed-major within a stage; the sweeps that reported failed runs.
 
-    ``after_each(failed)`` runs after every sweep invocation (e.g. report and commit what finished)."""
+    ``done()``: the points (``<sweep dir>/<point name>``) already recorded, skipped whether or not their run
+    directories exist. ``after_each(failed)`` runs after every sweep invocation that trained (e.g. report and
+    commit the records), ``after_stage(failed)`` after every stage (e.g. also redraw the figures)."""
     failed: list[str] = []
-    for stage in sorted({s.stage for s in study.sweeps}):
+    for i, stage in enumerate(sorted({s.stage for s in study.sweeps})):
+        if i and after_stage is not None:
+            after_stage(failed)
         for seed in study.seeds:
             for sweep in (s for s in study.sweeps if s.stage == stage):
-                print(f"study {study.name}: sweep {sweep.name}, seed {seed}", flush=True)
-                if subprocess.run(sweep_command(study, sweep, seed)).returncode != 0:
+                points = sweep_points(sweep, seed)
+                recorded = done()
+                skip = [p.split("/", 1)[1] for p in points if p in recorded]
+                if len(skip) == len(points):
+                    continue  # every point has its record
+                print(f"study {study.name}: sweep {sweep.name}, seed {seed}"
+                      + (f" ({len(skip)} of {len(points)} points recorded)" if skip else ""), flush=True)
+                if subprocess.run(sweep_command(study, sweep, seed, skip)).returncode != 0:
                     failed.append(f"{sweep.name} seed {seed}")
                 if after_each is not None:
                     after_each(failed)
     return failed
 
 
-def finished_files(study: StudySpec) -> list[Path]:
-    """What to commit of the study's runs: every file of each finished run (it has an ``eval.json``)
-    except checkpoints, its sweep point's ``train.log``, and each sweep folder's TensorBoard layout."""
-    root = Path(study.root)
-    files: set[Path] = set()
-    for eval_json in root.rglob("eval.json"):
-        run_dir = eval_json.parent
-        files |= {f for f in run_dir.rglob("*") if f.is_file() and "checkpoints" not in f.relative_to(run_dir).parts}
-        point_log = run_dir.parents[2] / "train.log"  # <sweep dir>/<point>/<env>/<agent-head>/<run>
-        if point_log.is_file():
-            files.add(point_log)
-    files |= {f for f in root.glob("*/events.out.tfevents.*") if f.is_file()}
-    return sorted(files)
-
-
 def commit(study: StudySpec, docs: Path) -> None:
-    """``git add`` the finished runs and the study's results files, and commit when anything changed.
+    """``git add`` the study's records, figures and results page, and commit when anything changed (never
+    its run directories).
 
     Failures (not a git checkout, another commit in progress) are reported and skipped: the next
     commit picks the files up."""
-    paths = [*finished_files(study), docs / "results.md", docs / "results" / f"{study.name}.json",
-             docs / "results" / study.name]
+    paths = [docs / "results.md", docs / "results" / f"{study.name}.json", docs / "results" / study.name]
     paths = [str(p.resolve()) for p in paths if p.exists()]
-    n = len({p.parent for p in Path(study.root).rglob("eval.json")})
+    n = len(load_records(docs, study.name)[0])
     repo = Path(docs).resolve().parent  # the checkout that holds the docs folder
     try:
         subprocess.run(["git", "add", "--", *paths], cwd=repo, check=True, capture_output=True, text=True)
@@ -238,24 +252,46 @@ def _events_span(run_dir: Path) -> tuple[int | None, float | None]:
     return max(steps), max(times) - min(times)
 
 
-def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """One plain-JSON record per run (see the module docstring); ``return_mean`` is under the run's first
-    decoding (``decode``), ``evaluations`` holds every target and decoding."""
-    from fh_rl.evaluate import record_decoding
+CURVE_TAGS = ("train/nll", "val/nll")
+"""The learning curves a record keeps (the curves figure's; val/nll also for the convergence check)."""
+PMF_STATES = 4
+"""Held-out states of the pmf figure, stored per record."""
+
+
+def _sig(x: float, digits: int = 5) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def record_point(record: dict[str, Any]) -> str:
+    """``<sweep dir>/<point name>``: the sweep point a record belongs to (its ``run_root``'s last two parts)."""
+    if record.get("point"):
+        return str(record["point"])
+    root = (record.get("config") or {}).get("run_root")
+    return "/".join(Path(str(root)).parts[-2:]) if root else ""
+
+
+def run_records(runs: Sequence[Any], curves: bool = True, pmfs: bool = True) -> list[dict[str, Any]]:
+    """One plain-JSON record per run read from its directory (see the module docstring). ``pmfs``: store the
+    pmfs at the pmf figure's states (needs the run's checkpoint and dataset; None when either is missing).
+    ``return_mean`` and ``history`` are under the run's first decoding (``decode``); ``evaluations`` holds every
+    target and decoding."""
+    from fh_rl.compare import run_pmfs
+    from fh_rl.compare.runs import scalar_series
 
     records = []
     for run in runs:
-        payload = json.loads((run.path / "eval.json").read_text())
+        payload = json.loads((run.path / run.eval_file).read_text())
         steps, wall = _events_span(run.path)
-        records.append({
+        record = {
             "env": run.env,
             "agent": run.agent,
             "head": run.head,
             "head_params": run.head_params,
             "seed": run.seed,
             "config": run.config,
-            "evaluations": [{"target_return": r.get("target_return"), "decode": record_decoding(r),
-                             "returns": r.get("returns")} for r in payload.get("results", [])],
+            "evaluations": [{k: r.get(k) for k in ("target_return", "returns", "rtg_mode", "sample",
+                                                   "sample_within_bin", "decode") if k in r}
+                            for r in payload.get("results", [])],
             "decode": run.decode,
             "return_mean": run.return_mean,
             "val": run.val,
@@ -263,8 +299,86 @@ def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
             "wall_time_s": None if wall is None else round(wall, 1),
             "git_commit": _git_commit(run.path),
             "path": str(run.path),
-        })
+            "point": record_point({"config": run.config}),
+            "protocol": run.protocol,
+            "evaluation": run.evaluation,
+            "eval_file": run.eval_file,
+        }
+        if run.history:
+            record["history"] = [[s, _sig(m)] for s, m in run.history]
+        if curves:
+            series = scalar_series(run.path, CURVE_TAGS)
+            record["curves"] = {tag: [[int(t), _sig(v)] for t, v in zip(*pts, strict=True)]
+                                for tag, pts in series.items() if pts is not None}
+        if pmfs:
+            try:
+                record["pmfs"] = run_pmfs(run, PMF_STATES)
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:  # no checkpoint or the dataset moved
+                print(f"record {run.path}: no pmfs ({type(exc).__name__}: {str(exc)[:120]})", flush=True)
+                record["pmfs"] = None
+        records.append(record)
     return records
+
+
+def load_records(docs: str | Path, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The study's records (``<docs>/results/<name>.json``) and the file's other keys; ([], {}) when absent."""
+    path = Path(docs) / "results" / f"{name}.json"
+    if not path.is_file():
+        return [], {}
+    try:
+        payload = json.loads(path.read_text())
+        runs = payload["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{path} is not a study's records file (expected {{\"study\": ..., \"runs\": [...]}}); "
+                         f"restore it from git") from None
+    return list(runs), {k: v for k, v in payload.items() if k != "runs"}
+
+
+def recorded_points(docs: str | Path, name: str) -> set[str]:
+    """The sweep points (``<sweep dir>/<point name>``) that have a record: done, whatever is on disk."""
+    return {record_point(r) for r in load_records(docs, name)[0]}
+
+
+def update_records(study: StudySpec, docs: str | Path, *, pmfs: bool = True) -> list[dict[str, Any]]:
+    """The study's records plus one for every finished run under its root that has none yet (by run path);
+    the records file is rewritten. Records whose run directory is gone stay."""
+    from fh_rl.compare import load_run
+    from fh_rl.infra.atomic import atomic_write_text
+    from fh_rl.sweep import run_dirs_under
+
+    records, meta = load_records(docs, study.name)
+    for i, r in enumerate(records):  # records made before they kept curves: fill them while the run is on disk
+        if "curves" not in r and Path(r["path"]).is_dir():
+            try:
+                new = run_records([load_run(Path(r["path"]))], pmfs=False)[0]
+            except (ValueError, FileNotFoundError):
+                continue
+            records[i] = {**r, **{k: new[k] for k in ("point", "protocol", "evaluation", "eval_file", "curves")}}
+    known = {r["path"] for r in records}
+    fresh = []
+    for run_dir in run_dirs_under(Path(study.root)):
+        if str(run_dir) in known:
+            continue
+        try:
+            fresh.append(load_run(run_dir))
+        except (ValueError, FileNotFoundError):  # unfinished or broken: the sweep resumes or redoes it
+            continue
+    records += run_records(fresh, pmfs=pmfs)
+    records.sort(key=lambda r: (r["env"], r["agent"], r["head"], json.dumps(r["head_params"], sort_keys=True),
+                                r["seed"], r["path"]))
+    summary = _dataset_summary(study.data.get("path"))
+    meta = {"study": study.name, **{k: v for k, v in meta.items() if k != "study"}}
+    if summary:
+        meta["dataset_summary"] = summary
+    atomic_write_text(Path(docs) / "results" / f"{study.name}.json", records_json(meta, records))
+    return records
+
+
+def records_json(meta: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
+    """The records file: strict JSON, the file's own keys first, then one line per run (small diffs)."""
+    head = json.dumps(meta, indent=1, allow_nan=False)[:-2]  # without the closing "\n}"
+    runs = ",\n".join(json.dumps(r, allow_nan=False, separators=(",", ":")) for r in records)
+    return head + (",\n" if meta else "") + ' "runs": [\n' + runs + "\n ]\n}\n"
 
 
 # ----------------------------------------------------------------------------- verdict
@@ -319,7 +433,7 @@ def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
     the evaluation episodes' seeds for every arm), with its bootstrap interval: information, not the verdict."""
     from fh_rl.compare.stats import seed_statistics
 
-    mine, theirs = dict(zip(row["seeds"], row["return"]["values"])), dict(zip(base["seeds"], base["return"]["values"]))
+    mine, theirs = dict(zip(row["seeds"], row["return"]["values"], strict=True)), dict(zip(base["seeds"], base["return"]["values"], strict=True))
     common = sorted(set(mine) & set(theirs))
     if len(common) < MIN_SEEDS_FOR_VERDICT or len(mine) != len(row["seeds"]) or len(theirs) != len(base["seeds"]):
         return ""
@@ -358,14 +472,14 @@ def _dataset_summary(path: str | None) -> str:
 
 
 def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, Any]], failed: list[str],
-            figures: Path) -> str:
+            figures: Path, dataset_summary: str | None = None) -> str:
     """The study's section of docs/results.md, between its start and end markers."""
     lines = [f"<!-- study:{study.name}:start -->", f"## {study.title}", ""]
     lines += [f"Regenerate: `python -m fh_rl.study configs/studies/{study.name}.yaml` "
               f"({len(records)} runs; per-run records in `docs/results/{study.name}.json`).", ""]
     if study.about.strip():
         lines += [study.about.strip(), ""]
-    summary = _dataset_summary(study.data.get("path"))
+    summary = _dataset_summary(study.data.get("path")) or dataset_summary  # the recorded one when the file is absent
     if summary:
         lines += [summary, ""]
     commits = sorted({r["git_commit"] for r in records if r["git_commit"]})
@@ -395,8 +509,8 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
             among = setting_verdicts(rows)
             if among:
                 lines += [f"Verdict (return, one head's settings against each other{where}):", ""] + among + [""]
-    # Figures on disk, not only those drawn now: a pmf figure needs checkpoints, which are not committed,
-    # so a later session that cannot redraw it keeps the last one drawn.
+    # Figures on disk, not only those drawn now: records made before they stored pmfs cannot redraw the pmf
+    # figure (their checkpoints were never committed), so the last one drawn is kept.
     for fig in sorted({Path(f).name for f in result.get("figures", [])} | {p.name for p in figures.glob("*.png")}):
         lines += [f"![{fig}](results/{study.name}/{fig})", ""]
     if failed:
@@ -407,7 +521,7 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
 
 def rewrite_page(page: Path, name: str, text: str) -> None:
     """Replace (or append) the study's marked section of docs/results.md, atomically; refresh the page's header."""
-    from fh_rl.atomic import atomic_write_text
+    from fh_rl.infra.atomic import atomic_write_text
 
     current = page.read_text() if page.exists() else PAGE_HEADER
     if "<!-- study:" in current:  # the page's header is this version's
@@ -422,24 +536,22 @@ def rewrite_page(page: Path, name: str, text: str) -> None:
     atomic_write_text(page, current)
 
 
-def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "docs") -> dict[str, Any]:
-    """Compare the study's finished runs; rewrite ``<docs>/results/<name>{.json,/}`` and its section of
+def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "docs", *,
+           figures: bool = True) -> dict[str, Any]:
+    """Record the study's newly finished runs, compare all its records (run directories not needed); rewrite
+    ``<docs>/results/<name>{.json,/}`` (its figures too unless ``figures`` is False) and its section of
     ``<docs>/results.md``."""
-    from fh_rl.atomic import atomic_write_text
-    from fh_rl.compare import compare, find_runs
+    from fh_rl.compare import compare_runs, run_from_record
 
     docs = Path(docs)
-    runs, _ = find_runs([study.root]) if Path(study.root).exists() else ([], [])
-    if not runs:  # a study that has just started: its section says so (data and settings, no table)
+    records = update_records(study, docs)
+    if not records:  # a study that has just started: its section says so (data and settings, no table)
         result: dict[str, Any] = {"environments": {}, "figures": []}
     else:
-        result = compare([study.root], docs / "results" / study.name)
-    records = sorted(run_records(runs), key=lambda r: (r["env"], r["agent"], r["head"],
-                                                       json.dumps(r["head_params"], sort_keys=True), r["seed"]))
-    atomic_write_text(docs / "results" / f"{study.name}.json",
-                      json.dumps({"study": study.name, "runs": records}, indent=1, allow_nan=False) + "\n")
+        result = compare_runs([run_from_record(r) for r in records], docs / "results" / study.name, figures=figures)
     rewrite_page(docs / "results.md", study.name, section(study, result, records, list(failed),
-                                                           docs / "results" / study.name))
+                                                           docs / "results" / study.name,
+                                                           load_records(docs, study.name)[1].get("dataset_summary")))
     return result
 
 
@@ -449,20 +561,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", action="store_true", help="skip data and sweeps: only compare and rewrite docs")
     parser.add_argument("--docs", default="docs", help="docs folder to write results.md and results/ into (default docs)")
     parser.add_argument("--commit", action="store_true",
-                        help="after every sweep, rewrite the report and git-commit the finished runs and results")
+                        help="after every sweep, rewrite the report and git-commit the study's records, figures and "
+                             "results page (never its run directories)")
     args = parser.parse_args(argv)
     study = load_study(args.study)
     failed: list[str] = []
 
-    def report_and_commit(failed_so_far: list[str]) -> None:
-        if not any(Path(study.root).rglob("eval.json")):
-            return  # nothing finished yet
-        report(study, failed_so_far, args.docs)
+    def report_and_commit(failed_so_far: list[str], figures: bool = False) -> None:
+        # Figures (PNGs, which git cannot delta) are redrawn and committed once per stage, records every sweep.
+        report(study, failed_so_far, args.docs, figures=figures)
         commit(study, Path(args.docs))
 
     if not args.report:
         make_data(study)
-        failed = run_sweeps(study, report_and_commit if args.commit else None)
+        failed = run_sweeps(study, report_and_commit if args.commit else None,
+                            done=lambda: recorded_points(args.docs, study.name),
+                            after_stage=(lambda f: report_and_commit(f, figures=True)) if args.commit else None)
     result = report(study, failed, args.docs)
     if args.commit:
         commit(study, Path(args.docs))

@@ -38,11 +38,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +135,7 @@ def expand_grid(heads: Sequence[str], sets: Sequence[str], seeds: Sequence[int])
         fixed = tuple(f"{k}={v[0]}" for k, v in mine if len(v) == 1)
         grid = [(k, v) for k, v in mine if len(v) > 1]
         for combo in itertools.product(*(v for _, v in grid)):
-            settings = tuple((k, val) for (k, _), val in zip(grid, combo))
+            settings = tuple((k, val) for (k, _), val in zip(grid, combo, strict=True))
             for seed in seeds:
                 points.append(GridPoint(head=head, seed=seed, settings=settings, fixed=fixed))
     names = [p.name for p in points]
@@ -197,22 +198,31 @@ def _with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     return with_current_defaults(saved)
 
 
-def plan(points: Sequence[GridPoint], root: Path, config: str | None) -> list[tuple[GridPoint, str, Path | None]]:
-    """``(point, action, run_dir)`` with action ``skip`` (complete), ``resume`` (has a checkpoint), ``train``,
-    or ``busy: <why>`` (another live process holds the point's run directory; it is left alone).
+def plan(points: Sequence[GridPoint], root: Path, config: str | None,
+         done: Sequence[str] = ()) -> list[tuple[GridPoint, str, Path | None]]:
+    """``(point, action, run_dir)`` with action ``skip`` (complete, or named in ``done``: e.g. a study that holds
+    its record, whether or not its run directory still exists), ``resume`` (has a checkpoint), ``train``, or
+    ``busy: <why>`` (another live process holds the point's run directory; it is left alone).
 
     A run directory made with other settings than the sweep would use now is an
     error (a changed config file or ``--set``): mixing them would compare unlike runs.
     """
     import yaml
 
-    from fh_rl.locks import is_run_dir_busy
+    from fh_rl.infra.locks import is_run_dir_busy
 
     actions = []
     envs_heads: set[tuple[str, str | None, str]] = set()
+    unknown = set(done) - {p.name for p in points}
+    if unknown:
+        raise ValueError(f"--skip names point(s) not in this sweep: {sorted(unknown)}; "
+                         f"names look like {points[0].name if points else 'linear-seed0'}")
     for point in points:
         wanted = expected_config(config, point, root)  # a bad key or value fails here, before any job starts
         envs_heads.add((wanted["env"]["name"], wanted["env"]["protocol"], wanted["head"]["name"]))
+        if point.name in done:
+            actions.append((point, "skip", None))
+            continue
         dirs = run_dirs_under(root / point.name)
         busy = [(d, owner) for d in dirs if (owner := is_run_dir_busy(d))]
         if busy:  # a live process writes this point (e.g. a training job started by hand): never a second writer
@@ -280,7 +290,7 @@ def command(config: str | None, point: GridPoint, root: Path, resume: Path | Non
 
 
 def _child_env(jobs: int) -> dict[str, str]:
-    from fh_rl.locks import PARENT_ENV
+    from fh_rl.infra.locks import PARENT_ENV
 
     env = dict(os.environ)
     env[PARENT_ENV] = str(os.getpid())  # the job gets SIGTERM (checkpoints, stops) if this sweep dies
@@ -311,10 +321,12 @@ def run_sweep(
     num_gpus: float = 0.0,
     max_retries: int = 3,
     shared_storage: bool = False,
+    done: Sequence[str] = (),
 ) -> SweepResult:
     """Train the points not yet complete: ``jobs`` at a time as ``python -m fh_rl.train`` subprocesses
     (``backend="local"``), or as Ray tasks of ``num_cpus``/``num_gpus`` each (``backend="ray"``, see
-    :mod:`fh_rl.ray_backend`; ``address`` None starts a local Ray instance unless one is running)."""
+    :mod:`fh_rl.ray_backend`; ``address`` None starts a local Ray instance unless one is running).
+    ``done``: point names to treat as complete (see :func:`plan`)."""
     if backend not in ("local", "ray"):
         raise ValueError(f"--backend must be local or ray, got {backend!r}")
     if jobs < 1:
@@ -328,10 +340,10 @@ def run_sweep(
                              f"got {num_cpus}, {num_gpus}, {max_retries}")
     if config is not None and not Path(config).is_file():
         raise FileNotFoundError(f"config file {str(config)!r} not found; pass --config with a YAML file under configs/")
-    from fh_rl.locks import hold_sweep_root
+    from fh_rl.infra.locks import hold_sweep_root
 
     root = Path(root)
-    actions = plan(points, root, config)
+    actions = plan(points, root, config, done)
     with hold_sweep_root(root):  # one sweep per directory; its jobs die with it (see _child_env)
         return _run_planned(actions, root, config, jobs, progress, backend, address=address, num_cpus=num_cpus,
                             num_gpus=num_gpus, max_retries=max_retries, shared_storage=shared_storage)
@@ -341,7 +353,7 @@ def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: b
                  address: str | None, num_cpus: float, num_gpus: float, max_retries: int,
                  shared_storage: bool) -> SweepResult:
     from fh_rl.compare import write_custom_scalars
-    from fh_rl.progress import progress_bar
+    from fh_rl.infra.progress import progress_bar
 
     write_custom_scalars(root)
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
@@ -494,6 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", "-j", type=int, default=1, help="training runs at a time (default 1)")
     parser.add_argument("--root", default=None,
                         help="sweep directory (default: <run_root>/sweep-<config name>); rerun with the same one to resume")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="POINT",
+                        help="point names (e.g. fourier-num_frequencies=8-seed1) to treat as complete without "
+                             "looking at their directories (a study passes the points it has records of)")
     parser.add_argument("--dry-run", action="store_true", help="print what would run and exit")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local subprocesses (--jobs at a time) or Ray tasks on a cluster (pip install \"fh_rl[ray]\")")
@@ -516,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_name = Path(args.config).stem if args.config else DEFAULT_CONFIG.stem
     root = Path(args.root) if args.root else Path(base.run_root) / f"sweep-{config_name}"
     if args.dry_run:
-        for point, action, run_dir in plan(points, root, args.config):
+        for point, action, run_dir in plan(points, root, args.config, args.skip):
             if action.startswith("busy"):
                 print(f"  busy  {point.name}: {action[len('busy: '):]}")
                 continue
@@ -526,14 +541,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError("--address and --shared-storage need --backend ray")
     result = run_sweep(points, root, config=args.config, jobs=args.jobs, progress=not args.no_progress,
                        backend=args.backend, address=args.address, num_cpus=args.cpus_per_run,
-                       num_gpus=args.gpus_per_run, max_retries=args.max_retries, shared_storage=args.shared_storage)
+                       num_gpus=args.gpus_per_run, max_retries=args.max_retries, shared_storage=args.shared_storage,
+                       done=args.skip)
     print(f"sweep {root}: {len(result.ran)} trained, {len(result.resumed)} resumed, "
           f"{len(result.skipped)} already complete, {len(result.failed)} failed"
           + (f", {len(result.stopped)} stopped at a checkpoint" if result.stopped else ""))
     for name, why in result.failed.items():
         print(f"  failed {name}: {why}")
     if result.interrupted:
-        print(f"interrupted; run the same command again to resume", file=sys.stderr)
+        print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     if result.failed:
         return 1

@@ -23,18 +23,19 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from fh_rl.atomic import atomic_write_text
 from fh_rl.build import Built, build
-from fh_rl.cli import run_cli
 from fh_rl.config import Config, config_from_dict, load_config, save_config
 from fh_rl.envs import resolve_protocol
-from fh_rl.utils import resolve_device, seed_everything
+from fh_rl.infra.atomic import atomic_write_text
+from fh_rl.infra.cli import run_cli
+from fh_rl.infra.utils import resolve_device, seed_everything
 
 if TYPE_CHECKING:
     from fh_rl.distributed import DistContext
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from fh_rl.distributed import check_batch_size, init_distributed, requested_world_size, shutdown
-    from fh_rl.locks import die_with_parent
+    from fh_rl.infra.locks import die_with_parent
 
     die_with_parent()  # a sweep's job stops (checkpointing first) when the sweep is killed
     with contextlib.ExitStack() as owned:  # the run directory's lock, held until this process ends
@@ -214,8 +215,8 @@ def _finished(run_dir: Path) -> bool:
 def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple[dict[str, Any] | None, Config, Path | None]:
     """The checkpoint (on ``--resume``, read once this process owns the run directory), the config and the run
     directory (None: a new run)."""
-    from fh_rl.atomic import remove_stale_temps
-    from fh_rl.locks import hold_run_dir
+    from fh_rl.infra.atomic import remove_stale_temps
+    from fh_rl.infra.locks import hold_run_dir
     from fh_rl.trainer import load_checkpoint
 
     state = None
@@ -248,11 +249,11 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext", owned: contextlib.ExitStack) -> Path:
+def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: contextlib.ExitStack) -> Path:
     """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
     and ``manifest.json`` (``info`` + the process layout)."""
     from fh_rl.board import write_run_root
-    from fh_rl.locks import hold_run_dir
+    from fh_rl.infra.locks import hold_run_dir
 
     run_dir = make_run_dir(cfg)
     owned.enter_context(hold_run_dir(run_dir))
@@ -263,7 +264,7 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: "DistContext", owned: 
     return run_dir
 
 
-def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence[str], ctx: "DistContext") -> None:
+def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence[str], ctx: DistContext) -> None:
     """Add this resume (when, from which step, with what code and where) to the run's ``manifest.json``."""
     import fh_rl
 
@@ -378,7 +379,7 @@ class RunEvaluations:
         return results
 
 
-def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *, progress: bool,
+def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: DistContext, *, progress: bool,
                device: torch.device) -> tuple[Built, list[float], dict[str, Any]]:
     """The run's parts (every rank; a dataset build is locked), its evaluation targets and its dataset identity.
 
@@ -401,10 +402,10 @@ def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: "DistContext", *,
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
-           run_dir: Path | None, device: torch.device, ctx: "DistContext", owned: contextlib.ExitStack) -> int:
+           run_dir: Path | None, device: torch.device, ctx: DistContext, owned: contextlib.ExitStack) -> int:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object
-    from fh_rl.plots import bin_axis
+    from fh_rl.infra.plots import bin_axis
     from fh_rl.trainer import Trainer, TrainingDiverged
 
     if ctx.enabled and device.type == "cuda":
@@ -430,7 +431,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
 
     writer = None
     if ctx.is_main:
-        from fh_rl.events import open_writer
+        from fh_rl.infra.events import open_writer
 
         # One events file per run: a resume carries the earlier events over, up to its checkpoint's step.
         writer = open_writer(run_dir, keep_until_step=None if state is None else int(state["step"]))

@@ -23,21 +23,22 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from fh_rl.atomic import atomic_torch_save
 from fh_rl.config import TrainConfig
 from fh_rl.distributed import SINGLE, DistContext, barrier, gather_objects, global_step, rank_seed
 from fh_rl.heads import normalized_pmf
-from fh_rl.metrics import smoothness
-from fh_rl.plots import BinAxis, pmf_image
+from fh_rl.infra.atomic import atomic_torch_save
+from fh_rl.infra.metrics import smoothness
+from fh_rl.infra.plots import BinAxis, pmf_image
 
 CHECKPOINT_FORMAT = "fh_rl.checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -138,7 +139,7 @@ class Trainer:
         writer: a TensorBoard ``SummaryWriter`` (None: no event files).
         checkpoint_extra: added to every checkpoint (config, agent spec, dataset identity).
         progress: show a progress bar (plain lines every ~30 s when stderr is not a terminal).
-        pmf_axis: labels of the bins in the ``val/pmf`` images (:func:`fh_rl.plots.bin_axis` of the codec).
+        pmf_axis: labels of the bins in the ``val/pmf`` images (:func:`fh_rl.infra.plots.bin_axis` of the codec).
         dist: the data-parallel context (default: a single process). With P > 1
             processes the sampler must yield this rank's share of the global
             batch (``shard=dist.shard``), and only rank 0 should get a writer
@@ -238,7 +239,7 @@ class Trainer:
         elif self.dist.is_main:
             set_rng_state(state["rng"])
         else:  # resumed with another number of processes: derive this rank's generators from the step
-            from fh_rl.utils import seed_everything
+            from fh_rl.infra.utils import seed_everything
 
             seed_everything(rank_seed(self.step, self.dist.rank))
         self.last_good_checkpoint = self.checkpoint_path if self.checkpoint_path.exists() else None
@@ -252,7 +253,7 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train until ``config.steps`` (or a signal); checkpoint every N steps and at the end."""
-        from fh_rl.progress import format_rate, progress_bar
+        from fh_rl.infra.progress import format_rate, progress_bar
 
         cfg = self.config
         handlers = {}
@@ -317,7 +318,7 @@ class Trainer:
             checkpoint=self.last_good_checkpoint,
         )
 
-    def _step(self, forward: Any, batch: Any) -> "_StepStats":
+    def _step(self, forward: Any, batch: Any) -> _StepStats:
         """One optimiser step on ``batch`` (the schedule's learning rate, clipping, the NaN guard)."""
         cfg = self.config
         stop = False

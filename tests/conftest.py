@@ -17,14 +17,15 @@ def pendulum_hdf5(tmp_path_factory):
     episodes = []
     for i in range(8):
         obs, _ = env.reset(seed=i)
-        O, A, R = [], [], []
+        states, actions, rewards = [], [], []
         for _ in range(25):
             a = env.action_space.sample()
-            O.append(obs)
-            A.append(a)
+            states.append(obs)
+            actions.append(a)
             obs, r, *_ = env.step(a)
-            R.append(r)
-        episodes.append(Episode(np.array(O, np.float32), np.array(A, np.float32), np.array(R, np.float32), False, True))
+            rewards.append(r)
+        episodes.append(Episode(np.array(states, np.float32), np.array(actions, np.float32),
+                                np.array(rewards, np.float32), False, True))
     path = tmp_path_factory.mktemp("data") / "pendulum-tiny.hdf5"
     write_hdf5(path, TrajectoryDataset(episodes, name="pendulum-tiny"))
     return path

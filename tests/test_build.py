@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_run import write_tiny_config
 
 from fh_rl.build import build, held_out_batches
 from fh_rl.config import load_config
 from fh_rl.datasets import TrajectoryDataset, load_dqn_replay, load_hdf5
-from tiny_run import write_tiny_config
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "dqn-replay"  # written by Dopamine's own replay logger
 
@@ -59,6 +59,6 @@ def test_held_out_batches_are_the_ones_build_makes(tmp_path, pendulum_hdf5):
     made = build(cfg, progress=False).val_batches
     light = held_out_batches(cfg, progress=False)
     assert len(made) == len(light) == cfg.train.val_batches
-    for a, b in zip(made, light):
+    for a, b in zip(made, light, strict=True):
         torch.testing.assert_close(a.states, b.states)
         torch.testing.assert_close(a.actions, b.actions)

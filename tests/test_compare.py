@@ -9,7 +9,7 @@ import torch
 
 from fh_rl import compare as compare_cli
 from fh_rl import train as train_cli
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 TINY = [
     "env.num_bins=16",
@@ -65,7 +65,7 @@ def test_grouping_and_statistics_match_numpy(runs):
     by_label = {g.label: g for g in groups["Pendulum-v1"]}
     assert sorted(by_label) == sorted(["dt-linear", "dt-fourier num_frequencies=2", "dt-fourier num_frequencies=4"])
     assert [g.label for g in groups["Pendulum-v1"]][0] == "dt-linear"  # linear first, then by N
-    for (head, n, seed), run_dir in made.items():
+    for (head, n, _), run_dir in made.items():
         label = "dt-linear" if head == "linear" else f"dt-fourier num_frequencies={n}"
         group = by_label[label]
         assert run_dir in [r.path for r in group.runs]
@@ -100,8 +100,8 @@ def test_grouping_and_statistics_match_numpy(runs):
 def test_validation_metrics_are_the_final_held_out_values(runs):
     """val/nll and val/accuracy read by compare equal a direct recomputation from the checkpoint."""
     from fh_rl.agents import agent_from_spec
-    from fh_rl.config import config_from_dict
     from fh_rl.build import build
+    from fh_rl.config import config_from_dict
     from fh_rl.trainer import load_checkpoint
 
     _, made = runs
@@ -323,7 +323,8 @@ def test_best_of_evaluations_is_the_papers_statistic(runs, tmp_path):
     assert best["normalized"] and best["values"] == pytest.approx(expected)
     assert best["half_width"] == pytest.approx(0.67 * np.std(expected))
     # runs evaluated once (no history beyond the final evaluation) get no such column
-    assert compare_cli.summarize(compare_cli.group_runs(compare_cli.find_runs([made[("linear", None, 2)]], read_events=False)[0])[0]["Pendulum-v1"][0])["best_of_evaluations"] is None
+    once = compare_cli.group_runs(compare_cli.find_runs([made[("linear", None, 2)]], read_events=False)[0])[0]
+    assert compare_cli.summarize(once["Pendulum-v1"][0])["best_of_evaluations"] is None
 
 
 def test_run_still_training_is_incomplete(runs, tmp_path):

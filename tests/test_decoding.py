@@ -13,7 +13,6 @@ import torch
 
 from fh_rl import evaluate as evaluate_cli
 from fh_rl import train as train_cli
-from fh_rl.cli import run_cli
 from fh_rl.envs.codecs import BoxCodec, make_codec
 from fh_rl.heads import HeadOutput, build_head
 from fh_rl.heads.decoding import (
@@ -25,6 +24,7 @@ from fh_rl.heads.decoding import (
     parse_decoders,
     register_decoding,
 )
+from fh_rl.infra.cli import run_cli
 
 # ----------------------------------------------------------------------------- hand-made pmfs
 
@@ -231,7 +231,7 @@ def test_several_decodings_run_the_same_seeds_and_equal_separate_evaluations(tin
     assert [r["decode"] for r in together] == names
     assert all(r["seeds"] == [11, 12, 13] for r in together)  # every decoding on the same episodes
     assert len({tuple(r["returns"]) for r in together}) > 1  # and the decodings do act differently
-    for name, record in zip(names, together):
+    for name, record in zip(names, together, strict=True):
         alone = tmp_path / f"{name}.json"
         assert run_cli(evaluate_cli.main, [*common, "--decode", name, "--out", str(alone)]) == 0
         (single,) = json.loads(alone.read_text())["results"]

@@ -43,7 +43,7 @@ def test_frames_forward_matches_cpu_and_training_steps_change_parameters(tmp_pat
     trainer = Trainer(agent, sampler, cfg, run_dir=tmp_path, context_len=4, device=device, progress=False)
     result = trainer.fit()
     assert result.step == 3 and np.isfinite(result.train_loss)
-    assert all(not torch.equal(b, a.detach().cpu()) for b, a in zip(before, agent.parameters()))
+    assert all(not torch.equal(b, a.detach().cpu()) for b, a in zip(before, agent.parameters(), strict=True))
     state = load_checkpoint(tmp_path)
     # the checkpoint's sampler state is after exactly 3 batches, prefetching or not
     fresh = WindowSampler(synthetic_dataset("frames", episodes=6), 4, 8, seed=1)

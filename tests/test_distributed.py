@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
-from fh_rl.distributed import check_batch_size, global_step, SINGLE
+from fh_rl.distributed import SINGLE, check_batch_size, global_step
 from fh_rl.trainer import load_checkpoint
 from tests.agents.synthetic import synthetic_dataset
 from tests.tiny_run import PYTHON, child_env, write_tiny_config
@@ -147,7 +147,7 @@ def _resume_worker(rank, tmp, world):
         resumed.load_state_dict(load_checkpoint(tmp / "part"))
         assert resumed.step == 4
         resumed.fit()
-        for (name, a), b in zip(full.agent.state_dict().items(), resumed.agent.state_dict().values()):
+        for (name, a), b in zip(full.agent.state_dict().items(), resumed.agent.state_dict().values(), strict=True):
             assert torch.equal(a, b), f"rank {rank}: {name} differs after resume"
         assert full.tokens == resumed.tokens
     finally:

@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,13 +24,12 @@ import h5py
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from fh_rl import evaluate as evaluate_cli
 from fh_rl import sweep
 from fh_rl import train as train_cli
-from fh_rl.cli import run_cli
-from fh_rl.locks import is_run_dir_busy
+from fh_rl.infra.cli import run_cli
+from fh_rl.infra.locks import is_run_dir_busy
 from tests.tiny_run import PYTHON, child_env, write_tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -169,7 +167,7 @@ def test_sweep_never_starts_a_second_writer(tiny, tmp_path, capsys):
         assert code == 1 and f"in use by pid {proc.pid}" in out and "not started" in out
         assert not (run_dir / "eval.json").exists()  # nothing ran in it
         # A second sweep on the same directory while one runs: exit 2 naming the first.
-        from fh_rl.locks import hold_sweep_root
+        from fh_rl.infra.locks import hold_sweep_root
 
         with hold_sweep_root(root):
             assert run_cli(sweep.main, ["--config", str(tiny), "--heads", "linear", "--seeds", "0", "--root", str(root),
@@ -182,7 +180,7 @@ def test_sweep_never_starts_a_second_writer(tiny, tmp_path, capsys):
 
 HOLD_RUN_DIR = """
 import sys, time
-from fh_rl.locks import hold_run_dir
+from fh_rl.infra.locks import hold_run_dir
 lock = hold_run_dir(sys.argv[1])
 print("holding", flush=True)
 time.sleep(600)

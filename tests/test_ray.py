@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fh_rl import sweep
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 from tests.tiny_run import REPO, write_tiny_config
 
 
@@ -70,9 +70,9 @@ def test_ray_sweep_completes_resumes_and_compare_reads_it(local_ray, tmp_path, p
 @pytest.mark.slow
 @pytest.mark.parametrize("head", ["fourier", "gaussian", "mse"])
 def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5, head):
+    from fh_rl.build import build
     from fh_rl.config import load_config
     from fh_rl.evaluate import run_evaluation
-    from fh_rl.build import build
 
     cfg = load_config(write_tiny_config(tmp_path, pendulum_hdf5), head=head)
     agent = build(cfg, progress=False).agent.eval()

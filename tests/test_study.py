@@ -1,13 +1,14 @@
 """Studies: a tiny real study end to end (sweeps seed by seed, compare, per-run records, docs section)."""
 
 import json
+import shutil
 import subprocess
 
 import pytest
 import yaml
 
 from fh_rl import study
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 from tests.tiny_run import REPO, child_env, write_tiny_config
 
 
@@ -70,8 +71,17 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
     linear = [r["return_mean"] for r in records if r["head"] == "linear"]
     assert f"vs {sum(linear) / 2:.1f} (2 vs 2 seeds)" in section
 
+    # Records keep what the figures need: learning curves and the pmfs at the pmf figure's states.
+    for r in records:
+        assert r["point"] in {f"main/{r['head']}-seed{r['seed']}", f"nomargin/fourier-seed{r['seed']}"} or (
+            r["point"] == f"main/fourier-seed{r['seed']}")
+        assert [s for s, _ in r["curves"]["val/nll"]][-1] == 6 and len(r["curves"]["train/nll"]) >= 1
+        assert r["pmfs"]["states"] == 4 and len(r["pmfs"]["pmf"]) == 4
+        assert len(r["pmfs"]["pmf"][0]) == r["pmfs"]["codec"]["num_bins"] + 2 * r["pmfs"]["codec"]["margin_bins"]
+        assert sum(r["pmfs"]["pmf"][0]) == pytest.approx(1.0, abs=1e-2)
+
     # Rerunning only the report rewrites the section in place (no duplicate), and reruns nothing;
-    # --commit commits the finished runs (no checkpoints) and the results files.
+    # --commit commits the records, figures and page, never the run directories.
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
     subprocess.run([*git, "config", "user.name", "t"], cwd=tmp_path, check=True)
@@ -83,8 +93,28 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
     assert "study tiny: sweep" not in out and "committed results of 6 finished runs" in out
     tracked = subprocess.run(["git", "ls-files"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
     assert "docs/results.md" in tracked and "docs/results/tiny.json" in tracked
-    assert sum(p.endswith("/eval.json") for p in tracked) == 6
-    assert not any("checkpoints" in p for p in tracked) and any(p.endswith("train.log") for p in tracked)
+    assert any(p.startswith("docs/results/tiny/pmfs-") for p in tracked)
+    assert not any(p.startswith("runs/") for p in tracked)
+
+    # Without its run directories the study is done (its records say so) and its section is the same.
+    shutil.rmtree(tmp_path / "runs")
+    (docs / "results" / "tiny" / "pmfs-Pendulum-v1.png").unlink()
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs)]) == 0
+    assert "study tiny: sweep" not in capsys.readouterr().out and not (tmp_path / "runs").exists()
+    assert (docs / "results.md").read_text() == again
+    assert (docs / "results" / "tiny" / "pmfs-Pendulum-v1.png").is_file()  # redrawn from the records' pmfs
+    assert json.loads((docs / "results" / "tiny.json").read_text())["runs"] == records
+
+    # A record removed is a run to do again: only that point trains.
+    kept = [r for r in records if not (r["head"] == "linear" and r["seed"] == 1)]
+    payload = json.loads((docs / "results" / "tiny.json").read_text())
+    (docs / "results" / "tiny.json").write_text(json.dumps({**payload, "runs": kept}))
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs)]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("study tiny: sweep")] == [
+        "study tiny: sweep main, seed 1 (1 of 2 points recorded)"]
+    assert [p.name for p in (tmp_path / "runs" / "main").iterdir() if p.is_dir()] == ["linear-seed1"]
+    assert len(json.loads((docs / "results" / "tiny.json").read_text())["runs"]) == 6
 
 
 @pytest.mark.parametrize(

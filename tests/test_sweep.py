@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fh_rl import sweep
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -227,3 +227,13 @@ def test_runs_made_before_an_option_existed_still_match(tiny_config, tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(older))
     with pytest.raises(ValueError, match="train.steps"):
         sweep.plan([point], root, str(tiny_config))
+
+
+def test_points_named_done_are_skipped_without_their_directories(tiny_config, tmp_path):
+    """``--skip`` (a study's recorded points): skipped even with no run directory; a name not in the grid is refused."""
+    root = tmp_path / "sweep"
+    points = sweep.expand_grid(["linear", "fourier"], [], [0])
+    plan = sweep.plan(points, root, str(tiny_config), done=["fourier-seed0"])
+    assert [(p.name, a) for p, a, _ in plan] == [("linear-seed0", "train"), ("fourier-seed0", "skip")]
+    with pytest.raises(ValueError, match="--skip names point.*'gmm-seed0'"):
+        sweep.plan(points, root, str(tiny_config), done=["gmm-seed0"])

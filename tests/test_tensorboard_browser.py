@@ -4,7 +4,12 @@ rows, and the pmf image must render.
 
 Needs Playwright (the test extra) and Debian's ``chromium-headless-shell`` (or ``chromium``); ``.ci/run``
 installs both and sets ``FH_RL_REQUIRE_BROWSER=1``, which turns a missing browser into a failure instead of a
-skip. ``FH_RL_SCREENSHOT=docs/tensorboard.png`` also saves the Custom Scalars page there.
+skip. ``FH_RL_SCREENSHOT=<png>`` also saves the test's Custom Scalars page there.
+
+The documentation's picture (docs/tensorboard.png) is a real comparison, taken with this module's server and
+browser code on a study's run root (every run of it must have finished):
+
+    python tests/test_tensorboard_browser.py <run root, e.g. a study's margin16 sweep> docs/tensorboard.png
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from fh_rl import train as train_cli
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -66,39 +72,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def board(two_runs):
-    """``tensorboard --logdir <root>`` on a free local port, until both runs are loaded; its URL."""
+@contextmanager
+def serve(logdir: Path, runs: int, log: Path):
+    """``tensorboard --logdir <logdir>`` on a free local port until ``runs`` runs are loaded; yields its URL."""
     port = _free_port()
-    log = open(two_runs.parent / "tensorboard.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(two_runs), "--host", "127.0.0.1", "--port", str(port),
-         "--load_fast=false", "--reload_interval", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/data/plugin/scalars/tags", timeout=5) as r:
-                    tags = json.load(r)
-                if sum("train/loss" in t for t in tags.values()) == 2:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"TensorBoard did not load both runs: {(two_runs.parent / 'tensorboard.log').read_text()}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
+             "--load_fast=false", "--reload_interval", "1"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 90 + runs
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/data/plugin/scalars/tags", timeout=5) as r:
+                        tags = json.load(r)
+                    if sum("train/loss" in t for t in tags.values()) >= runs:
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"TensorBoard did not load {runs} runs: {log.read_text()}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def page(chromium, board):
+@contextmanager
+def browser_page(chromium: str):
+    """A page of headless Chromium (Playwright), 1400 x 1000."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -107,6 +113,19 @@ def page(chromium, board):
             yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def board(two_runs):
+    """TensorBoard on the two runs; its URL."""
+    with serve(two_runs, 2, two_runs.parent / "tensorboard.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(chromium, board):
+    with browser_page(chromium) as p:
+        yield p
 
 
 def _line_colours(locator) -> set[str]:
@@ -177,3 +196,29 @@ def test_hparams_list_both_heads(page, board):
     table.get_by_text("linear", exact=True).wait_for(timeout=30_000)
     page.get_by_text("head.num_frequencies").first.wait_for(timeout=10_000)  # the focused columns
     assert page.get_by_text("dataset.build_steps").count() == 0 and page.get_by_text("val/smoothness").count() > 0
+
+
+def screenshot_comparison(root: Path, out: Path) -> None:
+    """Save the Custom Scalars page of TensorBoard on ``root`` (every run's curves loaded) to ``out``."""
+    chromium = next((p for p in map(shutil.which, BROWSERS) if p), None)
+    if chromium is None:
+        raise SystemExit("no Chromium found: apt-get install -y chromium-headless-shell")
+    runs = sum(1 for _ in root.rglob("config.yaml"))
+    if runs == 0:
+        raise SystemExit(f"{root}: no run directories (a config.yaml each) below it")
+    with serve(root, runs, out.with_suffix(".tensorboard.log")) as url, browser_page(chromium) as page:
+        page.goto(f"{url}/#custom_scalars")
+        card = page.locator("tf-custom-scalar-multi-line-chart-card", has_text="held-out NLL").first
+        card.wait_for(timeout=120_000)
+        colours = _wait_for_colours(card, min(runs, 10), timeout=120)
+        page.screenshot(path=str(out))
+        if not colours:
+            raise SystemExit(f"{root}: TensorBoard drew no held-out NLL curve (see {out})")
+    out.with_suffix(".tensorboard.log").unlink(missing_ok=True)
+    print(f"wrote {out}: {runs} runs, {len(colours)} colours in the held-out NLL chart")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python tests/test_tensorboard_browser.py RUN_ROOT OUT.png")
+    screenshot_comparison(Path(sys.argv[1]), Path(sys.argv[2]))

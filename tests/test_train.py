@@ -13,7 +13,7 @@ import torch
 
 from fh_rl import evaluate as evaluate_cli
 from fh_rl import train as train_cli
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = [

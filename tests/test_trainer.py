@@ -6,8 +6,8 @@ import torch
 
 from fh_rl.agents import AgentConfig, build_agent
 from fh_rl.config import TrainConfig
-from fh_rl.trainer import BatchStream, Trainer, TrainingDiverged, load_checkpoint, lr_multiplier, parameter_groups
 from fh_rl.datasets.sampling import WindowSampler
+from fh_rl.trainer import BatchStream, Trainer, TrainingDiverged, load_checkpoint, lr_multiplier, parameter_groups
 from tests.agents.synthetic import codec_for, synthetic_dataset
 
 
@@ -79,7 +79,7 @@ def test_resume_reaches_identical_parameters(tmp_path):
     resumed.load_state_dict(load_checkpoint(tmp_path / "part"))
     assert resumed.step == 14
     resumed.fit()
-    for (name, a), b in zip(full.agent.state_dict().items(), resumed.agent.state_dict().values()):
+    for (name, a), b in zip(full.agent.state_dict().items(), resumed.agent.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert full.tokens == resumed.tokens
 
@@ -174,5 +174,5 @@ def test_compiled_training_step_matches_eager(tmp_path):
         trainer.agent.drop.p = 0.0
         trainer.fit()
         losses[compiled] = [p.detach().clone() for p in trainer.agent.parameters()]
-    for eager, comp in zip(losses[False], losses[True]):
+    for eager, comp in zip(losses[False], losses[True], strict=True):
         torch.testing.assert_close(comp, eager, rtol=1e-4, atol=1e-5)

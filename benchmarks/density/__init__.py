@@ -35,7 +35,7 @@ Metrics on the test split (true pmf p, predicted pmf q; the exact pmf, i.e.
 - ``kl``: mean over test points of KL(p || q) = sum_k p_k log(p_k / q_k) (nats).
 - ``mse``: mean of (E_q[c] - E_p[c])^2, c the bin centres: the squared error of
   the expected bin value against the true expected bin value.
-- ``smoothness``: mean of :func:`fh_rl.metrics.smoothness` of q (lower is smoother).
+- ``smoothness``: mean of :func:`fh_rl.infra.metrics.smoothness` of q (lower is smoother).
 
 Outputs under ``--out``: ``results.json`` (every run and the aggregates),
 ``results.md`` (one table per dataset, mean +- std over seeds),

@@ -6,11 +6,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from tqdm import tqdm
@@ -19,9 +19,9 @@ from benchmarks.density.data import DATASETS, NUM_BINS, get_dataset
 from benchmarks.density.plots import plot
 from benchmarks.density.report import aggregate, markdown_tables, truth_smoothness
 from benchmarks.density.train import RunConfig, group_key, train_group
-from fh_rl.atomic import atomic_write_text
 from fh_rl.heads import available_heads, head_params, head_scores
-from fh_rl.registry import unknown_name_message
+from fh_rl.infra.atomic import atomic_write_text
+from fh_rl.infra.registry import unknown_name_message
 
 
 def expand_configs(args: argparse.Namespace) -> list[RunConfig]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import stats
 
-from fh_rl.registry import unknown_name_message
+from fh_rl.infra.registry import unknown_name_message
 
 NUM_BINS = 50
 STD = 0.1  # the datasets' variance 0.01

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from benchmarks.density.data import bin_centers
-from fh_rl.metrics import smoothness
+from fh_rl.infra.metrics import smoothness
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from benchmarks.density.data import NUM_BINS, bin_centers
 from benchmarks.density.report import label_order
 from benchmarks.density.train import NUM_EXAMPLE_POINTS
-from fh_rl.plots import pyplot, save_figure
+from fh_rl.infra.plots import pyplot, save_figure
 
 
 def plot(agg: dict, runs: list[dict], out: Path) -> list[Path]:
@@ -41,7 +41,7 @@ def plot_frequency_sweep(agg: dict, path: Path) -> Path:
                     ax.axhline(e[metric]["mean"], ls="--", lw=1, label=label, color=baseline_color[label])
             for (head, gamma), pts in sorted(curves.items()):
                 pts.sort()
-                f, m, s = (np.array(v) for v in zip(*pts))
+                f, m, s = (np.array(v) for v in zip(*pts, strict=True))
                 ax.errorbar(f, m, yerr=s, marker="o", capsize=3, label=f"{head} gamma={gamma:g}")
             ax.set_xlabel("frequencies N")
             ax.set_ylabel({"kl": "KL(true || pred)", "smoothness": "smoothness (lower smoother)"}[metric])

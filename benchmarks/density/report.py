@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from benchmarks.density.data import NUM_BINS, make_splits
-from fh_rl.metrics import smoothness
+from fh_rl.infra.metrics import smoothness
 
 # The paper's Table (KL, mean over 4 seeds, 50 bins); keys: (dataset, head label).
 PUBLISHED_KL = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -107,7 +107,7 @@ def train_group(cfgs: Sequence[RunConfig]) -> list[dict]:
     params, train_seconds = _fit_stacked(models, [train for train, _ in splits], cfgs)
     results = []
     with torch.no_grad():
-        for m, (c, (_, test)) in enumerate(zip(cfgs, splits)):
+        for m, (c, (_, test)) in enumerate(zip(cfgs, splits, strict=True)):
             model = models[m]
             for name, t in model.named_parameters():
                 t.copy_(params[name][m])

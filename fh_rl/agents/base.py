@@ -27,9 +27,9 @@ from torch import nn
 
 from fh_rl.datasets.trajectory import REWARD_TRANSFORMS
 from fh_rl.heads import available_heads, build_head, head_scores
-from fh_rl.registry import Registry
+from fh_rl.infra.registry import Registry
 
-AGENTS: Registry[type["Agent"]] = Registry("agent", entry_point_group="fh_rl.agents")
+AGENTS: Registry[type[Agent]] = Registry("agent", entry_point_group="fh_rl.agents")
 
 
 def register_agent(name: str):

@@ -128,13 +128,13 @@ class AgentPolicy:
         observations = np.asarray(observations)
         A = self.agent.action_dims
         live = [self.slots[slot] for slot in slots]
-        new_states = [self._state(s, obs) for s, obs in zip(live, observations)]
+        new_states = [self._state(s, obs) for s, obs in zip(live, observations, strict=True)]
         if self.cache_states:  # encode only the new states; the slots keep (D,) embeddings
             states = np.stack(new_states).astype(self.state_dtype, copy=False)
             with torch.no_grad():
                 embedded = self.agent.encode_states(torch.from_numpy(states).to(self.device))
             new_states = list(embedded)
-        for s, state in zip(live, new_states):
+        for s, state in zip(live, new_states, strict=True):
             s.states.append(state)
             s.actions.append(np.zeros(A, dtype=self.action_dtype))  # the action being chosen; unseen by its own prediction
             s.rtg.append(math.trunc(s.return_to_go) if self.integer_rtg else s.return_to_go)
@@ -156,7 +156,7 @@ class AgentPolicy:
         else:  # a value on the codec's [-1, 1] scale: act with it; the context gets the bin it falls in
             env_actions = codec.from_unit(chosen)
             context = codec.encode(env_actions)
-        for slot, a in zip(slots, context):
+        for slot, a in zip(slots, context, strict=True):
             self.slots[slot].actions[-1] = a
         return np.asarray(env_actions)
 
@@ -169,7 +169,7 @@ class AgentPolicy:
         rewards = np.asarray(rewards, dtype=np.float64)
         if self.rtg_mode == "transformed":
             rewards = transform_reward(rewards, self.agent.reward_transform)
-        for slot, reward, done in zip(np.asarray(slots).tolist(), rewards, np.asarray(dones)):
+        for slot, reward, done in zip(np.asarray(slots).tolist(), rewards, np.asarray(dones), strict=True):
             if done:
                 self.slots.pop(slot, None)
                 continue

@@ -33,7 +33,8 @@ forward and are ignored.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -87,8 +88,9 @@ def from_reference_state_dict(state_dict: Mapping[str, torch.Tensor], **config: 
     Raises:
         ValueError: a key is missing or unexpected, or a setting contradicts the weights.
     """
-    from fh_rl.envs.codecs import make_codec
     import gymnasium as gym
+
+    from fh_rl.envs.codecs import make_codec
 
     if "n_head" not in config:
         raise ValueError("from_reference_state_dict needs n_head (the number of attention heads), e.g. n_head=8")

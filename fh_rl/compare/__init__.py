@@ -44,9 +44,9 @@ Modules: ``runs`` (discovery and loading), ``stats`` (grouping and statistics),
 """
 
 from fh_rl.compare.cli import main
-from fh_rl.compare.plots import held_out_pmfs, plot_frequencies, plot_pmfs
-from fh_rl.compare.report import compare, markdown_table
-from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs, last_scalars, load_run
+from fh_rl.compare.plots import held_out_pmfs, plot_frequencies, plot_pmfs, run_pmfs
+from fh_rl.compare.report import compare, compare_runs, markdown_table
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs, last_scalars, load_run, run_from_record
 from fh_rl.compare.stats import Group, best_of_evaluations, group_runs, seed_statistics, summarize
 from fh_rl.compare.tensorboard_layout import CUSTOM_SCALARS_LAYOUT, LAYOUT_SUFFIX, write_custom_scalars
 
@@ -58,6 +58,7 @@ __all__ = [
     "Run",
     "best_of_evaluations",
     "compare",
+    "compare_runs",
     "EVALUATIONS",
     "find_runs",
     "group_runs",
@@ -68,6 +69,8 @@ __all__ = [
     "markdown_table",
     "plot_frequencies",
     "plot_pmfs",
+    "run_from_record",
+    "run_pmfs",
     "seed_statistics",
     "summarize",
     "write_custom_scalars",

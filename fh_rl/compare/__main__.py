@@ -1,4 +1,4 @@
-from fh_rl.cli import run_cli
 from fh_rl.compare.cli import main
+from fh_rl.infra.cli import run_cli
 
 raise SystemExit(run_cli(main))

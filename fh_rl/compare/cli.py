@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import fh_rl.compare
 from fh_rl.compare.report import compare

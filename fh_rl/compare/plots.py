@@ -4,14 +4,15 @@ curves, and learned pmfs."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from fh_rl.compare.runs import Run, scalar_series
+from fh_rl.compare.runs import Run, run_curves
 from fh_rl.compare.stats import Group
-from fh_rl.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
+from fh_rl.infra.plots import BinAxis, bin_axis, draw_pmfs, pyplot, save_figure
 
 
 def _frequency_series(rows: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -38,7 +39,7 @@ def plot_frequencies(env: str, rows: list[dict[str, Any]], path: Path) -> Path |
               ("nll", lambda row: row["val"]["nll"], "held-out NLL of the dataset's bins"),
               ("smoothness", lambda row: row["val"]["smoothness"], "held-out smoothness (lower is smoother)")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (name, pick, ylabel) in zip(axes, panels):
+    for ax, (_, pick, ylabel) in zip(axes, panels, strict=True):
         for i, band in enumerate(bands):
             s = pick(band)
             if s["mean"] is None:
@@ -79,12 +80,12 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
     """Learning curves: each group's training objective and held-out NLL against the step, the mean over its
     seeds as a line and their range as a band (steps every seed logged). None when no run logged them."""
     plt = pyplot()
-    series = {id(g): [scalar_series(r.path, [tag for tag, _ in CURVES]) for r in g.runs] for g in groups}
+    series = {id(g): [run_curves(r, [tag for tag, _ in CURVES]) for r in g.runs] for g in groups}
     if not any(s[tag] is not None for runs in series.values() for s in runs for tag, _ in CURVES):
         return None
     fig, axes = plt.subplots(1, len(CURVES), figsize=(6.5 * len(CURVES), 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (tag, ylabel) in zip(axes, CURVES):
+    for ax, (tag, ylabel) in zip(axes, CURVES, strict=True):
         for i, group in enumerate(groups):
             curves = [s[tag] for s in series[id(group)] if s[tag] is not None]
             if not curves:
@@ -92,7 +93,7 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
             common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in curves)))
             if not common:
                 continue
-            by_step = [dict(zip(steps.tolist(), vals)) for steps, vals in curves]
+            by_step = [dict(zip(steps.tolist(), vals, strict=True)) for steps, vals in curves]
             values = np.array([[d[t] for t in common] for d in by_step])
             c = colors[i % len(colors)]
             ax.plot(common, values.mean(0), color=c, lw=1.4, label=f"{group.label} (n={len(curves)})")
@@ -103,7 +104,7 @@ def plot_curves(env: str, groups: list[Group], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     labelled = {}  # a head may log one curve and not the other (mse has no val/nll): one legend for both panels
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             labelled.setdefault(label, handle)
     axes[0].legend(list(labelled.values()), list(labelled), fontsize=7)
     fig.suptitle(f"{env}: learning curves (mean over seeds, band: their range)")
@@ -139,9 +140,39 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     (None for a point prediction), each run's evaluation-action bins ``(S,)``, the target bins ``(S,)``, and the
     bins' labels (action names or values, from the first run's action codec).
 
-    The held-out batch is rebuilt from the first run's ``config.yaml`` (its dataset and
-    validation split); the agents are rebuilt from their checkpoints (``weights_only=True``).
+    A run with stored pmfs (``run.pmfs``, from its study record) is read from them; the others are rebuilt
+    from their checkpoints (``weights_only=True``) over held-out batches rebuilt from the first of them's
+    ``config.yaml`` (its dataset and validation split). Stored and rebuilt pmfs must be at the same states
+    (the same target bins), else ValueError.
     """
+    stored = [run_pmfs_from_record(r.pmfs) if r.pmfs is not None else None for r in runs]
+    missing = [r for r, s in zip(runs, stored, strict=True) if s is None]
+    rebuilt = iter(_rebuild_pmfs(missing, states) if missing else [])
+    items = [s if s is not None else next(rebuilt) for s in stored]
+    return [p for p, _, _, _ in items], [c for _, c, _, _ in items], items[-1][2], items[0][3]
+
+
+def run_pmfs(run: Run, states: int = 4) -> dict[str, Any]:
+    """A run's pmfs at the pmf figure's ``states`` held-out steps, compactly, for its study record (plain JSON):
+    ``codec`` (its config), ``targets`` and ``chosen`` bins per state, ``pmf`` (S lists of K probabilities,
+    4 significant digits; None for a point prediction). Needs the run's checkpoint and dataset."""
+    ((pmf, chosen, targets, codec),) = _rebuild_pmfs([run], states, with_codec=True)
+    return {"states": int(len(targets)), "codec": codec, "targets": [int(t) for t in targets],
+            "chosen": [int(c) for c in chosen],
+            "pmf": None if pmf is None else [[float(f"{p:.4g}") for p in row] for row in pmf]}
+
+
+def run_pmfs_from_record(stored: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, BinAxis]:
+    """(pmf (S, K) or None, chosen (S,), targets (S,), bin axis) from :func:`run_pmfs`'s record."""
+    from fh_rl.envs.codecs import codec_from_config
+
+    pmf = None if stored["pmf"] is None else np.asarray(stored["pmf"], dtype=np.float64)
+    return (pmf, np.asarray(stored["chosen"], dtype=np.int64), np.asarray(stored["targets"], dtype=np.int64),
+            bin_axis(codec_from_config(stored["codec"])))
+
+
+def _rebuild_pmfs(runs: Sequence[Run], states: int, with_codec: bool = False) -> list[tuple]:
+    """Per run (pmf (S, K) or None, chosen (S,), targets (S,), axis or codec config) from its checkpoint."""
     import torch
     import yaml
 
@@ -155,22 +186,19 @@ def held_out_pmfs(runs: Sequence[Run], states: int = 4) -> tuple[list[np.ndarray
     batches = held_out_batches(cfg0, progress=False)  # FileNotFoundError naming the dataset when it moved
     if not batches:
         raise ValueError(f"{runs[0].path} has no held-out data (dataset.val_fraction is 0)")
-    pmfs, chosen, targets, axis = [], [], None, None
+    out = []
     for run in runs:
         _, agent, _ = load_agent(run.path)
-        axis = axis or bin_axis(agent.codec)
         with torch.no_grad():
-            out = agent.eval().loss(batches[0])
-        M = len(out.targets)
+            loss = agent.eval().loss(batches[0])
+        M = len(loss.targets)
         idx = np.linspace(0, M - 1, min(states, M)).round().astype(int)
-        chosen.append(out.chosen[idx, 0].numpy())
-        targets = out.targets[idx, 0].numpy()
-        if out.log_probs is None:  # a point prediction (mse head): no pmf
-            pmfs.append(None)
-            continue
-        pmf = normalized_pmf(out.log_probs)[:, 0].numpy()  # (M, A, K) -> (M, K): first action dimension
-        pmfs.append(pmf[idx])
-    return pmfs, chosen, targets, axis
+        pmf = None
+        if loss.log_probs is not None:  # None: a point prediction (mse head), no pmf
+            pmf = normalized_pmf(loss.log_probs)[:, 0].numpy()[idx]  # (M, A, K) -> (S, K): first action dimension
+        out.append((pmf, loss.chosen[idx, 0].numpy(), loss.targets[idx, 0].numpy(),
+                    agent.codec.config() if with_codec else bin_axis(agent.codec)))
+    return out
 
 
 def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Path:
@@ -185,8 +213,8 @@ def plot_pmfs(env: str, groups: list[Group], path: Path, states: int = 4) -> Pat
     fig, axes = plt.subplots(1, S, figsize=(3.4 * S, 3.4), sharey=False, squeeze=False)
     for s, ax in enumerate(axes[0]):
         labels = [f"{group.label} (seed {run.seed})" for group, run in reps]
-        lines = [(label, pmf[s]) for label, pmf in zip(labels, pmfs) if pmf is not None]
-        points = [(label, int(c[s])) for label, pmf, c in zip(labels, pmfs, chosen) if pmf is None]
+        lines = [(label, pmf[s]) for label, pmf in zip(labels, pmfs, strict=True) if pmf is not None]
+        points = [(label, int(c[s])) for label, pmf, c in zip(labels, pmfs, chosen, strict=True) if pmf is None]
         draw_pmfs(ax, axis, lines, int(targets[s]), title=f"held-out state {s + 1}", points=points)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{env}: learned action distributions on the same held-out states")

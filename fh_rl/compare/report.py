@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from fh_rl.atomic import atomic_write_text
 from fh_rl.compare.plots import plot_curves, plot_frequencies, plot_pmfs
-from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, find_runs
+from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs
 from fh_rl.compare.stats import (
     BOOTSTRAP_SEED,
     CONFIDENCE,
@@ -18,6 +18,7 @@ from fh_rl.compare.stats import (
     summarize,
     under_decoding,
 )
+from fh_rl.infra.atomic import atomic_write_text
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -39,7 +40,7 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "", d
         "| val accuracy | val smoothness | val action MSE |" + extra,
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
     ]
-    for row, b in zip(rows, best):
+    for row, b in zip(rows, best, strict=True):
         r = row["return"]
         ci = f" [{_num(r['ci_low'], 1)}, {_num(r['ci_high'], 1)}]" if r["ci_low"] is not None else ""
         norm = row["normalized"]["mean"] if row["normalized"] else None
@@ -60,6 +61,14 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
     if not runs:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"no complete runs found under {', '.join(map(str, paths))}" + (f" ({reasons})" if reasons else ""))
+    return compare_runs(runs, out, skipped=skipped, figures=figures, pmf_states=pmf_states, evaluation=evaluation)
+
+
+def compare_runs(runs: Sequence[Run], out: str | Path, *, skipped: Sequence[dict[str, str]] = (), figures: bool = True,
+                 pmf_states: int = 4, evaluation: str = "training") -> dict[str, Any]:
+    """:func:`compare` of runs already read: from run directories or from a study's records
+    (:func:`fh_rl.compare.runs.run_from_record`, whose stored curves and pmfs stand in for the directory)."""
+    skipped = list(skipped)
     groups, dropped = group_runs(runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,12 +93,13 @@ def compare(paths: Sequence[str | Path], out: str | Path, *, figures: bool = Tru
     md = ["# Head comparison", ""]
     for env, env_groups in groups.items():
         decodings = decodings_of([r for g in env_groups for r in g.runs])
-        by_decoding = {d: [summarize(g) for g in under_decoding(env_groups, d)] for d in decodings}
+        decoded = {d: under_decoding(env_groups, d) for d in decodings}
+        by_decoding = {d: [summarize(g) for g in groups_d] for d, groups_d in decoded.items()}
         rows = by_decoding[decodings[0]]  # the first decoding's: the figures and older readers use these
         result["environments"][env] = rows
         result["decodings"][env] = by_decoding
         for d, d_rows in by_decoding.items():
-            md += [markdown_table(env, d_rows, _evaluation(env_groups), d), ""]
+            md += [markdown_table(env, d_rows, _evaluation(decoded[d]), d), ""]
         if not figures:
             continue
         fig = plot_frequencies(env, rows, out / f"frequencies-{_slug(env)}.png")

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +64,7 @@ class Run:
     histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     """:attr:`history` per decoding."""
 
-    def under(self, decode: str) -> "Run | None":
+    def under(self, decode: str) -> Run | None:
         """This run as read under another of its decodings (None when it was not evaluated under it)."""
         import dataclasses
 
@@ -70,6 +72,11 @@ class Run:
             return None
         return dataclasses.replace(self, decode=decode, returns=self.decodings[decode],
                                    history=self.histories.get(decode, []))
+    curves: dict[str, list[list[float]]] | None = None
+    """Stored learning curves ``{tag: [[step, value], ...]}`` (a study's record); None: read them from ``path``."""
+    pmfs: dict[str, Any] | None = None
+    """Stored pmfs at the pmf figure's held-out states (a study's record, see :func:`run_pmfs`); None: rebuild
+    them from ``path``'s checkpoint."""
 
     @property
     def return_mean(self) -> float:
@@ -112,6 +119,79 @@ def scalar_series(run_dir: Path, tags: Sequence[str]) -> dict[str, tuple[np.ndar
         steps = np.array(sorted(by_step), dtype=np.int64)
         out[tag] = steps, np.array([by_step[s] for s in steps.tolist()])
     return out
+
+
+def run_curves(run: Run, tags: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """:func:`scalar_series` of ``tags``, from the run's stored curves when it has them (a run known only by its
+    record), else from its TensorBoard events."""
+    if run.curves is None:
+        return scalar_series(run.path, tags) if run.path.is_dir() else dict.fromkeys(tags)
+    out: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for tag in tags:
+        pts = run.curves.get(tag)
+        out[tag] = None if not pts else (np.array([int(p[0]) for p in pts], dtype=np.int64),
+                                         np.array([float(p[1]) for p in pts]))
+    return out
+
+
+def read_decodings(results: list[dict[str, Any]], history: list[dict[str, Any]] = ()) -> tuple[
+        str, dict[str, list[float]], dict[str, list[tuple[int, float]]]]:
+    """(the first decoding, the first target's returns per decoding, (step, mean return) per decoding) of an
+    evaluation's ``results`` and ``history`` records (:func:`fh_rl.evaluate.record_decoding` names records written
+    before decodings had names; a history record with neither ``decode`` nor ``sample`` counts as the first's)."""
+    from fh_rl.evaluate import record_decoding
+
+    first = results[0]
+    decode = record_decoding(first)
+    decodings: dict[str, list[float]] = {}
+    for r in results:
+        if r.get("target_return") == first.get("target_return"):
+            decodings.setdefault(record_decoding(r), [float(x) for x in r["returns"]])
+    histories: dict[str, list[tuple[int, float]]] = {}
+    for h in history:
+        seen = set()
+        for r in h["results"]:
+            d = record_decoding(r) if "decode" in r or "sample" in r else decode
+            if r.get("target_return") == h["results"][0].get("target_return") and d not in seen:
+                seen.add(d)
+                histories.setdefault(d, []).append((int(h["step"]), float(np.mean(r["returns"]))))
+    return decode, decodings, histories
+
+
+def _finite(decodings: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {d: r for d, r in decodings.items() if r and all(math.isfinite(x) for x in r)}
+
+
+def run_from_record(record: dict[str, Any]) -> Run:
+    """A :class:`Run` from a study's per-run record (``docs/results/<study>.json``), without its run directory."""
+    config = dict(record["config"])
+    evaluations = [e if "decode" in e or "sample" in e else  # records made before evaluations named their decoding
+                   {**e, "sample": config.get("eval.sample", True), "sample_within_bin": config.get("env.sample_within_bin")}
+                   for e in record["evaluations"]]
+    first = evaluations[0]
+    decode, decodings, _ = read_decodings(evaluations)
+    history = [(int(s), float(m)) for s, m in record.get("history") or []]
+    return Run(
+        path=Path(record["path"]),
+        env=record["env"],
+        agent=record["agent"],
+        head=record["head"],
+        head_params=dict(record["head_params"]),
+        seed=int(record["seed"]),
+        config=config,
+        target=first.get("target_return"),
+        returns=[float(r) for r in first["returns"]],
+        val=dict(record.get("val") or {}),
+        protocol=record.get("protocol"),
+        evaluation=re.sub(r", (sampled|argmax) actions$", "", record.get("evaluation", "")),  # now the decoding's
+        eval_file=record.get("eval_file", "eval.json"),
+        history=history,
+        curves=record.get("curves"),
+        pmfs=record.get("pmfs"),
+        decode=decode,
+        decodings=_finite(decodings),
+        histories={decode: history},
+    )
 
 
 def _eval_order(path: Path) -> tuple[str, int]:
@@ -159,22 +239,9 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
     if isinstance(payload, dict) and "results" not in payload and isinstance(payload.get("history"), list):
         raise FileNotFoundError(f"incomplete: {len(payload['history'])} evaluation(s) during training, "
                                 f"no final one (still training, or stopped)")
-    from fh_rl.evaluate import record_decoding
-
     try:
         first = payload["results"][0]
-        decodings = {record_decoding(r): [float(x) for x in r["returns"]] for r in reversed(payload["results"])
-                     if r.get("target_return") == first.get("target_return")}  # reversed: the first record wins
-        decodings = {d: decodings[d] for d in dict.fromkeys(record_decoding(r) for r in payload["results"]) if d in decodings}
-        decode = record_decoding(first)
-        histories: dict[str, list[tuple[int, float]]] = {}
-        for h in payload.get("history", []):
-            seen = set()
-            for r in h["results"]:
-                d = record_decoding(r) if "decode" in r or "sample" in r else decode  # no field: the final's
-                if r.get("target_return") == h["results"][0].get("target_return") and d not in seen:
-                    seen.add(d)
-                    histories.setdefault(d, []).append((int(h["step"]), float(np.mean(r["returns"]))))
+        decode, decodings, histories = read_decodings(payload["results"], payload.get("history", []))
         returns = decodings[decode]
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
@@ -200,7 +267,7 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         eval_file=eval_path.name,
         history=histories.get(decode, []),
         decode=decode,
-        decodings={d: r for d, r in decodings.items() if r and all(math.isfinite(x) for x in r)},
+        decodings=_finite(decodings),
         histories=histories,
     )
     if read_events:

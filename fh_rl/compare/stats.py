@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ BEST_OF_LABEL = "best of {n} evaluations per seed (the paper's statistic; optimi
 IGNORED_KEYS = frozenset({
     "seed", "run_root", "train.device", "train.threads", "train.amp", "eval.workers",
     "train.checkpoint_every", "train.log_every", "train.pmf_states", "eval.every_steps", "eval.decode",
+    "eval.sample", "env.sample_within_bin",  # eval.decode's old keys, in records of older runs
 })
 """Config keys that do not change what a run learns or scores: never a reason to split groups."""
 

@@ -10,7 +10,8 @@ import difflib
 import math
 import types
 import typing
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Union
 
 
 def copy_tree(value: Any) -> Any:

@@ -6,8 +6,9 @@ import dataclasses
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -167,7 +168,7 @@ def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from fh_rl.atomic import atomic_write_text
+    from fh_rl.infra.atomic import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from fh_rl.agents.base import AGENTS, AgentConfig
 from fh_rl.config.coerce import coerce_value, unknown_key_message
@@ -123,7 +124,7 @@ class HeadConfig:
         known = head_params(self.name)
         for key, value in list(self.params.items()):
             if key not in known:
-                raise ValueError(unknown_key_message(f"head.{key}", key, [f"name", *known], f"head {self.name!r}"))
+                raise ValueError(unknown_key_message(f"head.{key}", key, ["name", *known], f"head {self.name!r}"))
             default = known[key]
             if default is not None and value is not None:
                 self.params[key] = coerce_value(value, type(default), f"head.{key}")

@@ -36,14 +36,14 @@ from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
-from fh_rl.progress import progress_bar
+from fh_rl.infra.progress import progress_bar
 
-from fh_rl.atomic import remove_stale_temps
-from fh_rl.cli import run_cli
+from fh_rl.infra.atomic import remove_stale_temps
+from fh_rl.infra.cli import run_cli
 from fh_rl.datasets.dqn_replay import DQNReplayWriter, discover_suffixes, replay_dir
 from fh_rl.datasets.hdf5 import write_hdf5
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
-from fh_rl.locks import wait_for_file_lock
+from fh_rl.infra.locks import wait_for_file_lock
 
 CONTROL_PARTS = ("replay", "medium", "expert")
 

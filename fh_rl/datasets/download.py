@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from fh_rl.cli import run_cli
+from fh_rl.infra.cli import run_cli
 
 BUCKET = "atari-replay-datasets"
 DEFAULT_ROOT = "datasets/dqn-replay"
@@ -60,7 +60,7 @@ def _download_gsutil(game: str, run: int, tmp: Path) -> None:
 
 def _download_gcs(game: str, run: int, tmp: Path) -> None:
     from google.cloud import storage  # type: ignore[import-not-found]
-    from fh_rl.progress import progress_bar
+    from fh_rl.infra.progress import progress_bar
 
     client = storage.Client.create_anonymous_client()
     prefix = f"dqn/{game}/{run}/"

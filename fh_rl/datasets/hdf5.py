@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from fh_rl.atomic import atomic_path
+from fh_rl.infra.atomic import atomic_path
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
 from fh_rl.datasets.validate import check_finite
 

@@ -13,10 +13,10 @@ over slots) and returns environment actions (decode bins with the codec).
 """
 
 from fh_rl.envs.codecs import (
+    JOYSTICK_ORDER,
     ActionCodec,
     BoxCodec,
     DiscreteCodec,
-    JOYSTICK_ORDER,
     codec_from_config,
     joystick_order,
     make_codec,

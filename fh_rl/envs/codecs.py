@@ -19,10 +19,14 @@ and back. Letters: A action dimensions (1 for a discrete action), K bins.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+
+if TYPE_CHECKING:  # the codec runs in rollout workers, which do not import torch
+    import torch
 
 JOYSTICK_ORDER = (
     "NOOP", "LEFT", "UPLEFT", "UP", "UPRIGHT", "RIGHT", "DOWNRIGHT", "DOWN", "DOWNLEFT",
@@ -320,7 +324,7 @@ class BoxCodec(ActionCodec):
             return (low + (unit_actions.double().clamp(-1.0, 1.0) + 1.0) * 0.5 * span).float()
         return (low + (np.clip(unit_actions.astype(np.float64), -1.0, 1.0) + 1.0) * 0.5 * span).astype(np.float32)
 
-    def unit_bin_edges(self) -> "torch.Tensor":
+    def unit_bin_edges(self) -> torch.Tensor:
         """(K + 2m + 1,) float64 edges of the head's bins on the [-1, 1] scale of ``to_unit``:
         the K bins over [low, high] span [-1, 1]; margin bins lie beyond. A torch tensor on the default
         device, so that a model built on the meta device (the memory preflight) allocates nothing."""

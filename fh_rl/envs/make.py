@@ -29,9 +29,9 @@ Protocols (``make_env(..., protocol=...)``):
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import logging
-import functools
 import re
 from typing import Any
 

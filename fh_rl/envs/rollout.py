@@ -26,12 +26,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from fh_rl.progress import progress_bar
 
 from fh_rl.envs.make import canonical_env_name, make_env, resolve_protocol
 from fh_rl.envs.policy import Policy
 from fh_rl.envs.scores import normalized_score
 from fh_rl.envs.workers import STARTUP_TIMEOUT, RolloutError, WorkerPool
+from fh_rl.infra.progress import progress_bar
 
 __all__ = ["MAX_AUTO_ENVS_PER_WORKER", "STARTUP_TIMEOUT", "EvalResult", "RolloutError", "evaluate"]
 
@@ -299,9 +299,9 @@ class _Rollout:
         self._policy_call(self.policy.observe, slots, rewards, dones)
         for w in active:
             keep = ~stepped[w][2]
-            for local, k in zip(self.live_locals[w], keep):
+            for local, k in zip(self.live_locals[w], keep, strict=True):
                 if not k:
                     self.slot_episode[w * E + local] = -1
-            self.live_locals[w] = [local for local, k in zip(self.live_locals[w], keep) if k]
+            self.live_locals[w] = [local for local, k in zip(self.live_locals[w], keep, strict=True) if k]
             self.live_obs[w] = stepped[w][0][keep]
         return dones

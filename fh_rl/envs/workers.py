@@ -27,13 +27,14 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from fh_rl.cli import RunFailed
 from fh_rl.envs.make import make_env
+from fh_rl.infra.cli import RunFailed
 
 STARTUP_TIMEOUT = 120.0
 """Seconds a worker may take to start and build its environments."""
@@ -147,7 +148,7 @@ class WorkerPool:
 
     def _start(self, env_name: str, protocol: str | None, env_kwargs: dict, workers: int, n_envs: int) -> None:
         environ = _worker_environ()
-        for w in range(workers):
+        for _ in range(workers):
             parent, child = socket.socketpair()
             try:
                 proc = subprocess.Popen(

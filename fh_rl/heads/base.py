@@ -40,9 +40,9 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from fh_rl.registry import Registry
+from fh_rl.infra.registry import Registry
 
-HEADS: Registry[type["Head"]] = Registry("head", entry_point_group="fh_rl.heads")
+HEADS: Registry[type[Head]] = Registry("head", entry_point_group="fh_rl.heads")
 
 
 class HeadOutput(NamedTuple):

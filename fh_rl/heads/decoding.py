@@ -46,9 +46,9 @@ from typing import Any, ClassVar
 import torch
 
 from fh_rl.heads.base import Head, normalized_pmf
-from fh_rl.registry import Registry
+from fh_rl.infra.registry import Registry
 
-DECODINGS: Registry[type["Decoding"]] = Registry("decoding", entry_point_group="fh_rl.decodings")
+DECODINGS: Registry[type[Decoding]] = Registry("decoding", entry_point_group="fh_rl.decodings")
 WITHIN_BIN = "within_bin"
 """The modifier: ``<decoding>+within_bin``."""
 MODE_POINTS_PER_BIN = 16

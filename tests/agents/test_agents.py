@@ -5,9 +5,9 @@ import torch
 from fh_rl.agents import AgentConfig, available_agents, build_agent
 from fh_rl.agents.encoders import stack_frames
 from fh_rl.datasets.batch import WindowBatch
-from fh_rl.heads import available_heads, head_scores
 from fh_rl.datasets.sampling import TransitionSampler, WindowSampler
 from fh_rl.envs.codecs import make_codec
+from fh_rl.heads import available_heads, head_scores
 from tests.agents.synthetic import codec_for, synthetic_dataset
 
 T = 4
@@ -75,11 +75,11 @@ def test_dt_loss_ignores_padding_and_future(head):
     r[:, -1] += 1.0
     a[:, -2:] = (a[:, -2:] + 1) % model.num_bins if head_scores(head) == "bins" else -a[:, -2:] * 0.5
     out2 = model(s, a, r, b.timesteps, b.mask)
-    for x, y in zip(_tensors(out), _tensors(out2)):
+    for x, y in zip(_tensors(out), _tensors(out2), strict=True):
         assert torch.allclose(x[:, :-2], y[:, :-2], atol=1e-6)
         assert not torch.allclose(x[:, -1], y[:, -1])
     # next_action is the last step's output
-    for x, y in zip(_tensors(model.next_action(b.states, actions, b.returns_to_go, b.timesteps, b.mask)), _tensors(out)):
+    for x, y in zip(_tensors(model.next_action(b.states, actions, b.returns_to_go, b.timesteps, b.mask)), _tensors(out), strict=True):
         assert torch.allclose(x, y[:, -1], atol=1e-6)
 
 

@@ -1,13 +1,12 @@
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from fh_rl.agents import AgentConfig, build_agent
 from fh_rl.agents.inference import AgentPolicy
-from fh_rl.envs.policy import Policy
-import gymnasium as gym
-
 from fh_rl.envs.codecs import make_codec
+from fh_rl.envs.policy import Policy
 
 
 def dt(codec, state_shape=(3,), T=3, reward_transform="none", head="fourier"):
@@ -169,9 +168,9 @@ def test_cached_state_embeddings_give_the_same_distributions(state_shape):
     for i, policy in enumerate(policies):
         real = policy.agent.next_hidden
 
-        def recording(*args, _real=real, _into=recorded[i], **kwargs):
+        def recording(*args, _real=real, _into=recorded[i], _head=policy.agent.head, **kwargs):
             out = _real(*args, **kwargs)
-            _into.append(policy.agent.head(out).log_probs)
+            _into.append(_head(out).log_probs)
             return out
 
         policy.agent.next_hidden = recording
@@ -188,5 +187,5 @@ def test_cached_state_embeddings_give_the_same_distributions(state_shape):
         finally:
             del policy.agent.next_hidden
     assert len(recorded[0]) == len(recorded[1]) == 9
-    for cached, fresh in zip(recorded[0], recorded[1]):
+    for cached, fresh in zip(recorded[0], recorded[1], strict=True):
         torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-5)

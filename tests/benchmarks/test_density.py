@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from benchmarks import density
 from benchmarks.density import (
     DATASETS,
@@ -91,10 +92,10 @@ def test_kl_and_mse_match_direct_numpy():
     p /= p.sum(-1, keepdims=True)
     q = rng.random((7, K)) + 1e-3
     q /= q.sum(-1, keepdims=True)
-    direct = [sum(pi * np.log(pi / qi) for pi, qi in zip(pr, qr) if pi > 0) for pr, qr in zip(p, q)]
+    direct = [sum(pi * np.log(pi / qi) for pi, qi in zip(pr, qr, strict=True) if pi > 0) for pr, qr in zip(p, q, strict=True)]
     np.testing.assert_allclose(kl_divergence(p, q), direct, rtol=1e-12)
     c = bin_centers()
-    direct_mse = np.mean([(sum(qr * c) - sum(pr * c)) ** 2 for pr, qr in zip(p, q)])
+    direct_mse = np.mean([(sum(qr * c) - sum(pr * c)) ** 2 for pr, qr in zip(p, q, strict=True)])
     m = score(p, q)
     assert m["kl"] == pytest.approx(np.mean(direct), rel=1e-12)
     assert m["mse"] == pytest.approx(direct_mse, rel=1e-10)
@@ -110,7 +111,7 @@ def test_stacked_training_equals_lone_runs():
         for s in (1, 2)
     ]
     stacked = train_group(cfgs)
-    for cfg, res in zip(cfgs, stacked):
+    for cfg, res in zip(cfgs, stacked, strict=True):
         lone = train_and_score(cfg)
         for k in ("kl", "mse", "smoothness"):
             assert res["metrics"][k] == pytest.approx(lone["metrics"][k], rel=1e-4, abs=1e-7)
@@ -174,7 +175,7 @@ def test_cli_end_to_end(tmp_path):
     ],
 )
 def test_bad_arguments_exit_2(tmp_path, args, message, capsys):
-    from fh_rl.cli import run_cli
+    from fh_rl.infra.cli import run_cli
 
     assert run_cli(density.main, [*args, "--out", str(tmp_path / "o")]) == 2
     assert message in capsys.readouterr().err

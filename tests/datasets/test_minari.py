@@ -9,7 +9,7 @@ import pytest
 minari = pytest.importorskip("minari", reason='pip install "fh_rl[minari]" (in the test extra)')
 
 from fh_rl import train as train_cli  # noqa: E402
-from fh_rl.cli import run_cli  # noqa: E402
+from fh_rl.infra.cli import run_cli  # noqa: E402
 from fh_rl.datasets import load_hdf5, load_minari, write_minari  # noqa: E402
 from fh_rl.datasets import collect  # noqa: E402
 

@@ -39,7 +39,7 @@ def test_atari_observations_are_uint8_stacks_newest_last(name):
         np.testing.assert_array_equal(obs[:-1], prev[1:])  # shifted by one, newest last
         frames.append(obs[-1])
     np.testing.assert_array_equal(obs, np.stack(frames[-4:]))
-    assert any(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))
+    assert any(not np.array_equal(a, b) for a, b in zip(frames, frames[1:], strict=False))
 
 
 def test_dqn_replay_protocol_settings_in_effect():
@@ -193,6 +193,6 @@ def test_mujoco_warnings_go_to_logging_not_a_log_file(tmp_path, monkeypatch, cap
 def test_control_env_passes_kwargs_to_gym():
     env = make_env("Pendulum-v1", max_episode_steps=7)
     env.reset(seed=0)
-    for step in range(1, 8):
+    for _ in range(1, 8):
         *_, truncated, _ = env.step(np.zeros(1, dtype=np.float32))
     assert truncated

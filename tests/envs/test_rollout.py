@@ -60,7 +60,7 @@ class PixelPolicy:
     def observe(self, slots, rewards, dones):
         assert set(slots.tolist()) == self.waiting
         self.waiting = set()
-        for s, r, d in zip(slots.tolist(), rewards, dones):
+        for s, r, d in zip(slots.tolist(), rewards, dones, strict=True):
             self.live[s] += r
             if d:
                 del self.live[s]

@@ -88,7 +88,7 @@ def test_no_side_effects_and_deterministic(name):
     before = {k: v.clone() for k, v in head.state_dict().items()}
     h = torch.randn(5, D)
     a, b = head(h), head(h)
-    for x, y in zip(_tensors(a), _tensors(b)):
+    for x, y in zip(_tensors(a), _tensors(b), strict=True):
         torch.testing.assert_close(x, y)
     for k, v in head.state_dict().items():
         torch.testing.assert_close(v, before[k])
@@ -331,7 +331,7 @@ def test_log_ndtr_difference_is_accurate_in_both_tails():
     a = [-40.0, -9.0, -1.0, 0.5, 8.0, 30.0, -math.inf, 2.0, -math.inf]
     b = [-39.0, -8.5, 1.0, 0.6, 8.5, 31.0, math.inf, math.inf, -5.0]
     got = log_ndtr_difference(torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64))
-    ref = [float(mpmath.log(phi(-x) - phi(-y) if x > 0 else phi(y) - phi(x))) for x, y in zip(a, b)]  # 60 digits
+    ref = [float(mpmath.log(phi(-x) - phi(-y) if x > 0 else phi(y) - phi(x))) for x, y in zip(a, b, strict=True)]  # 60 digits
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-9, atol=1e-12)
     empty = log_ndtr_difference(torch.tensor([math.inf, 3.0]), torch.tensor([math.inf, 3.0]))
     assert torch.isneginf(empty).all()  # empty bins (e.g. margins beyond [-1, 1])
@@ -384,7 +384,7 @@ def test_register_twice_is_an_error():
 def test_entry_point_heads_are_registered(monkeypatch):
     from importlib import metadata
 
-    from fh_rl.registry import Registry
+    from fh_rl.infra.registry import Registry
 
     class FakeEP:
         name = "plugin_head"
@@ -437,8 +437,8 @@ def test_fourier_regularization_takes_strided_coefficients():
     transposed = strided.detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_(True)
     dense = strided.detach().contiguous().requires_grad_(True)
     values = [head.regularization(c) for c in (strided, transposed, dense)]
-    grads = [torch.autograd.grad(v, c)[0] for v, c in zip(values, (strided, transposed, dense))]
-    for v, g in zip(values[:2], grads[:2]):
+    grads = [torch.autograd.grad(v, c)[0] for v, c in zip(values, (strided, transposed, dense), strict=True)]
+    for v, g in zip(values[:2], grads[:2], strict=True):
         assert v.item() == pytest.approx(values[2].item(), rel=1e-12)
         torch.testing.assert_close(g, grads[2], rtol=1e-12, atol=1e-15)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from fh_rl.progress import progress_bar
+from fh_rl.infra.progress import progress_bar
 
 from fh_rl.datasets.dqn_replay.cache import load_cache, save_cache, subset_cache_path
 from fh_rl.datasets.dqn_replay.format import (

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fh_rl.atomic import atomic_path
+from fh_rl.infra.atomic import atomic_path
 from fh_rl.datasets.dqn_replay.format import FRAME_SHAPE, KEYS, PADDING, discover_suffixes, file_name, replay_dir
 
 
