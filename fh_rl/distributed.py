@@ -70,6 +70,22 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} must be an integer (set by torchrun)") from None
 
 
+def check_launch_env() -> None:
+    """``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` as torchrun sets them, or a ValueError at once.
+
+    A rank outside ``0 .. WORLD_SIZE - 1`` would wait forever for peers that never come (or, with no
+    ``WORLD_SIZE``, skip the run directory's lock as if another process were rank 0).
+    """
+    world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    fix = "launch with torchrun (it sets RANK, WORLD_SIZE and LOCAL_RANK), or unset them to train in one process"
+    if world < 1:
+        raise ValueError(f"WORLD_SIZE={world} must be >= 1; {fix}")
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} but WORLD_SIZE={world}: ranks run 0..{world - 1}; {fix}")
+    if not 0 <= local < world:
+        raise ValueError(f"LOCAL_RANK={local} but WORLD_SIZE={world}: local ranks run 0..{world - 1} at most; {fix}")
+
+
 def requested_world_size() -> int:
     """P as torchrun set it in ``WORLD_SIZE`` (1 when not launched by torchrun)."""
     return max(1, _env_int("WORLD_SIZE", 1))

@@ -229,6 +229,59 @@ def new_eval_path(run_dir: Path) -> Path:
     return path
 
 
+def evaluation_settings(cfg: Any, state: dict[str, Any], *, targets: Sequence[float] | None = None,
+                        episodes: int | None = None, workers: int | None = None, seed: int | None = None,
+                        protocol: str | None = None, rtg_mode: str | None = None,
+                        decode: str | Sequence[str] | None = None, sample: bool | None = None) -> dict[str, Any]:
+    """The run's own evaluation settings (its config and checkpoint), each overridable: the keyword arguments of
+    :func:`run_evaluation` besides the agent. ``python -m fh_rl.evaluate`` and :class:`fh_rl.api.Policy` both
+    evaluate with them, so a run is evaluated one way.
+
+    ``decode``: the decodings (a name, a comma list or a list; default the run's ``eval.decode``), always a list of
+    names here; ``sample`` is its old spelling (True: ``sample``, False: ``argmax``)."""
+    if decode is not None and sample is not None:
+        raise TypeError("give decode= or its old spelling sample=, not both")
+    if decode is None:
+        decode = cfg.eval.decode if sample is None else ["sample" if sample else "argmax"]
+    from fh_rl.heads.decoding import parse_decoders
+
+    return {
+        "env_name": cfg.env.name,
+        "targets": list(targets or state.get("eval_targets") or [0.0]),
+        "episodes": episodes or cfg.eval.episodes,
+        "workers": cfg.eval.workers if workers is None else workers,
+        "seed": seed if seed is not None else cfg.seed + cfg.eval.seed,
+        "protocol": protocol if protocol is not None else cfg.env.protocol,
+        "rtg_mode": rtg_mode or cfg.eval.rtg_mode,
+        "decode": [d.name for d in parse_decoders(decode)],
+        "timesteps": cfg.eval.timesteps,
+        "integer_rtg": cfg.eval.integer_returns_to_go,
+    }
+
+
+def check_checkpoint_belongs(run_dir: Path, cfg: Any, doing: str, instead: str = "") -> None:
+    """ValueError when the run directory's ``config.yaml`` names another environment, agent or head than the
+    checkpoint's own config (a checkpoint copied in from another run): ``doing`` would file its results there."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return  # no readable record to contradict (a bare checkpoint directory)
+    if not isinstance(saved, dict):
+        return
+    mine = {"env.name": cfg.env.name, "agent.name": cfg.agent.name, "head.name": cfg.head.name}
+    for key, value in mine.items():
+        section, name = key.split(".")
+        theirs = saved.get(section, {}).get(name) if isinstance(saved.get(section), dict) else None
+        if theirs is not None and theirs != value:
+            raise ValueError(
+                f"the checkpoint in {str(run_dir)!r} is of {key} {value!r} but the run directory's config.yaml says "
+                f"{theirs!r} (a checkpoint copied in from another run?); {doing} would file its results under the "
+                f"wrong run: put it back in its own run directory{instead}"
+            )
+
+
 def _run_dir_of(path: Path) -> Path:
     path = Path(path)
     if path.is_dir():
@@ -275,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--target-return must be a finite number, got {target}")
     if args.backend == "local" and args.address:
         raise ValueError("--address needs --backend ray")
+    if args.seed is not None:
+        from fh_rl.config.schema import check_seed
+
+        check_seed(args.seed, "--seed")
     for name in ("episodes", "workers"):
         value = getattr(args, name)
         if value is not None and value < (1 if name == "episodes" else 0):
@@ -290,8 +347,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if in_run and run_dir.is_dir():
         from fh_rl.infra.locks import hold_run_dir
 
-        owned.enter_context(hold_run_dir(run_dir, "evaluate"))
+        owned.enter_context(hold_run_dir(run_dir, "evaluate", cannot_write="pass --out FILE outside the run "
+                                         "directory to evaluate it without writing there"))
     with owned:
+        from fh_rl.infra.atomic import check_writable
+
+        check_writable(out or run_dir / "eval-.json")  # before the rollouts, not after them: a full or read-only disk
         return _evaluate(args, run_dir, out, in_run)
 
 
@@ -320,31 +381,17 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
     from fh_rl.build import load_agent
     from fh_rl.infra.utils import resolve_device
 
+    device = resolve_device(args.device, "--device")
     cfg, agent, state = load_agent(args.checkpoint)
-    decode = cli_decodings(args, cfg.eval.decode)
-    device = resolve_device(args.device)
-    targets = args.targets or state.get("eval_targets") or [0.0]
-    protocol = args.protocol if args.protocol is not None else cfg.env.protocol
-    rtg_mode = args.rtg_mode or cfg.eval.rtg_mode
-    seed = args.seed if args.seed is not None else cfg.seed + cfg.eval.seed
-    results = run_evaluation(
-        agent,
-        env_name=cfg.env.name,
-        targets=targets,
-        episodes=args.episodes or cfg.eval.episodes,
-        workers=cfg.eval.workers if args.workers is None else args.workers,
-        seed=seed,
-        protocol=protocol,
-        rtg_mode=rtg_mode,
-        decode=decode,
-        device=device,
-        progress=not args.no_progress,
-        backend=args.backend,
-        address=args.address,
-        gpus_per_worker=args.gpus_per_worker,
-        timesteps=cfg.eval.timesteps,
-        integer_rtg=cfg.eval.integer_returns_to_go,
-    )
+    if in_run:
+        check_checkpoint_belongs(run_dir, cfg, "evaluating it into the run directory",
+                                 ", or evaluate it with --out FILE outside this run directory")
+    settings = evaluation_settings(cfg, state, targets=args.targets, episodes=args.episodes, workers=args.workers,
+                                   seed=args.seed, protocol=args.protocol, rtg_mode=args.rtg_mode,
+                                   decode=cli_decodings(args, cfg.eval.decode))
+    results = run_evaluation(agent, **settings, device=device, progress=not args.no_progress,
+                             backend=args.backend, address=args.address, gpus_per_worker=args.gpus_per_worker)
+    protocol, seed = settings["protocol"], settings["seed"]
     print(format_table(results, cfg.env.name, protocol))
     payload = {
         "env": cfg.env.name,

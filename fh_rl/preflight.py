@@ -10,6 +10,8 @@
   the agent will be evaluated in (found before training, not after it).
 - :func:`check_action_bounds`: continuous actions lie within the
   environment's bounds (``dataset.clip_actions: true`` to clip them instead).
+- :func:`check_timesteps`: the Decision Transformer's timestep table
+  (``agent.max_timestep``) covers the data's longest episode.
 """
 
 from __future__ import annotations
@@ -174,3 +176,23 @@ def check_action_bounds(dataset: Any, action_space: Any, *, source: object, clip
                   f"train the end bins", file=sys.stderr)
         return
     check_box_actions(dataset.actions, low, high, source=source)
+
+
+def check_timesteps(dataset: Any, max_timestep: int, *, source: object) -> None:
+    """The DT's timestep table must cover the data's longest episode (ValueError naming it and the fix).
+
+    A larger timestep would be clamped to ``agent.max_timestep``: every later step of a long episode would
+    share one embedding, and nothing would say so. Refused rather than derived, so that a run's config
+    always states the table it trained (``agent.max_timestep`` is saved with every checkpoint).
+    """
+    lengths = np.diff(np.asarray(dataset.offsets))
+    if not len(lengths):
+        return
+    i = int(np.argmax(lengths))
+    longest = int(lengths[i])
+    if longest - 1 > max_timestep:
+        raise ValueError(
+            f"{source}: episode {i} has {longest} steps (timesteps 0..{longest - 1}) but agent.max_timestep is "
+            f"{max_timestep}, so its later steps would share one timestep embedding; set "
+            f"agent.max_timestep={longest - 1} (or more)"
+        )

@@ -195,6 +195,9 @@ def test_swept_non_head_setting_splits_groups(runs, tmp_path):
     shutil.copytree(made[("linear", None, 0)], other)
     cfg = (other / "config.yaml").read_text().replace("steps: 6", "steps: 7")
     (other / "config.yaml").write_text(cfg)
+    state = torch.load(other / "checkpoints" / "last.pt", weights_only=True)  # the run's own record says so too
+    state["config"]["train"]["steps"] = 7
+    torch.save(state, other / "checkpoints" / "last.pt")
     found, _ = compare_cli.find_runs([made[("linear", None, 0)], made[("linear", None, 1)], other], read_events=False)
     groups, _ = compare_cli.group_runs(found)
     assert sorted(g.label for g in groups["Pendulum-v1"]) == ["dt-linear train.steps=6", "dt-linear train.steps=7"]

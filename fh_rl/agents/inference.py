@@ -124,9 +124,45 @@ class AgentPolicy:
             self.slots[slot] = _Slot(self.context, self.target_return)
 
     def act(self, slots: np.ndarray, observations: np.ndarray) -> np.ndarray:
+        h = self.next_hidden(slots, observations)  # (n, D)
+        head, codec = self.agent.head, self.agent.codec
+        with torch.no_grad():
+            out = head(h)  # the head's output, leading shape (n,)
+            chosen = self.decoder(DecodeContext(head, out, h, codec, self.generator)).cpu().numpy()  # (n, A)
+        if head.scores == "continuous":  # values in [-1, 1], which the head also reads back
+            context, env_actions = chosen, self.agent.decode_actions(chosen)
+        elif np.issubdtype(chosen.dtype, np.integer):  # bins
+            context = chosen
+            env_actions = codec.decode(chosen, rng=self.rng, within_bin=self.decoder.within_bin)
+        else:  # a value on the codec's [-1, 1] scale: act with it; the context gets the bin it falls in
+            env_actions = codec.from_unit(chosen)
+            context = codec.encode(env_actions)
+        for slot, a in zip(np.asarray(slots).tolist(), context, strict=True):
+            self.slots[slot].actions[-1] = a
+        return np.asarray(env_actions)
+
+    @property
+    def sample(self) -> bool:
+        """Whether actions are drawn at random (the decoding's ``random``)."""
+        return self.decoder.random
+
+    def head_output(self, slots: np.ndarray, observations: np.ndarray) -> Any:
+        """Add this step's observation to each slot's context and return the head's output for the slots' next
+        actions (leading shape ``(n,)``): what :meth:`act` chooses from."""
+        h = self.next_hidden(slots, observations)
+        with torch.no_grad():
+            return self.agent.head(h)
+
+    def next_hidden(self, slots: np.ndarray, observations: np.ndarray) -> torch.Tensor:
+        """Add this step's observation to each slot's context and return the hidden states ``(n, D)`` the head
+        reads for the slots' next actions (:meth:`head_output` without the head)."""
         slots = np.asarray(slots).tolist()
         observations = np.asarray(observations)
         A = self.agent.action_dims
+        missing = [slot for slot in slots if slot not in self.slots]
+        if missing:
+            raise ValueError(f"slots {missing} have no episode: call begin(slots, observations) when an episode "
+                             f"starts, before act")
         live = [self.slots[slot] for slot in slots]
         new_states = [self._state(s, obs) for s, obs in zip(live, observations, strict=True)]
         if self.cache_states:  # encode only the new states; the slots keep (D,) embeddings
@@ -140,30 +176,10 @@ class AgentPolicy:
             s.rtg.append(math.trunc(s.return_to_go) if self.integer_rtg else s.return_to_go)
             s.timesteps.append(s.t)
         states, *rest = self._context_batch(live)
-        head, codec = self.agent.head, self.agent.codec
         with torch.no_grad():
             if self.cache_states:
-                h = self.agent.next_hidden(None, *rest, state_embeddings=states)  # (n, D)
-            else:
-                h = self.agent.next_hidden(states, *rest)  # (n, D)
-            out = head(h)  # the head's output, leading shape (n,)
-            chosen = self.decoder(DecodeContext(head, out, h, codec, self.generator)).cpu().numpy()  # (n, A)
-        if head.scores == "continuous":  # values in [-1, 1], which the head also reads back
-            context, env_actions = chosen, self.agent.decode_actions(chosen)
-        elif np.issubdtype(chosen.dtype, np.integer):  # bins
-            context = chosen
-            env_actions = codec.decode(chosen, rng=self.rng, within_bin=self.decoder.within_bin)
-        else:  # a value on the codec's [-1, 1] scale: act with it; the context gets the bin it falls in
-            env_actions = codec.from_unit(chosen)
-            context = codec.encode(env_actions)
-        for slot, a in zip(slots, context, strict=True):
-            self.slots[slot].actions[-1] = a
-        return np.asarray(env_actions)
-
-    @property
-    def sample(self) -> bool:
-        """Whether actions are drawn at random (the decoding's ``random``)."""
-        return self.decoder.random
+                return self.agent.next_hidden(None, *rest, state_embeddings=states)  # (n, D)
+            return self.agent.next_hidden(states, *rest)  # (n, D)
 
     def observe(self, slots: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
         rewards = np.asarray(rewards, dtype=np.float64)

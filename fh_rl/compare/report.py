@@ -18,7 +18,8 @@ from fh_rl.compare.stats import (
     summarize,
     under_decoding,
 )
-from fh_rl.infra.atomic import atomic_write_text
+from fh_rl.infra.atomic import atomic_write_text, remove_stale_temps, storage_error
+from fh_rl.infra.locks import wait_for_file_lock
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -71,7 +72,26 @@ def compare_runs(runs: Sequence[Run], out: str | Path, *, skipped: Sequence[dict
     skipped = list(skipped)
     groups, dropped = group_runs(runs)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (storage_error(exc, out / "comparison.md") or exc) from None
+    with wait_for_file_lock(out / "comparison.json"):  # one compare writes into ``out`` at a time
+        _remove_stale_temps(out)
+        return _write_report(runs, groups, skipped + dropped, out, figures=figures, pmf_states=pmf_states,
+                             evaluation=evaluation)
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temp files of a compare killed while writing into ``out`` (only compare writes these names there)."""
+    for name in ("comparison.json", "comparison.md"):
+        remove_stale_temps(out, name)
+    for path in out.glob(".*.png.*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def _write_report(runs: list[Any], groups: dict[str, Any], skipped: list[dict[str, str]], out: Path, *,
+                  figures: bool, pmf_states: int, evaluation: str) -> dict[str, Any]:
     result: dict[str, Any] = {
         "statistics": {"return": "mean over seeds of each run's mean evaluation return (first target), per "
                                  "decoding: `environments` holds each environment's first decoding, `decodings` "
@@ -87,7 +107,7 @@ def compare_runs(runs: Sequence[Run], out: str | Path, *, skipped: Sequence[dict
                        "evaluation": EVALUATIONS[evaluation]},
         "environments": {},
         "figures": [],
-        "skipped": skipped + dropped,
+        "skipped": skipped,
     }
     result["decodings"] = {}
     md = ["# Head comparison", ""]

@@ -231,6 +231,7 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         raise ValueError(f"config.yaml unreadable ({type(exc).__name__})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("head"), dict) or not isinstance(cfg.get("env"), dict):
         raise ValueError("config.yaml is not an fh_rl run config (no env/head sections)")
+    cfg = _config_of_record(run_dir, cfg)
     eval_path = evaluation_file(run_dir, evaluation)
     try:
         payload = json.loads(eval_path.read_text())
@@ -247,6 +248,9 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
     if not returns or not all(math.isfinite(r) for r in returns):
         raise ValueError(f"{eval_path.name} holds no finite returns")
+    if payload.get("env") is not None and not _same_env(str(payload["env"]), str(cfg["env"].get("name"))):
+        raise ValueError(f"{eval_path.name} evaluated {payload['env']} but the run trained on "
+                         f"{cfg['env'].get('name')} (its checkpoint's config): not counted under either")
     head = dict(cfg["head"])
     name = head.pop("name", None)
     if not isinstance(name, str):
@@ -274,6 +278,48 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])
         run.val = {m: values[f"val/{m}"] for m in VAL_METRICS}
     return run
+
+
+def _same_env(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    from fh_rl.envs import canonical_env_name
+
+    try:
+        return canonical_env_name(a) == canonical_env_name(b)
+    except ValueError:
+        return False
+
+
+def _config_of_record(run_dir: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config the run trained with: its checkpoint's when there is one (``config.yaml`` is a copy that can be
+    edited after training), with a warning on stderr naming the keys where ``config.yaml`` differs."""
+    import sys
+
+    import yaml
+
+    from fh_rl.config import with_current_defaults
+
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file() or path.stat().st_size == 0:
+        return cfg  # --no-figures needs no checkpoint: config.yaml is all there is
+    try:
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        saved = yaml.safe_load(yaml.safe_dump(state["config"]))  # as config.yaml would hold it
+    except Exception:  # an unreadable checkpoint: the figures say so; the tables use config.yaml
+        return cfg
+    if not isinstance(saved, dict) or not isinstance(saved.get("env"), dict) or not isinstance(saved.get("head"), dict):
+        return cfg
+    mine, theirs = _flatten(with_current_defaults(cfg)), _flatten(with_current_defaults(saved))
+    differ = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: {mine.get(k)!r} in config.yaml, {theirs.get(k)!r} trained" for k in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        print(f"warning: {run_dir / 'config.yaml'} differs from the config saved in its checkpoint ({shown}{more}); "
+              f"compare uses the checkpoint's, the one the run trained with", file=sys.stderr)
+    return saved
 
 
 def _resolved_protocol(cfg: dict[str, Any]) -> str | None:

@@ -35,15 +35,32 @@ def load_config(
     holds parameters for that head only: applied when it is the chosen head, dropped otherwise.
     ``overrides`` are ``key=value`` strings with dotted keys (values parsed as YAML).
     """
+    return config_from_dict(read_config_file(path), overrides=overrides, head=head, seed=seed)
+
+
+def default_config_path() -> Path:
+    """``configs/default.yaml`` in the working directory, else in the checkout that holds the package."""
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else _PACKAGED_CONFIGS / "default.yaml"
+
+
+def read_config_file(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A config file's nested mapping, unvalidated (default: :func:`default_config_path`); FileNotFoundError or
+    ValueError naming the file when it is missing, not YAML, empty or not a mapping."""
     if path is None:
-        path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else _PACKAGED_CONFIGS / "default.yaml"
+        path = default_config_path()
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.yaml"))[:5]
+        raise ValueError(f"--config {str(path)!r} is a directory, not a YAML file; pass one of its files"
+                         + (f" ({', '.join(found)})" if found else "") + " or a preset such as configs/default.yaml")
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} not found; pass --config with a YAML file under configs/")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes())
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise ValueError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     if data is None:
         raise ValueError(
             f"config file {str(path)!r} is empty; start from a preset such as configs/default.yaml "
@@ -51,18 +68,21 @@ def load_config(
         )
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
-    return config_from_dict(data, overrides=overrides, head=head, seed=seed)
+    return data
 
 
 def config_from_dict(
     data: dict[str, Any],
     *,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str | tuple[str, Any]] = (),
     head: str | None = None,
     seed: int | None = None,
 ) -> Config:
-    """Validate a nested dict (as in a YAML file or :meth:`Config.to_dict`) into a :class:`Config`."""
+    """Validate a nested dict (as in a YAML file or :meth:`Config.to_dict`) into a :class:`Config`.
+
+    ``overrides``: ``key=value`` strings (values parsed as YAML) or ``(key, value)`` pairs (Python values)."""
     data = copy_tree(data)
+    explicit_head = "head" in data
     head_section = data.get("head", {})
     if head_section is None:
         head_section = {}
@@ -74,17 +94,26 @@ def config_from_dict(
     data["head"] = head_section
     from_set = set()
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
-        value = yaml.safe_load(raw) if raw.strip() else None
+        if isinstance(item, tuple):
+            key, value = item
+        else:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
+            value = parse_override_value(key.strip(), raw)
         if key.strip() == "eval.sample":  # the old spelling replaces the file's eval.decode
             key, value = "eval.decode", "sample" if coerce_value(value, bool, "eval.sample") else "argmax"
             if isinstance(data.get("eval"), dict):
                 data["eval"].pop("sample", None)
         set_dotted(data, key.strip(), value)
         from_set.add(key.strip())
+    if not explicit_head and data["head"] == {} and "head" not in from_set:
+        del data["head"]  # no head section at all (not an empty one): HeadConfig's default head
+    check_no_empty_sections(data, from_set)
     _legacy_decoding_keys(data)
+    data.setdefault("head", {})
+    if not isinstance(data["head"], dict):
+        raise ValueError(f"config section 'head' must be a mapping, got {data['head']!r}")
     _apply_per_head_sections(data["head"])
     if head is not None:
         _drop_other_heads_params(data["head"], head, {k[len("head."):] for k in from_set if k.startswith("head.")})
@@ -117,6 +146,44 @@ def _legacy_decoding_keys(data: dict[str, Any]) -> None:
                 raise ValueError("env.sample_within_bin is the old spelling of the +within_bin modifier of argmax "
                                  "and sample: write eval.decode: [argmax+within_bin] (or sample+within_bin)")
             ev["decode"] = [f"{n}+within_bin" if n in ("argmax", "sample") else n for n in names]
+
+
+def parse_override_value(key: str, raw: str) -> Any:
+    """The YAML value of ``--set key=raw`` (empty: null); ValueError naming the override when it is not valid YAML.
+
+    Only plain YAML is read (``yaml.safe_load``): a ``!!python/...`` tag is refused like any other invalid value.
+    """
+    if not raw.strip():
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ValueError(
+            f"--set {key}={raw!r}: the value is not valid YAML ({' '.join(str(problem).split())}); quote a string "
+            f"(--set '{key}=\"...\"'), close brackets, and use plain printable characters"
+        ) from None
+
+
+def _section_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(typing.get_type_hints(Config)[f.name])]
+
+
+def check_no_empty_sections(data: dict[str, Any], from_set: set[str] = frozenset()) -> None:
+    """A section given with no keys (``agent:`` alone, ``--set agent={}``) is refused, naming it.
+
+    Such a section replaces the preset's values: built from nothing, it would silently train on the
+    dataclasses' built-in defaults (6 layers, width 128), not on any preset's. A section left out
+    altogether is not refused (a preset may rely on the defaults of a section it does not write).
+    """
+    for name in _section_fields():
+        if name in data and data[name] in (None, {}):
+            how = f"set to nothing by --set {name}=..." if name in from_set else f"'{name}:' with no keys"
+            raise ValueError(
+                f"config section {name!r} is empty ({how}); it would train on the built-in defaults of every "
+                f"{name}.* key instead of a preset's: give its keys, or leave the section out"
+                + (f" and set single keys with --set {name}.KEY=VALUE" if name in from_set else "")
+            )
 
 
 def _drop_other_heads_params(head_section: dict[str, Any], head: str, from_set: set[str]) -> None:
@@ -166,11 +233,12 @@ def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
         return saved
 
 
-def save_config(config: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML (atomically)."""
+def save_config(config: Config, path: str | os.PathLike, notes: Sequence[str] = ()) -> None:
+    """Write the resolved config as YAML (atomically), ``notes`` as comment lines at the top."""
     from fh_rl.infra.atomic import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
+    header = "".join(f"# note: {line}\n" for line in notes)
+    atomic_write_text(Path(path), header + yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def build_section(cls: type, data: Any, prefix: str) -> Any:

@@ -18,11 +18,13 @@ from typing import Any, Sequence
 import h5py
 import numpy as np
 
-from fh_rl.infra.atomic import atomic_path
+from fh_rl.infra.atomic import atomic_path, ensure_free_space
 from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
-from fh_rl.datasets.validate import check_finite
+from fh_rl.datasets.validate import check_finite, check_magnitude, check_numeric
 
 REQUIRED = ("observations", "actions", "rewards", "terminals")
+HDF5_OVERHEAD = 64 << 10
+"""Bytes :func:`write_hdf5` wants free beyond its uncompressed data (HDF5's headers, chunk indexes, metadata)."""
 
 
 def write_hdf5(
@@ -52,6 +54,11 @@ def write_hdf5(
     for key, arr in (infos or {}).items():
         if len(arr) != n:
             raise ValueError(f"infos[{key!r}] has {len(arr)} rows but the dataset has {n} transitions")
+    # HDF5 cannot fail cleanly when the disk fills up under it (h5py then ends the process with a segmentation
+    # fault): make sure the uncompressed data fits first, with room for HDF5's own structures.
+    raw = (dataset.observations.nbytes + dataset.actions.nbytes + dataset.rewards.nbytes + 2 * n
+           + sum(np.asarray(a).nbytes for a in (infos or {}).values()))
+    ensure_free_space(path, HDF5_OVERHEAD + 1.05 * raw)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
         obs = dataset.observations
@@ -78,11 +85,13 @@ def write_hdf5(
 
 
 def _read(f: h5py.File, path: Path, key: str) -> np.ndarray:
+    """Dataset ``key`` of ``f``, checked to hold numbers (flags: booleans too) before it is read."""
     if key not in f:
         raise ValueError(f"{path}: missing dataset {key!r}; a D4RL-layout file needs {', '.join(REQUIRED)} (timeouts optional)")
     obj = f[key]
     if not isinstance(obj, h5py.Dataset):
         raise ValueError(f"{path}: {key!r} is a group, expected a dataset")
+    check_numeric(np.empty(0, obj.dtype), source=path, key=key, boolean=key in ("terminals", "timeouts"))
     return obj[()]
 
 
@@ -98,7 +107,7 @@ def load_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trajectory
     with f:
         obs = _read(f, path, "observations")
         actions = _read(f, path, "actions")
-        rewards = _read(f, path, "rewards").astype(np.float32).reshape(-1)
+        rewards = _read(f, path, "rewards").reshape(-1)  # float32 once checked (1e39 would become inf)
         terminals = _read(f, path, "terminals").astype(bool).reshape(-1)
         timeouts = _read(f, path, "timeouts").astype(bool).reshape(-1) if "timeouts" in f else np.zeros_like(terminals)
         meta = dict(f["metadata"].attrs) if "metadata" in f and isinstance(f["metadata"], h5py.Group) else {}
@@ -110,6 +119,8 @@ def load_hdf5(path: str | os.PathLike, *, name: str | None = None) -> Trajectory
         raise ValueError(f"{path}: the dataset is empty")
     for key, arr in (("observations", obs), ("actions", actions), ("rewards", rewards)):
         check_finite(arr, source=path, key=key)
+        check_magnitude(arr, source=path, key=key)
+    rewards = rewards.astype(np.float32)
     frame_stack = int(meta.get("frame_stack", 1))
     if actions.ndim == 2 and actions.shape[1] == 1 and np.issubdtype(actions.dtype, np.integer):
         actions = actions[:, 0]
@@ -251,7 +262,9 @@ def load_minari(dataset: str | os.PathLike, *, name: str | None = None) -> Traje
             actions = g["actions"][()]
             rewards = g["rewards"][()].astype(np.float32)
             for key, arr in (("observations", obs), ("actions", actions), ("rewards", rewards)):
+                check_numeric(arr, source=h5, key=f"{k}/{key}")
                 check_finite(arr, source=h5, key=f"{k}/{key}")
+                check_magnitude(arr, source=h5, key=f"{k}/{key}")
             if not np.issubdtype(actions.dtype, np.integer) and actions.ndim == 1:
                 actions = actions[:, None]
             term = g["terminations"][()]

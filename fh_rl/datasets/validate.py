@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+MAX_MAGNITUDE = 1e15
+"""Largest absolute observation or reward fh_rl trains on. Training arithmetic is float32 (largest 3.4e38): a
+value above this, squared and summed over a batch (state statistics, losses), would overflow to infinity and
+surface much later as "training diverged"; a value this large is a unit or encoding error in the data."""
+
 CHUNK_ROWS_BYTES = 64 << 20
 """Scan at most this many bytes at a time (memory-mapped observations are never loaded whole)."""
 
@@ -68,3 +73,36 @@ def check_box_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, *,
             )
         outside += int(((a < low) | (a > high)).any(axis=1).sum())
     return outside
+
+
+def check_magnitude(array: np.ndarray, *, source: object, key: str, limit: float = MAX_MAGNITUDE) -> None:
+    """ValueError naming ``source``, ``key``, the first row and its value when some ``|value| > limit``
+    (:data:`MAX_MAGNITUDE`): such data would overflow float32 training arithmetic. Integer arrays are skipped."""
+    array = np.asanyarray(array)
+    if not np.issubdtype(array.dtype, np.inexact) or array.size == 0:
+        return
+    flat = array.reshape(len(array), -1) if array.ndim > 1 else array.reshape(-1, 1)
+    step = max(1, CHUNK_ROWS_BYTES // max(1, flat[:1].nbytes))
+    for lo in range(0, len(flat), step):
+        big = (np.abs(flat[lo : lo + step]) > limit).any(axis=1)
+        if big.any():
+            i = lo + int(np.argmax(big))
+            row = np.asarray(flat[i], dtype=np.float64)
+            value = row[np.abs(row) > limit][0]
+            raise ValueError(
+                f"{source}: {key!r} holds {value:g} at row {i}, beyond the {limit:g} fh_rl trains on (float32 "
+                f"training would overflow on it and stop as 'diverged'); rescale that key or drop that row's episode"
+            )
+
+
+def check_numeric(array: np.ndarray, *, source: object, key: str, boolean: bool = False) -> None:
+    """TypeError naming ``source`` and ``key`` when ``array`` holds no numbers (strings, objects, compounds);
+    booleans only where ``boolean`` (terminal flags)."""
+    kind = np.asarray(array).dtype.kind
+    if kind in "iuf" or (boolean and kind == "b"):
+        return
+    found = {"b": "booleans", "S": "byte strings", "U": "strings", "O": "objects (e.g. variable-length strings)",
+             "V": "compound records", "c": "complex numbers"}.get(kind, f"{np.asarray(array).dtype} values")
+    expected = "numbers or booleans" if boolean else "numbers"
+    hint = (" (Box actions are floats; discrete actions are integer ids 0..n-1)" if key.endswith("actions") else "")
+    raise TypeError(f"{source}: {key!r} holds {found}, expected {expected}{hint}; convert it in the file")

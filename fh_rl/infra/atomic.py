@@ -2,16 +2,87 @@
 
 Nothing half-written ever sits under a dataset's, checkpoint's, figure's or report's
 final name: an interrupted write leaves the old file (or no file) behind.
+
+A full disk or a read-only place is a :class:`~fh_rl.cli.StorageError` naming the
+path (one line, exit 2), raised where the write fails; the temp file is removed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from fh_rl.infra.cli import StorageError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def free_bytes(directory: str | os.PathLike) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem of ``directory`` (or its nearest parent)."""
+    directory = Path(directory)
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def disk_full(path: str | os.PathLike, need: float | None = None) -> StorageError:
+    """The error for a write of ``path`` that does not fit (``need``: bytes it needs, when known)."""
+    path = Path(path)
+    try:
+        free = f"{_size(free_bytes(path.parent))} free"
+    except OSError:
+        free = "no space left"
+    if need:
+        what = f"the disk is full for it ({free}, it needs about {_size(need)}); nothing was written"
+    else:
+        what = f"the disk is full ({free}); nothing under that name was changed"
+    return StorageError(f"cannot write {path}: {what}: free some space or write elsewhere", errno.ENOSPC)
+
+
+def storage_error(exc: OSError, path: str | os.PathLike) -> StorageError | None:
+    """A :class:`StorageError` naming ``path`` when ``exc`` says the disk is full or the place read-only, else None."""
+    if isinstance(exc, StorageError):
+        return exc
+    if exc.errno in DISK_FULL:
+        return disk_full(path)
+    if exc.errno in READ_ONLY:
+        where = Path(path).parent
+        return StorageError(f"cannot write {path}: {where} is not writable ({exc.strerror or exc}); write elsewhere",
+                            exc.errno)
+    return None
+
+
+def check_writable(path: str | os.PathLike, need: float = 64 << 10) -> None:
+    """A :class:`StorageError` now, before long work, when ``path`` could not be written later: its directory
+    (or the nearest existing parent) is read-only, or its disk has less than ``need`` bytes free."""
+    directory = Path(path).parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    if not os.access(directory, os.W_OK):
+        raise StorageError(f"cannot write {path}: {directory} is not writable (read-only); write elsewhere",
+                           errno.EROFS)
+    ensure_free_space(path, need)
+
+
+def ensure_free_space(path: str | os.PathLike, need: float) -> None:
+    """A :class:`StorageError` before writing ``path`` when its filesystem has less than ``need`` bytes free
+    (for writers that cannot fail cleanly when the disk fills up under them, such as HDF5)."""
+    if free_bytes(Path(path).parent) < need:
+        raise disk_full(path, need)
 
 
 def _default_permissions(fd: int) -> None:
@@ -28,16 +99,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     On success the temp file replaces ``path``; on any exception it is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise (storage_error(exc, path) or exc) from None
     try:
         _default_permissions(fd)
         os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        full = storage_error(exc, path) if isinstance(exc, OSError) and exc.errno in DISK_FULL else None  # free space
+        if os.path.exists(tmp):                                                                      # before cleaning up
             os.unlink(tmp)
+        if full is not None:
+            raise full from exc
         raise
 
 
@@ -83,4 +160,27 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
     with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+        out = _Recording(f)
+        try:
+            torch.save(obj, out)
+        except RuntimeError:
+            if out.error is not None:  # torch reports a failed write as a RuntimeError: raise the OSError it hid
+                raise out.error from None
+            raise
+
+
+class _Recording:
+    """A file's ``write`` that keeps the OSError it raised (torch.save turns it into a RuntimeError)."""
+
+    def __init__(self, f: IO) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()

@@ -6,11 +6,24 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
-
 
 class UsageError(ValueError):
     """Bad user input detected by a command (printed as one line, exit 2)."""
+
+
+class StorageError(OSError):
+    """A file fh_rl must write cannot be written: the disk is full, or the place is read-only.
+
+    Raised by the writers themselves (:mod:`fh_rl.infra.atomic`, the lock files) with a message naming the path;
+    nothing partial is left under a final name. One line, exit 2 (the user can free space or write elsewhere).
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, StorageError)
 
 
 class RunFailed(RuntimeError):
@@ -26,7 +39,8 @@ def _one_line(text: str) -> str:
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run ``main(argv)``; user errors print ``error: <message>`` and return 2.
+    """Run ``main(argv)``; user errors (and a full or read-only disk, :class:`StorageError`) print
+    ``error: <message>`` and return 2.
 
     A :class:`RunFailed` (a dead or hung rollout worker) or running out of
     memory prints its first line and returns 1. ``KeyboardInterrupt`` returns

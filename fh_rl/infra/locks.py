@@ -100,8 +100,13 @@ def _acquire(path: Path, wait: bool) -> Lock | None:
     A holder removes the file when it releases, so after getting the lock we
     check that the path still names the file we locked, and retry if not.
     """
+    from fh_rl.infra.atomic import storage_error
+
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a read-only directory
+            raise (storage_error(exc, path) or exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -113,8 +118,13 @@ def _acquire(path: Path, wait: bool) -> Lock | None:
         if _same_file(fd, path):
             break
         os.close(fd)  # released and removed while we waited: lock the file that is there now
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()} {_command_line()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {_command_line()}\n".encode(), 0)
+    except OSError as exc:  # a full disk: not even the holder's pid fits
+        error = storage_error(exc, path)
+        Lock(path, fd).release()
+        raise (error or exc) from None
     return Lock(path, fd)
 
 
@@ -123,12 +133,26 @@ def try_lock(lock_path: str | os.PathLike) -> Lock | None:
     return _acquire(Path(lock_path), wait=False)
 
 
-def hold_run_dir(run_dir: str | os.PathLike, doing: str = "write to it") -> Lock:
-    """Become the one writer of ``run_dir`` (LockedError naming the live owner when there is one)."""
+def hold_run_dir(run_dir: str | os.PathLike, doing: str = "write to it", *, cannot_write: str = "") -> Lock:
+    """Become the one writer of ``run_dir`` (LockedError naming the live owner when there is one).
+
+    A run directory that cannot be written (read-only, or its disk full) is a :class:`~fh_rl.cli.StorageError`
+    saying so, followed by ``cannot_write`` (what to do instead).
+    """
+    from fh_rl.infra.cli import StorageError
+
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} not found")
-    lock = try_lock(run_dir / RUN_LOCK)
+    try:
+        lock = try_lock(run_dir / RUN_LOCK)
+    except StorageError as exc:
+        from fh_rl.infra.atomic import DISK_FULL, _size, free_bytes
+
+        why = (f"is on a full disk ({_size(free_bytes(run_dir))} free)" if exc.errno in DISK_FULL
+               else f"is read-only ({os.strerror(exc.errno) if exc.errno else 'not writable'})")
+        raise StorageError(f"run directory {str(run_dir)!r} {why}, and to {doing} fh_rl writes there"
+                           + (f"; {cannot_write}" if cannot_write else ""), exc.errno) from None
     if lock is None:
         raise LockedError(
             f"run directory {str(run_dir)!r} is in use by {owner_of(run_dir / RUN_LOCK)}; "

@@ -15,11 +15,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given (checked)."""
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given (checked; ``what`` names the setting)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{what} {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device is {name!r} but CUDA is not available here; use train.device=cpu or auto")
+        raise ValueError(f"{what} is {name!r} but CUDA is not available here; use {what}=cpu or auto"
+                         if "." in what else f"{what} is {name!r} but CUDA is not available here; use {what} cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{what} is {name!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return device
