@@ -6,10 +6,12 @@ target return and each decoding (``--decode argmax,sample,mean``; default: the
 run's ``eval.decode``; all decodings run on the same episode seeds), and the
 results are printed as a table, written to the run's ``eval-<time>.json`` (one
 record per target and decoding, naming it under ``decode``) and logged as
-TensorBoard scalars ``eval/<decoding>/return_mean``, ``.../return_std`` and
-``.../normalized`` at the run's own target, with a ``/target_<R>`` suffix at any
-other; the first decoding's also go to ``eval/return_mean`` etc.
-(:func:`fh_rl.board.eval_tag`). The old flags ``--argmax``, ``--sample`` and
+TensorBoard scalars ``reeval/<decoding>/return_mean``, ``.../return_std`` and
+``.../normalized`` (the first decoding's also as ``reeval/return_mean`` etc.)
+at the run's own target, with a ``/target_<R>`` suffix at any other
+(:func:`fh_rl.board.eval_tag`): ``eval/*`` stays training's evaluation, as
+``eval.json`` does, so TensorBoard and ``python -m fh_rl.compare`` show the
+same one by default. The old flags ``--argmax``, ``--sample`` and
 ``--sample-within-bin`` remain as aliases of ``--decode argmax``, ``--decode
 sample`` and the ``+within_bin`` modifier. No earlier
 result is ever replaced: ``eval.json`` stays the training-time evaluation, each
@@ -165,10 +167,12 @@ def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: st
     }
 
 
-def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first") -> None:
-    """TensorBoard scalars: ``eval/<decoding>/return_mean`` etc. for every decoding, and ``eval/return_mean``
-    etc. for the first decoding; at the run's own target ``primary`` (default: the first result's), with a
-    ``/target_<R>`` suffix at other targets (:func:`fh_rl.board.eval_tag`)."""
+def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first",
+                prefix: str = "eval") -> None:
+    """TensorBoard scalars: ``<prefix>/<decoding>/return_mean`` etc. for every decoding and ``<prefix>/return_mean``
+    etc. for the first decoding, at the run's own target ``primary`` (default: the first result's), with a
+    ``/target_<R>`` suffix at other targets (:func:`fh_rl.board.eval_tag`); ``prefix`` ``eval`` for training's
+    evaluations, ``reeval`` for ``python -m fh_rl.evaluate``'s."""
     from fh_rl.board import eval_tag
 
     if primary == "first":
@@ -177,10 +181,10 @@ def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: 
     for r in results:
         target, decode = r["target_return"], record_decoding(r)
         for d in (decode, None) if decode == first else (decode,):
-            writer.add_scalar(eval_tag("return_mean", target, primary, d), r["return_mean"], step)
-            writer.add_scalar(eval_tag("return_std", target, primary, d), r["return_std"], step)
+            writer.add_scalar(eval_tag("return_mean", target, primary, prefix, d), r["return_mean"], step)
+            writer.add_scalar(eval_tag("return_std", target, primary, prefix, d), r["return_std"], step)
             if r["normalized_mean"] is not None:
-                writer.add_scalar(eval_tag("normalized", target, primary, d), r["normalized_mean"], step)
+                writer.add_scalar(eval_tag("normalized", target, primary, prefix, d), r["normalized_mean"], step)
 
 
 def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | None = None) -> str:
@@ -415,7 +419,8 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
 
         with open_writer(run_dir) as writer:
             own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
-            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None)
+            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None,
+                        prefix="reeval")  # eval/* stays the training-time evaluation, which compare reads by default
     print(f"wrote {path}")
     return 0
 
