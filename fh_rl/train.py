@@ -318,12 +318,12 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
                   notes: Sequence[str] = ()) -> Path:
     """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
     (``notes`` as comments) and ``manifest.json`` (``info`` + the process layout)."""
-    from fh_rl.board import write_run_root
+    from fh_rl.board import remove_root_layouts
     from fh_rl.infra.locks import hold_run_dir
 
     run_dir = make_run_dir(cfg)
     owned.enter_context(hold_run_dir(run_dir))
-    write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
+    remove_root_layouts(cfg.run_root)  # older versions' root layout file: a pseudo-run in TensorBoard
     save_config(cfg, run_dir / "config.yaml", notes)
     info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
     write_json(run_dir / "manifest.json", info)
@@ -505,6 +505,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
 
         # One events file per run: a resume carries the earlier events over, up to its checkpoint's step.
         writer = open_writer(run_dir, keep_until_step=None if state is None else int(state["step"]))
+        if state is None:
+            from fh_rl.board import write_layout
+
+            write_layout(writer)  # the custom-scalars layout travels with the run (a resume carries it over)
     trainer = Trainer(
         agent,
         built.sampler,
