@@ -179,8 +179,8 @@ class Policy:
     and ``settings`` (everything :meth:`evaluate` uses).
     """
 
-    def __init__(self, cfg: Config, agent: Any, state: dict[str, Any], *, device: str = "cpu",
-                 run_dir: Path | None = None) -> None:
+    def __init__(self, cfg: Config, agent: Any, state: dict[str, Any], *, device: Any = "cpu",
+                 run_dir: Path | None = None, settings: dict[str, Any] | None = None) -> None:
         import torch
 
         from fh_rl.agents.inference import AgentPolicy
@@ -188,7 +188,7 @@ class Policy:
 
         self.config, self.agent, self.run_dir, self.step = cfg, agent, run_dir, int(state["step"])
         self.device = torch.device(device)
-        self.settings = evaluation_settings(cfg, state)
+        self.settings = dict(settings) if settings is not None else evaluation_settings(cfg, state)
         self.target_return = float(self.settings["targets"][0]) if agent.sequence_model else None
         s = self.settings
         self._policy = AgentPolicy(agent, target_return=self.target_return or 0.0, device=self.device,
