@@ -129,16 +129,20 @@ def fit(config: Config | Mapping[str, Any] | str | os.PathLike | None = None, /,
     return outcome.run_dir
 
 
-def load(run_dir_or_checkpoint: str | os.PathLike, device: str = "cpu") -> Policy:
+def load(run_dir_or_checkpoint: str | os.PathLike, device: str = "cpu", *, decode: str | None = None) -> Policy:
     """A trained run as a :class:`Policy` with the run's own evaluation settings (target return, decoding,
     returns-to-go mode, environment protocol). ``run_dir_or_checkpoint``: a run directory (its
-    ``checkpoints/last.pt``) or a ``.pt`` checkpoint written by ``fit`` / ``python -m fh_rl.train``."""
+    ``checkpoints/last.pt``) or a ``.pt`` checkpoint written by ``fit`` / ``python -m fh_rl.train``.
+    ``decode``: act with this decoding instead of the run's first ``eval.decode`` (``argmax``, ``sample``,
+    ``mean``...: docs/decoding.md), as ``python -m fh_rl.evaluate --decode`` does."""
     from fh_rl.build import load_agent
+    from fh_rl.evaluate import evaluation_settings
 
     cfg, agent, state = load_agent(run_dir_or_checkpoint)
     path = Path(run_dir_or_checkpoint)
     run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
-    return Policy(cfg, agent, state, device=device, run_dir=run_dir)
+    settings = evaluation_settings(cfg, state, decode=decode)
+    return Policy(cfg, agent, state, device=device, run_dir=run_dir, settings=settings)
 
 
 @dataclass(frozen=True)
