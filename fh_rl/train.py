@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -87,6 +88,32 @@ def default_targets(cfg: Config, episode_returns: np.ndarray) -> list[float]:
 # ----------------------------------------------------------------------------- run directory
 
 
+LOG_ROOM = 1 << 20
+"""Bytes a run wants free beyond its checkpoints: config, manifest, evaluations, TensorBoard events."""
+
+
+def check_checkpoint_space(agent: torch.nn.Module, directory: Path, copies: int) -> None:
+    """A StorageError before training when ``directory``'s disk cannot hold the run's checkpoints.
+
+    A checkpoint holds the weights, AdamW's two moments and the buffers; replacing one atomically needs the old
+    and the new side by side (``copies=2`` for a new run; 1 on resume, whose old checkpoint is already there).
+    Found now, not at the first checkpoint after minutes of training.
+    """
+    from fh_rl.infra.atomic import _size, free_bytes
+    from fh_rl.infra.cli import StorageError
+
+    params = sum(p.numel() * p.element_size() for p in agent.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in agent.buffers())
+    checkpoint = 3 * params + buffers
+    need = copies * checkpoint + LOG_ROOM
+    free = free_bytes(directory)
+    if free < need:
+        raise StorageError(
+            f"{str(directory)!r} is on a disk with {_size(free)} free, but this run needs about {_size(need)} there "
+            f"({copies} checkpoint(s) of {_size(checkpoint)} while one replaces the other, and its logs); free some "
+            f"space or train elsewhere (run_root)", 28)
+
+
 def make_run_dir(cfg: Config) -> Path:
     env = cfg.env.name.replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -96,7 +123,12 @@ def make_run_dir(cfg: Config) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = base / f"seed{cfg.seed}-{stamp}-{n}"
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:  # a read-only run_root
+        from fh_rl.infra.atomic import storage_error
+
+        raise (storage_error(exc, run_dir / "config.yaml") or exc) from None
     return run_dir
 
 
@@ -261,12 +293,21 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
     from fh_rl.board import write_run_root
     from fh_rl.infra.locks import hold_run_dir
 
+    from fh_rl.infra.atomic import storage_error
+
     run_dir = make_run_dir(cfg)
-    owned.enter_context(hold_run_dir(run_dir))
-    write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
-    save_config(cfg, run_dir / "config.yaml")
-    info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
-    write_json(run_dir / "manifest.json", info)
+    try:
+        owned.enter_context(hold_run_dir(run_dir, "train", cannot_write="free some space or set run_root elsewhere"))
+        write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
+        save_config(cfg, run_dir / "config.yaml")
+        info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
+        write_json(run_dir / "manifest.json", info)
+    except OSError as exc:  # a full or read-only disk (TensorBoard's writer raises the plain OSError)
+        error = storage_error(exc, run_dir / "config.yaml")
+        if error is None:
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)  # made a moment ago by this process, under its lock: no run yet
+        raise error from None
     return run_dir
 
 
@@ -441,8 +482,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
     agent = built.agent
 
     if run_dir is None and ctx.is_main:
+        check_checkpoint_space(agent, Path(cfg.run_root), copies=2)
         run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, argv), ctx, owned)
     elif ctx.is_main:
+        check_checkpoint_space(agent, run_dir, copies=1)  # the old checkpoint is already there
         record_resume(run_dir, int(state["step"]), device, argv, ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:

@@ -147,12 +147,29 @@ def test_unreadable_manifest_is_never_replaced(run_copy, capsys, text, problem):
 # ----------------------------------------------------------------------------- 2. a full disk
 
 
-def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(base_run, small_disk, capsys):
+def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(base_run, small_disk, capsys):
     config, base = base_run
     checkpoint = (base / "checkpoints" / "last.pt").stat().st_size
-    fill(small_disk, leave=int(1.5 * checkpoint) + (64 << 10))  # the step-3 checkpoint fits, its successor does not
-    line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={small_disk / 'runs'}", *QUIET],
-                   only_line=False)  # after "run directory: ..."
+    fill(small_disk, leave=int(1.5 * checkpoint))  # one checkpoint would fit, not the second beside it
+    line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={small_disk / 'runs'}", *QUIET])
+    assert f"{str(small_disk / 'runs')!r} is on a disk with" in line and "checkpoint(s) of" in line, line
+    assert run_dirs(small_disk / "runs") == [] and not list(small_disk.rglob("*.tmp"))
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(base_run, small_disk, capsys, monkeypatch):
+    import fh_rl.trainer
+
+    real, calls = fh_rl.trainer.atomic_torch_save, []
+
+    def save_then_fill(state, path):  # another process fills the disk after the first checkpoint
+        calls.append(path)
+        if len(calls) == 2:
+            fill(small_disk)
+        return real(state, path)
+
+    monkeypatch.setattr(fh_rl.trainer, "atomic_torch_save", save_then_fill)
+    line = refused(capsys, train_cli.main, ["--config", str(base_run[0]), "--set", f"run_root={small_disk / 'runs'}",
+                                            *QUIET], only_line=False)  # after "run directory: ..."
     (run_dir,) = run_dirs(small_disk / "runs")
     assert f"cannot write {run_dir / 'checkpoints' / 'last.pt'}: the disk is full" in line, line
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 3  # the last good one
