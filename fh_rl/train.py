@@ -291,9 +291,8 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
     """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
     and ``manifest.json`` (``info`` + the process layout)."""
     from fh_rl.board import write_run_root
-    from fh_rl.infra.locks import hold_run_dir
-
     from fh_rl.infra.atomic import storage_error
+    from fh_rl.infra.locks import hold_run_dir
 
     run_dir = make_run_dir(cfg)
     try:
