@@ -105,7 +105,8 @@ def check_checkpoint_space(agent: torch.nn.Module, directory: Path, copies: int)
     params = sum(p.numel() * p.element_size() for p in agent.parameters())
     buffers = sum(b.numel() * b.element_size() for b in agent.buffers())
     checkpoint = 3 * params + buffers
-    need = copies * checkpoint + LOG_ROOM
+    events = sum(p.stat().st_size for p in directory.glob("events.out.tfevents.*"))  # a resume rewrites them whole
+    need = copies * checkpoint + LOG_ROOM + events
     free = free_bytes(directory)
     if free < need:
         raise StorageError(
