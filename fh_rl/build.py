@@ -62,6 +62,7 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     """
     from fh_rl.agents import AGENTS, build_agent
     from fh_rl.agents.base import check_head_fits
+    from fh_rl.datasets.variants import apply_variant
     from fh_rl.infra.utils import resolve_device
     from fh_rl.preflight import check_action_bounds, check_spaces, check_timesteps
 
@@ -73,6 +74,7 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
     check_action_bounds(dataset, action_space, source=cfg.dataset.path, clip=cfg.dataset.clip_actions)
     if AGENTS.get(cfg.agent.name).sequence_model:
         check_timesteps(dataset, cfg.agent.max_timestep, source=cfg.dataset.path)
+    dataset = apply_variant(dataset, cfg.dataset, cfg.env.name, action_space)
     train, val = split_dataset(cfg, dataset)
     frames = len(dataset.state_shape) == 3
     agent = build_agent(
@@ -91,17 +93,26 @@ def build(cfg: Config, *, progress: bool = True, shard: tuple[int, int] = (0, 1)
 
 
 def split_dataset(cfg: Config, dataset: TrajectoryDataset) -> tuple[TrajectoryDataset, TrajectoryDataset | None]:
-    """(train, held-out) by whole episodes (``dataset.val_fraction``, seeded by the run seed); no held-out split at 0."""
-    if cfg.dataset.val_fraction > 0:
-        return dataset.split(cfg.dataset.val_fraction, cfg.seed)
-    return dataset, None
+    """(train, held-out) by whole episodes (``dataset.val_fraction``, seeded by ``dataset.split_seed``, else the
+    run seed; no held-out split at 0), the training split cut to ``dataset.episode_fraction`` of its episodes."""
+    from fh_rl.datasets.variants import episode_fraction
+
+    d = cfg.dataset
+    train, val = dataset, None
+    if d.val_fraction > 0:
+        train, val = dataset.split(d.val_fraction, cfg.seed if d.split_seed is None else d.split_seed)
+    return episode_fraction(train, d.episode_fraction, d.variant_seed), val
 
 
 def held_out_batches(cfg: Config, *, progress: bool = True) -> list[WindowBatch | TransitionBatch]:
     """The run's fixed held-out batches (as :func:`build` makes them) without building its agent or environment."""
     from fh_rl.agents import AGENTS
+    from fh_rl.datasets.variants import apply_variant
 
-    train, val = split_dataset(cfg, load_dataset(cfg, progress=progress))
+    dataset = load_dataset(cfg, progress=progress)
+    if cfg.dataset.action_noise > 0 or cfg.dataset.two_modes:
+        dataset = apply_variant(dataset, cfg.dataset, cfg.env.name, probe_env(cfg.env, seed=cfg.seed)[2])
+    train, val = split_dataset(cfg, dataset)
     return build_samplers(cfg, AGENTS.get(cfg.agent.name).sequence_model, train, val)[1]
 
 
@@ -185,6 +196,14 @@ def load_agent(checkpoint: str | Path) -> tuple[Config, Agent, dict[str, Any]]:
     from fh_rl.trainer import load_checkpoint
 
     state = load_checkpoint(checkpoint)
+    missing = [k for k in ("config", "spec", "model", "step") if k not in state]
+    if missing:
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} has no {', '.join(missing)}: it was written by a bare Trainer, which saves "
+            f"only what it owns; train with fh_rl.fit(...) or python -m fh_rl.train to get a checkpoint that "
+            f"evaluate, compare and fh_rl.load can read (or pass Trainer(checkpoint_extra={{'config': cfg.to_dict(), "
+            f"'spec': agent.spec(), ...}}) as fh_rl.train does)"
+        )
     cfg = config_from_dict(state["config"])
     return cfg, agent_from_spec(cfg.agent, state["spec"], state["model"]), state
 
@@ -248,7 +267,7 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
     Several runs started together (a sweep) wait for the first to finish building
     instead of training SAC twice; the file appears atomically when complete.
     """
-    from fh_rl.datasets.collect import collect_control
+    from fh_rl.datasets.collect import collect_control, control_algorithm, summary
     from fh_rl.infra.locks import wait_for_file_lock
 
     d = cfg.dataset
@@ -256,7 +275,9 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
     with wait_for_file_lock(path, message=f"dataset {path} is being built by another run; waiting for it"):
         if path.exists():
             return path
-        parts = [f"SAC for {d.build_steps:,} steps on {cfg.env.name}", f"{d.build_expert_episodes} rollouts of its final policy"]
+        algorithm = control_algorithm(cfg.env.name, d.build)  # ValueError when build does not fit the action space
+        parts = [f"{algorithm} for {d.build_steps:,} steps on {cfg.env.name}",
+                 f"{d.build_expert_episodes} rollouts of its final policy"]
         if d.build_medium_episodes:
             parts.append(f"{d.build_medium_episodes} of its half-time policy")
         print(f"dataset {path} not found: building it ({', '.join(parts)}); it is cached there for later runs",
@@ -270,6 +291,7 @@ def build_dataset(cfg: Config, *, progress: bool = True) -> Path:
             medium_episodes=d.build_medium_episodes,
             seed=d.build_seed,
             progress=progress,
+            algorithm=algorithm,
         )
-        print(f"dataset built in {time.perf_counter() - t0:.0f} s: {path}", file=sys.stderr)
+        print(f"dataset built in {time.perf_counter() - t0:.0f} s:\n{summary(path)}", file=sys.stderr)
     return path

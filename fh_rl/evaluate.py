@@ -210,6 +210,27 @@ def new_eval_path(run_dir: Path) -> Path:
     return path
 
 
+def evaluation_settings(cfg: Any, state: dict[str, Any], *, targets: Sequence[float] | None = None,
+                        episodes: int | None = None, workers: int | None = None, seed: int | None = None,
+                        protocol: str | None = None, rtg_mode: str | None = None,
+                        sample: bool | None = None) -> dict[str, Any]:
+    """The run's own evaluation settings (its config and checkpoint), each overridable: the keyword arguments of
+    :func:`run_evaluation` besides the agent. ``python -m fh_rl.evaluate`` and :class:`fh_rl.api.Policy` both
+    evaluate with them, so a run is evaluated one way."""
+    return {
+        "env_name": cfg.env.name,
+        "targets": list(targets or state.get("eval_targets") or [0.0]),
+        "episodes": episodes or cfg.eval.episodes,
+        "workers": cfg.eval.workers if workers is None else workers,
+        "seed": seed if seed is not None else cfg.seed + cfg.eval.seed,
+        "protocol": protocol if protocol is not None else cfg.env.protocol,
+        "rtg_mode": rtg_mode or cfg.eval.rtg_mode,
+        "sample": cfg.eval.sample if sample is None else bool(sample),
+        "timesteps": cfg.eval.timesteps,
+        "integer_rtg": cfg.eval.integer_returns_to_go,
+    }
+
+
 def check_checkpoint_belongs(run_dir: Path, cfg: Any, doing: str, instead: str = "") -> None:
     """ValueError when the run directory's ``config.yaml`` names another environment, agent or head than the
     checkpoint's own config (a checkpoint copied in from another run): ``doing`` would file its results there."""
@@ -319,28 +340,12 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
                                  ", or evaluate it with --out FILE outside this run directory")
     if args.sample_within_bin:
         enable_sample_within_bin(agent, cfg.env.name)
-    targets = args.targets or state.get("eval_targets") or [0.0]
-    protocol = args.protocol if args.protocol is not None else cfg.env.protocol
-    rtg_mode = args.rtg_mode or cfg.eval.rtg_mode
-    seed = args.seed if args.seed is not None else cfg.seed + cfg.eval.seed
-    results = run_evaluation(
-        agent,
-        env_name=cfg.env.name,
-        targets=targets,
-        episodes=args.episodes or cfg.eval.episodes,
-        workers=cfg.eval.workers if args.workers is None else args.workers,
-        seed=seed,
-        protocol=protocol,
-        rtg_mode=rtg_mode,
-        sample=args.sample or (cfg.eval.sample and not args.argmax),
-        device=device,
-        progress=not args.no_progress,
-        backend=args.backend,
-        address=args.address,
-        gpus_per_worker=args.gpus_per_worker,
-        timesteps=cfg.eval.timesteps,
-        integer_rtg=cfg.eval.integer_returns_to_go,
-    )
+    settings = evaluation_settings(cfg, state, targets=args.targets, episodes=args.episodes, workers=args.workers,
+                                   seed=args.seed, protocol=args.protocol, rtg_mode=args.rtg_mode,
+                                   sample=True if args.sample else False if args.argmax else None)
+    results = run_evaluation(agent, **settings, device=device, progress=not args.no_progress,
+                             backend=args.backend, address=args.address, gpus_per_worker=args.gpus_per_worker)
+    protocol, seed = settings["protocol"], settings["seed"]
     print(format_table(results, cfg.env.name, protocol))
     payload = {
         "env": cfg.env.name,

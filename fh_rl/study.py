@@ -77,6 +77,8 @@ class SweepSpec:
     """Sub-folder of the study root its runs go to (default: ``name``); sweeps may share one."""
     stage: int = 1
     """Stages run in order, each seed by seed: put the arms that answer the main question in stage 1."""
+    variant: str = ""
+    """A study with ``axes``: the data variant (table) its runs belong to (default: the sweep's name)."""
 
     @property
     def folder(self) -> str:
@@ -104,6 +106,13 @@ class StudySpec:
     """``path`` of the dataset and, optionally, ``command`` (a list) that makes it when missing."""
     about: str = ""
     """Markdown prose: what the data is and how it was made, the settings, caveats."""
+    axes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """A study over data variants (:mod:`fh_rl.compare.variants`): ``{axis: {title, points: {variant: x},
+    log}}``, one figure per axis; the section then has one table per variant and paired verdicts."""
+
+    def variant_of(self) -> dict[str, str]:
+        """Sweep folder -> the variant its runs belong to."""
+        return {s.folder: s.variant or s.name for s in self.sweeps}
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -126,25 +135,35 @@ def load_study(path: str | Path) -> StudySpec:
     for i, s in enumerate(sweeps):
         if not isinstance(s, dict) or not {"name", "config", "heads"} <= set(s):
             raise ValueError(f"{path}: sweeps[{i}] needs name, config and heads")
-        unknown = set(s) - {"name", "config", "heads", "set", "dir", "stage"}
+        unknown = set(s) - {"name", "config", "heads", "set", "dir", "stage", "variant"}
         if unknown:
             raise ValueError(f"{path}: sweeps[{i}] has unknown key(s) {sorted(unknown)}")
         stage = s.get("stage", 1)
         if not isinstance(stage, int) or isinstance(stage, bool) or stage < 1:
             raise ValueError(f"{path}: sweeps[{i}].stage must be a positive integer, got {stage!r}")
         specs.append(SweepSpec(str(s["name"]), str(s["config"]), [str(h) for h in s["heads"]],
-                               [str(x) for x in s.get("set") or []], str(s.get("dir") or ""), stage))
+                               [str(x) for x in s.get("set") or []], str(s.get("dir") or ""), stage,
+                               str(s.get("variant") or "")))
     if len({s.name for s in specs}) != len(specs):
         raise ValueError(f"{path}: sweep names must be unique")
     seeds = raw["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds):
         raise ValueError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
-    unknown = set(raw) - {"name", "title", "root", "seeds", "sweeps", "jobs", "data", "about"}
+    unknown = set(raw) - {"name", "title", "root", "seeds", "sweeps", "jobs", "data", "about", "axes"}
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
+    axes = raw.get("axes") or {}
+    variants = {s.variant or s.name for s in specs}
+    if not isinstance(axes, dict) or not all(isinstance(a, dict) and isinstance(a.get("points"), dict) for a in axes.values()):
+        raise ValueError(f"{path}: axes must map each axis to {{title, points: {{variant: value}}}}")
+    for name, axis in axes.items():
+        missing_variants = set(axis["points"]) - variants
+        if missing_variants:
+            raise ValueError(f"{path}: axes.{name} names variant(s) no sweep has: {sorted(missing_variants)} "
+                             f"(variants: {sorted(variants)})")
     return StudySpec(name=str(raw["name"]), title=str(raw["title"]), root=str(raw["root"]), seeds=seeds,
                      sweeps=specs, jobs=int(raw.get("jobs", 1)), data=dict(raw.get("data") or {}),
-                     about=str(raw.get("about") or ""))
+                     about=str(raw.get("about") or ""), axes=dict(axes))
 
 
 # ----------------------------------------------------------------------------- running
@@ -252,8 +271,9 @@ def _events_span(run_dir: Path) -> tuple[int | None, float | None]:
     return max(steps), max(times) - min(times)
 
 
-CURVE_TAGS = ("train/nll", "val/nll")
-"""The learning curves a record keeps (the curves figure's; val/nll also for the convergence check)."""
+CURVE_TAGS = ("train/nll", "val/nll", "val/action_mse")
+"""The learning curves a record keeps (the curves figure's; val/nll, or val/action_mse for heads without a pmf, for
+the convergence check)."""
 PMF_STATES = 4
 """Held-out states of the pmf figure, stored per record."""
 
@@ -487,7 +507,9 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
                      f"{sorted(walls)[len(walls) // 2]:.0f} s." if walls else ""), ""]
     if not records:
         lines += ["No run of this study has finished yet: the table appears here when the first ones do.", ""]
-    for env, rows in result["environments"].items():
+    if study.axes:
+        lines += variant_lines(study, records)
+    for env, rows in ({} if study.axes else result["environments"]).items():
         from fh_rl.compare import markdown_table
 
         lines += [markdown_table(env, rows), ""]
@@ -508,6 +530,55 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
     return "\n".join(lines)
 
 
+def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
+    """The section's body for a study over data variants: one table and paired verdicts per variant (in the
+    sweeps' order), then a plain-words answer per axis."""
+    from fh_rl.compare.variants import arms, variant_table, variant_verdicts
+
+    by_variant = arms(records, study.variant_of())
+    planned: dict[str, set[str]] = {}
+    for s in study.sweeps:
+        planned.setdefault(s.variant or s.name, set())
+    lines = ["How to read it: per variant, each arm's mean return over seeds with its 95% bootstrap interval; the "
+             "verdict on a pair of arms comes from the **per-seed paired difference** (a seed fixes the training "
+             "seed and the evaluation episodes' seeds for every arm) and its 95% bootstrap interval over seeds: an "
+             "interval that excludes 0 is a difference, otherwise *no evidence of a difference*. The arms' own "
+             "intervals are beside it, and P(A > B), rliable's probability of improvement over the seeds' "
+             "pooled episodes, with a 95% bootstrap interval over seeds. A run is *not converged* when its "
+             "held-out NLL (action MSE for mse) still fell by more than 2% over the last 20% of training. "
+             f"Arms with fewer than {len(study.seeds)} seeds are partial: the study is still running.", ""]
+    for variant in planned:
+        lines += [f"### {variant}", ""]
+        arms_here = by_variant.get(variant)
+        if not arms_here:
+            lines += ["No run of this variant has finished yet.", ""]
+            continue
+        partial = [f"{label} ({len(a['seeds'])} of {len(study.seeds)} seeds)" for label, a in sorted(arms_here.items())
+                   if len(a["seeds"]) < len(study.seeds)]
+        lines += variant_table(arms_here) + [""]
+        if partial:
+            lines += ["Partial arms: " + "; ".join(partial) + ".", ""]
+        lines += ["Verdicts (return):", ""] + (variant_verdicts(arms_here) or ["- a single arm: nothing to compare"]) + [""]
+    lines += ["### The answer per axis", ""]
+    for name, axis in study.axes.items():
+        words = []
+        for variant in axis["points"]:
+            verdicts = variant_verdicts(by_variant.get(variant, {}))
+            decided = [v for v in verdicts if "earns" in v]
+            pending = [v for v in verdicts if "no verdict yet" in v]
+            if not verdicts:
+                words.append(f"{variant}: not run yet")
+            elif decided:
+                words.append(f"{variant}: " + "; ".join(v.split(": **")[1].split("**")[0] + " (" + v[2:].split(":")[0] + ")"
+                                                         for v in decided))
+            elif pending and len(pending) == len(verdicts):
+                words.append(f"{variant}: too few seeds for a verdict")
+            else:
+                words.append(f"{variant}: no pair differs" + (" (some pairs still lack seeds)" if pending else ""))
+        lines.append(f"- **{axis.get('title', name)}**: " + "; ".join(words) + ".")
+    return lines + [""]
+
+
 def rewrite_page(page: Path, name: str, text: str) -> None:
     """Replace (or append) the study's marked section of docs/results.md, atomically; refresh the page's header."""
     from fh_rl.infra.atomic import atomic_write_text
@@ -525,6 +596,41 @@ def rewrite_page(page: Path, name: str, text: str) -> None:
     atomic_write_text(page, current)
 
 
+def variant_figures(study: StudySpec, records: list[dict[str, Any]], out: Path) -> list[str]:
+    """A study over data variants: one figure per axis, and each variant's training actions near a few
+    states (only when the study's dataset is on disk; else the last one drawn stays)."""
+    from fh_rl.compare.variants import arms, plot_axis, plot_variant_data
+
+    out.mkdir(parents=True, exist_ok=True)
+    by_variant = arms(records, study.variant_of())
+    figures = [str(f) for name, axis in study.axes.items()
+               if (f := plot_axis(name, axis, by_variant, out / f"axis-{name}.png")) is not None]
+    path = study.data.get("path")
+    if path and Path(path).exists():
+        figures.append(str(plot_variant_data(variant_datasets(study), out / "variants-data.png")))
+    return figures
+
+
+def variant_datasets(study: StudySpec) -> dict[str, Any]:
+    """Each variant's training split, as its first sweep's config and fixed settings make it."""
+    from fh_rl.build import load_dataset, probe_env, split_dataset
+    from fh_rl.config import load_config
+    from fh_rl.datasets.variants import apply_variant
+
+    out: dict[str, Any] = {}
+    base = None
+    for sweep in study.sweeps:
+        variant = sweep.variant or sweep.name
+        if variant in out:
+            continue
+        fixed = [x for x in sweep.set if "," not in x.partition("=")[2]]
+        cfg = load_config(sweep.config, overrides=fixed)
+        base = base if base is not None else load_dataset(cfg, progress=False)
+        data = apply_variant(base, cfg.dataset, cfg.env.name, probe_env(cfg.env)[2])
+        out[variant] = split_dataset(cfg, data)[0]
+    return out
+
+
 def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "docs", *,
            figures: bool = True) -> dict[str, Any]:
     """Record the study's newly finished runs, compare all its records (run directories not needed); rewrite
@@ -537,7 +643,10 @@ def report(study: StudySpec, failed: Sequence[str] = (), docs: str | Path = "doc
     if not records:  # a study that has just started: its section says so (data and settings, no table)
         result: dict[str, Any] = {"environments": {}, "figures": []}
     else:
-        result = compare_runs([run_from_record(r) for r in records], docs / "results" / study.name, figures=figures)
+        result = compare_runs([run_from_record(r) for r in records], docs / "results" / study.name,
+                              figures=figures and not study.axes)
+        if figures and study.axes:
+            result["figures"] = variant_figures(study, records, docs / "results" / study.name)
     rewrite_page(docs / "results.md", study.name, section(study, result, records, list(failed),
                                                            docs / "results" / study.name,
                                                            load_records(docs, study.name)[1].get("dataset_summary")))

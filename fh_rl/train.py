@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,10 @@ EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[str, Any]:
-    """What the manifest and checkpoint record about the data: where, how big, and a content hash."""
+    """What the manifest and checkpoint record about the data: where, how big, a content hash (of the data as
+    trained on: after its variant, see :mod:`fh_rl.datasets.variants`) and the variant's settings."""
+    from fh_rl.datasets.variants import variant_of
+
     path = Path(cfg.dataset.path)
     if cfg.dataset.format == "dqn-replay":
         path = path / (cfg.dataset.game or cfg.env.name) / str(cfg.dataset.run) / "replay_logs"
@@ -72,6 +76,7 @@ def dataset_identity(cfg: Config, dataset: Any, train: Any, val: Any) -> dict[st
         "val_episodes": int(len(val.episode_returns)) if val is not None else 0,
         "episode_return_mean": float(returns.mean()) if len(returns) else None,
         "episode_return_max": float(returns.max()) if len(returns) else None,
+        "variant": variant_of(cfg.dataset),
     }
 
 
@@ -155,11 +160,12 @@ def git_commit() -> dict[str, Any]:
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device: torch.device, argv: Sequence[str]) -> dict[str, Any]:
+def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device: torch.device,
+             command: Sequence[str]) -> dict[str, Any]:
     import fh_rl
 
     return {
-        "command": [sys.executable, "-m", "fh_rl.train", *argv],
+        "command": list(command),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": {"platform": platform.platform(), "python": platform.python_version(), "device": str(device),
                  "cuda": torch.version.cuda if torch.cuda.is_available() else None},
@@ -212,20 +218,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
 
-    from fh_rl.distributed import check_batch_size, check_launch_env, init_distributed, requested_world_size, shutdown
+    from fh_rl.distributed import check_launch_env
     from fh_rl.infra.locks import die_with_parent
 
     check_launch_env()  # a rank outside the world would wait for its peers forever
+    cfg = None
+    if args.resume is not None:
+        if args.config or args.head or args.overrides or args.seed is not None:
+            raise ValueError("--resume continues a run with its saved config; drop --config/--head/--set/--seed")
+    else:
+        from fh_rl.build import resolve_env
+
+        cfg = resolve_env(load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed))
     die_with_parent()  # a sweep's job stops (checkpointing first) when the sweep is killed
-    with contextlib.ExitStack() as owned:  # the run directory's lock, held until this process ends
-        state, cfg, run_dir = _resolve_run(args, owned)
+    outcome = run(cfg, resume=args.resume, evaluate=not args.no_eval, progress=not args.no_progress,
+                  command=[sys.executable, "-m", "fh_rl.train", *argv])
+    return outcome.exit_code
+
+
+@dataclass
+class TrainOutcome:
+    """How :func:`run` ended."""
+
+    exit_code: int
+    """0: trained (and evaluated); 130/143: stopped by SIGINT/SIGTERM (resumable); 1: diverged."""
+    run_dir: Path | None
+    """The run directory (None on a torchrun rank other than 0)."""
+    interrupted: str | None = None
+    """The signal that stopped training early, else None."""
+    step: int = 0
+    """The last optimisation step."""
+
+
+def run(cfg: Config | None, *, resume: str | Path | None = None, evaluate: bool = True, progress: bool = True,
+        command: Sequence[str] = ()) -> TrainOutcome:
+    """Train one run (a new one from ``cfg``, or continue ``resume`` with its saved config), evaluate it and write
+    its run directory: what ``python -m fh_rl.train`` and :func:`fh_rl.fit` both do. ``command`` is recorded in
+    the manifest."""
+    from fh_rl.distributed import check_batch_size, init_distributed, requested_world_size, shutdown
+
+    with contextlib.ExitStack() as owned:  # the run directory's lock, held until the run ends
+        state, cfg, run_dir = _resolve_run(cfg, resume, evaluate, owned)
         check_batch_size(cfg.train.batch_size, requested_world_size())  # before joining: every rank fails the same way
         if cfg.train.threads is not None:
             torch.set_num_threads(cfg.train.threads)
         device = resolve_device(cfg.train.device)
         ctx = init_distributed(device.type)
         try:
-            return _train(args, argv, state, cfg, run_dir, device, ctx, owned)
+            return _train(list(command), state, cfg, run_dir, device, ctx, owned, evaluate=evaluate,
+                          progress=progress)
         finally:
             shutdown(ctx)
 
@@ -246,7 +287,8 @@ def _finished(run_dir: Path) -> bool:
     return isinstance(data, dict) and bool(data.get("results"))
 
 
-def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple[dict[str, Any] | None, Config, Path | None]:
+def _resolve_run(cfg: Config | None, resume: str | Path | None, evaluate: bool, owned: contextlib.ExitStack
+                 ) -> tuple[dict[str, Any] | None, Config, Path | None]:
     """The checkpoint (on ``--resume``, read once this process owns the run directory), the config and the run
     directory (None: a new run)."""
     from fh_rl.infra.atomic import remove_stale_temps
@@ -254,10 +296,10 @@ def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple
     from fh_rl.trainer import load_checkpoint
 
     state = None
-    if args.resume is not None:
-        if args.config or args.head or args.overrides or args.seed is not None:
-            raise ValueError("--resume continues a run with its saved config; drop --config/--head/--set/--seed")
-        run_dir = Path(args.resume)
+    if resume is not None:
+        if cfg is not None:
+            raise ValueError("resume continues a run with its saved config; pass no config with it")
+        run_dir = Path(resume)
         if run_dir.is_file():
             run_dir = run_dir.parent.parent
         if _writes() and run_dir.is_dir():
@@ -265,20 +307,19 @@ def _resolve_run(args: argparse.Namespace, owned: contextlib.ExitStack) -> tuple
                                              "writable (or free some space) and resume that"))
             remove_stale_temps(run_dir, recursive=True)  # left by a writer that was killed; we own the directory now
             read_manifest(run_dir)  # before training, not after it: a record that cannot be appended to
-        state = load_checkpoint(args.resume)
+        state = load_checkpoint(resume)
         cfg = config_from_dict(state["config"])
         from fh_rl.evaluate import check_checkpoint_belongs
 
         check_checkpoint_belongs(run_dir, cfg, "resuming it")
-        if int(state["step"]) >= cfg.train.steps and not args.no_eval and _finished(run_dir):
+        if int(state["step"]) >= cfg.train.steps and evaluate and _finished(run_dir):
             raise ValueError(
                 f"run {str(run_dir)!r} is complete (trained {cfg.train.steps} steps, evaluated in eval.json); "
                 f"to evaluate it again: python -m fh_rl.evaluate {run_dir}"
             )
     else:
-        from fh_rl.build import resolve_env
-
-        cfg = resolve_env(load_config(args.config, overrides=args.overrides, head=args.head, seed=args.seed))
+        if cfg is None:
+            raise ValueError("run needs a config or a run directory to resume")
         run_dir = None
     return state, cfg, run_dir
 
@@ -288,9 +329,22 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
-def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: contextlib.ExitStack) -> Path:
+def config_notes(cfg: Config, built: Built) -> list[str]:
+    """Settings of ``cfg`` that do not do what they say for this environment and data, in words (printed, and
+    written as comments atop the run's ``config.yaml``): bin settings for discrete actions."""
+    notes = []
+    e = cfg.env
+    if not built.codec.continuous:
+        notes.append(f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
+                     f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action")
+    # A timestep table shorter than the data's episodes is refused before this (fh_rl.preflight.check_timesteps).
+    return notes
+
+
+def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: contextlib.ExitStack,
+                  notes: Sequence[str] = ()) -> Path:
     """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
-    and ``manifest.json`` (``info`` + the process layout)."""
+    (``notes`` as comments) and ``manifest.json`` (``info`` + the process layout)."""
     from fh_rl.board import write_run_root
     from fh_rl.infra.atomic import storage_error
     from fh_rl.infra.locks import hold_run_dir
@@ -299,7 +353,7 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
     try:
         owned.enter_context(hold_run_dir(run_dir, "train", cannot_write="free some space or set run_root elsewhere"))
         write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, run_dir / "config.yaml", notes)
         info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
         write_json(run_dir / "manifest.json", info)
     except OSError as exc:  # a full or read-only disk (TensorBoard's writer raises the plain OSError)
@@ -311,12 +365,12 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
     return run_dir
 
 
-def record_resume(run_dir: Path, step: int, device: torch.device, argv: Sequence[str], ctx: DistContext) -> None:
+def record_resume(run_dir: Path, step: int, device: torch.device, command: Sequence[str], ctx: DistContext) -> None:
     """Add this resume (when, from which step, with what code and where) to the run's ``manifest.json``."""
     import fh_rl
 
     append_to_manifest(run_dir, "resumes", {
-        "command": [sys.executable, "-m", "fh_rl.train", *argv],
+        "command": list(command),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "from_step": step,
         "host": {"platform": platform.platform(), "python": platform.python_version(), "device": str(device)},
@@ -403,25 +457,12 @@ class RunEvaluations:
 
     def __call__(self, step: int) -> list[dict[str, Any]]:
         """One evaluation at training step ``step``."""
-        from fh_rl.evaluate import format_table, log_results, run_evaluation, write_eval_json
+        from fh_rl.evaluate import evaluation_settings, format_table, log_results, run_evaluation, write_eval_json
 
         cfg = self.cfg
         start = time.perf_counter()
-        results = run_evaluation(
-            self.agent,
-            env_name=cfg.env.name,
-            targets=self.targets,
-            episodes=cfg.eval.episodes,
-            workers=cfg.eval.workers,
-            seed=cfg.seed + cfg.eval.seed,
-            protocol=cfg.env.protocol,
-            rtg_mode=cfg.eval.rtg_mode,
-            sample=cfg.eval.sample,
-            device=self.device,
-            progress=self.progress,
-            timesteps=cfg.eval.timesteps,
-            integer_rtg=cfg.eval.integer_returns_to_go,
-        )
+        settings = evaluation_settings(cfg, {"eval_targets": self.targets})  # as python -m fh_rl.evaluate resolves them
+        results = run_evaluation(self.agent, **settings, device=self.device, progress=self.progress)
         self.seconds += time.perf_counter() - start
         log_results(self.writer, results, step)
         self.history.append({"step": step, "results": results})
@@ -466,8 +507,8 @@ def _build_run(cfg: Config, state: dict[str, Any] | None, ctx: DistContext, *, p
     return built, targets, identity
 
 
-def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] | None, cfg: Config,
-           run_dir: Path | None, device: torch.device, ctx: DistContext, owned: contextlib.ExitStack) -> int:
+def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_dir: Path | None, device: torch.device,
+           ctx: DistContext, owned: contextlib.ExitStack, *, evaluate: bool, progress: bool) -> TrainOutcome:
     """Build, train, evaluate; under torchrun every rank trains and rank 0 alone writes and evaluates."""
     from fh_rl.distributed import broadcast_object
     from fh_rl.infra.plots import bin_axis
@@ -475,18 +516,21 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
 
     if ctx.enabled and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
-    progress = not args.no_progress and ctx.is_main
+    progress = progress and ctx.is_main
     started = time.perf_counter()
     built, targets, identity = _build_run(cfg, state, ctx, progress=progress, device=device)
     setup_s = time.perf_counter() - started
     agent = built.agent
 
+    notes = config_notes(cfg, built) if ctx.is_main else []
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if run_dir is None and ctx.is_main:
         check_checkpoint_space(agent, Path(cfg.run_root), copies=2)
-        run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, argv), ctx, owned)
+        run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, command), ctx, owned, notes)
     elif ctx.is_main:
         check_checkpoint_space(agent, run_dir, copies=1)  # the old checkpoint is already there
-        record_resume(run_dir, int(state["step"]), device, argv, ctx)
+        record_resume(run_dir, int(state["step"]), device, command, ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:
         print(f"run directory: {run_dir}" + (f" ({ctx.world_size} processes, {ctx.backend})" if ctx.enabled else ""),
@@ -518,7 +562,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         if ctx.is_main:
             print(f"resuming at step {trainer.step} of {cfg.train.steps}", file=sys.stderr)
     evaluations = None
-    if ctx.is_main and not args.no_eval:
+    if ctx.is_main and evaluate:
         evaluations = RunEvaluations(agent, cfg, targets, run_dir, writer, device=device, progress=progress,
                                      resumed_at=trainer.step if state is not None else None)
         if cfg.eval.every_steps:
@@ -532,9 +576,10 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
             writer.close()
         if ctx.is_main:
             print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return TrainOutcome(1, run_dir if ctx.is_main else None)
     if not ctx.is_main:  # rank 0 evaluates and writes the summaries
-        return EXIT_SIGNAL.get(result.interrupted, 1) if result.interrupted else 0
+        return TrainOutcome(EXIT_SIGNAL.get(result.interrupted, 1) if result.interrupted else 0, None,
+                            result.interrupted, result.step)
     fit_s = time.perf_counter() - fit_started
     periodic_eval_s = evaluations.seconds if evaluations is not None else 0.0
     if result.interrupted:
@@ -542,7 +587,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
         record_timings(run_dir, first_step, result.step, setup_s, fit_s - periodic_eval_s, periodic_eval_s)
         print(f"stopped by {result.interrupted} at step {result.step}; continue with: "
               f"python -m fh_rl.train --resume {run_dir}", file=sys.stderr)
-        return EXIT_SIGNAL.get(result.interrupted, 1)
+        return TrainOutcome(EXIT_SIGNAL.get(result.interrupted, 1), run_dir, result.interrupted, result.step)
 
     if evaluations is not None:
         evaluations.final(result.step)
@@ -551,7 +596,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str], state: dict[str, Any] 
     record_timings(run_dir, first_step, result.step, setup_s, fit_s - periodic_eval_s,
                    evaluations.seconds if evaluations is not None else 0.0)
     print(f"done: {run_dir}", file=sys.stderr)
-    return 0
+    return TrainOutcome(0, run_dir, None, result.step)
 
 
 if __name__ == "__main__":

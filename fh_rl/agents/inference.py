@@ -108,9 +108,26 @@ class AgentPolicy:
             self.slots[slot] = _Slot(self.context, self.target_return)
 
     def act(self, slots: np.ndarray, observations: np.ndarray) -> np.ndarray:
+        out = self.head_output(slots, observations)
+        slots = np.asarray(slots).tolist()
+        head = self.agent.head
+        with torch.no_grad():
+            chosen = head.sample(out, self.generator) if self.sample else head.mode(out)  # (n, A)
+        chosen = chosen.cpu().numpy()
+        for slot, a in zip(slots, chosen, strict=False):
+            self.slots[slot].actions[-1] = a
+        return np.asarray(self.agent.decode_actions(chosen, rng=self.rng))
+
+    def head_output(self, slots: np.ndarray, observations: np.ndarray) -> Any:
+        """Add this step's observation to each slot's context and return the head's output for the slots' next
+        actions (leading shape ``(n,)``): what :meth:`act` chooses from."""
         slots = np.asarray(slots).tolist()
         observations = np.asarray(observations)
         A = self.agent.action_dims
+        missing = [slot for slot in slots if slot not in self.slots]
+        if missing:
+            raise ValueError(f"slots {missing} have no episode: call begin(slots, observations) when an episode "
+                             f"starts, before act")
         live = [self.slots[slot] for slot in slots]
         new_states = [self._state(s, obs) for s, obs in zip(live, observations, strict=True)]
         if self.cache_states:  # encode only the new states; the slots keep (D,) embeddings
@@ -124,17 +141,10 @@ class AgentPolicy:
             s.rtg.append(math.trunc(s.return_to_go) if self.integer_rtg else s.return_to_go)
             s.timesteps.append(s.t)
         states, *rest = self._context_batch(live)
-        head = self.agent.head
         with torch.no_grad():
             if self.cache_states:
-                out = self.agent.next_action(None, *rest, state_embeddings=states)  # leading shape (n,)
-            else:
-                out = self.agent.next_action(states, *rest)  # the head's output, leading shape (n,)
-            chosen = head.sample(out, self.generator) if self.sample else head.mode(out)  # (n, A)
-        chosen = chosen.cpu().numpy()
-        for slot, a in zip(slots, chosen, strict=True):
-            self.slots[slot].actions[-1] = a
-        return np.asarray(self.agent.decode_actions(chosen, rng=self.rng))
+                return self.agent.next_action(None, *rest, state_embeddings=states)  # leading shape (n,)
+            return self.agent.next_action(states, *rest)  # the head's output, leading shape (n,)
 
     def observe(self, slots: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
         rewards = np.asarray(rewards, dtype=np.float64)

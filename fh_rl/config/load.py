@@ -35,8 +35,19 @@ def load_config(
     holds parameters for that head only: applied when it is the chosen head, dropped otherwise.
     ``overrides`` are ``key=value`` strings with dotted keys (values parsed as YAML).
     """
+    return config_from_dict(read_config_file(path), overrides=overrides, head=head, seed=seed)
+
+
+def default_config_path() -> Path:
+    """``configs/default.yaml`` in the working directory, else in the checkout that holds the package."""
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else _PACKAGED_CONFIGS / "default.yaml"
+
+
+def read_config_file(path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A config file's nested mapping, unvalidated (default: :func:`default_config_path`); FileNotFoundError or
+    ValueError naming the file when it is missing, not YAML, empty or not a mapping."""
     if path is None:
-        path = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else _PACKAGED_CONFIGS / "default.yaml"
+        path = default_config_path()
     path = Path(path)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.yaml"))[:5]
@@ -57,17 +68,19 @@ def load_config(
         )
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}")
-    return config_from_dict(data, overrides=overrides, head=head, seed=seed)
+    return data
 
 
 def config_from_dict(
     data: dict[str, Any],
     *,
-    overrides: Sequence[str] = (),
+    overrides: Sequence[str | tuple[str, Any]] = (),
     head: str | None = None,
     seed: int | None = None,
 ) -> Config:
-    """Validate a nested dict (as in a YAML file or :meth:`Config.to_dict`) into a :class:`Config`."""
+    """Validate a nested dict (as in a YAML file or :meth:`Config.to_dict`) into a :class:`Config`.
+
+    ``overrides``: ``key=value`` strings (values parsed as YAML) or ``(key, value)`` pairs (Python values)."""
     data = copy_tree(data)
     explicit_head = "head" in data
     head_section = data.get("head", {})
@@ -81,10 +94,14 @@ def config_from_dict(
     data["head"] = head_section
     from_set = set()
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
-        set_dotted(data, key.strip(), parse_override_value(key.strip(), raw))
+        if isinstance(item, tuple):
+            key, value = item
+        else:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
+            value = parse_override_value(key.strip(), raw)
+        set_dotted(data, key.strip(), value)
         from_set.add(key.strip())
     if not explicit_head and data["head"] == {} and "head" not in from_set:
         del data["head"]  # no head section at all (not an empty one): HeadConfig's default head
@@ -185,11 +202,12 @@ def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
         return saved
 
 
-def save_config(config: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML (atomically)."""
+def save_config(config: Config, path: str | os.PathLike, notes: Sequence[str] = ()) -> None:
+    """Write the resolved config as YAML (atomically), ``notes`` as comment lines at the top."""
     from fh_rl.infra.atomic import atomic_write_text
 
-    atomic_write_text(Path(path), yaml.safe_dump(config.to_dict(), sort_keys=False))
+    header = "".join(f"# note: {line}\n" for line in notes)
+    atomic_write_text(Path(path), header + yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def build_section(cls: type, data: Any, prefix: str) -> Any:

@@ -17,7 +17,7 @@ from fh_rl.config.coerce import coerce_value, unknown_key_message
 from fh_rl.heads import HEADS, head_params
 
 DATASET_FORMATS = ("hdf5", "dqn-replay", "minari")
-DATASET_BUILDERS = ("sac",)
+DATASET_BUILDERS = ("sac", "ppo")
 ORDERINGS = ("identity", "joystick")
 RTG_MODES = ("transformed", "raw")
 
@@ -78,21 +78,37 @@ class DatasetConfig:
     """Continuous actions outside the environment's bounds (beyond 0.1% of the range) are an error; true: clip
     them to the bounds instead (they then train the end bins)."""
     build: str | None = None
-    """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name``
-    and writes its replay plus rollouts of the final policy (``python -m fh_rl.datasets.collect control``);
-    None: a missing dataset is an error."""
+    """When ``path`` does not exist, make it first: ``sac`` trains Stable-Baselines3 SAC on ``env.name`` (Box
+    actions), ``ppo`` trains PPO (Discrete actions), and writes its experience plus rollouts of the final policy
+    (``python -m fh_rl.datasets.collect control``); None: a missing dataset is an error."""
     build_steps: int = 10_000
-    """``build: sac``: SAC environment steps."""
+    """``build``: the learner's environment steps."""
     build_expert_episodes: int = 100
-    """``build: sac``: rollouts of the final SAC policy added to its replay."""
+    """``build``: rollouts of the learner's final policy added to its experience."""
     build_medium_episodes: int = 0
-    """``build: sac``: rollouts of the half-time SAC policy added as well."""
+    """``build``: rollouts of the learner's half-time policy added as well."""
     build_seed: int = 0
-    """``build: sac``: seed of the SAC run (fixed, so every run that builds the file builds the same data)."""
+    """``build``: seed of the learner's run (fixed, so every run that builds the file builds the same data)."""
+    split_seed: int | None = None
+    """Seed of the held-out split; None: the run's seed (each seed holds out other episodes). Fix it to compare
+    held-out NLL across seeds and arms."""
+    action_noise: float = 0.0
+    """Variant: every action relabelled as a + e, e ~ N(0, (action_noise * half the action range)^2), clipped to
+    the bounds (Box actions; docs/data.md#dataset-variants); 0: as recorded."""
+    two_modes: bool = False
+    """Variant: a seeded half of the episodes mirrored through the environment's symmetry (Pendulum-v1), so the
+    data holds the behaviour policy and its mirror image in equal parts."""
+    episode_fraction: float = 1.0
+    """Variant: train on this fraction of the training split's episodes (a seeded pick; held-out split untouched)."""
+    variant_seed: int = 0
+    """Seed of the variants' noise, mirrored half and episode pick (fixed: every run of a variant sees the same data)."""
 
     def __post_init__(self) -> None:
         _choice(self, "format", DATASET_FORMATS)
         check_seed(self.build_seed, "dataset.build_seed")
+        check_seed(self.variant_seed, "dataset.variant_seed")
+        if self.split_seed is not None:
+            check_seed(self.split_seed, "dataset.split_seed")
         if self.build is not None:
             _choice(self, "build", DATASET_BUILDERS)
         _positive(self, "build_steps")
@@ -108,6 +124,11 @@ class DatasetConfig:
             _positive(self, "max_transitions")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"dataset.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.action_noise <= 10.0:
+            raise ValueError(f"dataset.action_noise must be in [0, 10] (a fraction of half the action range), "
+                             f"got {self.action_noise}")
+        if not 0.0 < self.episode_fraction <= 1.0:
+            raise ValueError(f"dataset.episode_fraction must be in (0, 1], got {self.episode_fraction}")
         if self.rtg_scale is not None and not self.rtg_scale > 0:
             raise ValueError(f"dataset.rtg_scale must be > 0 (or null for automatic), got {self.rtg_scale}")
 

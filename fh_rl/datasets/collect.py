@@ -12,10 +12,21 @@ rewards, as in the published data); each episode's raw game score goes to
 (``--buffer-size``) may be much smaller than the log, so memory is bounded by
 it plus one file of ``--capacity`` rows.
 
-``control`` trains SB3 SAC and writes a D4RL-layout HDF5 of its whole replay
-(part "replay"), plus rollouts of the final policy ("expert") and optionally of
-the policy at half-time ("medium"); the behaviour returns of each part are in
-the file's metadata and ``infos/part`` tells each transition's part.
+``control`` works with any gymnasium env with a vector observation: it trains
+SB3 SAC (Box actions) or PPO (Discrete actions) and writes a D4RL-layout HDF5
+of every transition the learner experienced, in order (part "replay"), plus
+rollouts of the final policy ("expert") and optionally of the policy at
+half-time ("medium"); the behaviour returns of each part, and a random
+policy's for scale, are in the file's metadata (:func:`summary` prints them)
+and ``infos/part`` tells each transition's part.
+
+Why PPO for discrete actions: with its default hyperparameters it learns the
+classic-control tasks (CartPole, Acrobot, MountainCar's sparse reward aside)
+without tuning, while SB3's DQN defaults are Atari's (a 1M buffer, a target
+update every 10,000 steps) and barely learn CartPole in the budgets a
+dataset takes; PPO needs no replay buffer sizing either. Its rollouts are
+``n_steps`` long (2048, fewer for shorter runs), so the replay holds
+``steps`` rounded up to a multiple of them.
 
 Nothing half-written is ever left where a later run would read it: Atari logs
 go to a hidden ``.partial-*`` directory renamed into place at the end (and
@@ -46,6 +57,10 @@ from fh_rl.datasets.trajectory import Episode, TrajectoryDataset
 from fh_rl.infra.locks import wait_for_file_lock
 
 CONTROL_PARTS = ("replay", "medium", "expert")
+CONTROL_ALGORITHMS = {"Box": "SAC", "Discrete": "PPO"}
+"""The SB3 learner ``collect control`` trains for each action space type."""
+RANDOM_EPISODES = 10
+"""Episodes of a uniformly random policy whose return the collection records for scale."""
 
 
 def _require_positive(name: str, value: int) -> None:
@@ -103,6 +118,8 @@ class _ProgressCallback:
 class _EpisodeRecorder:
     """Accumulates (obs, action, reward) of one vectorised env into episodes."""
 
+    action_dtype: Any = np.float32
+    """float32 for Box actions, int64 for Discrete ones."""
     obs: list = field(default_factory=list)
     actions: list = field(default_factory=list)
     rewards: list = field(default_factory=list)
@@ -112,7 +129,7 @@ class _EpisodeRecorder:
 
     def add(self, obs, action, reward, terminated: bool, truncated: bool, next_obs=None) -> None:
         self.obs.append(np.asarray(obs, np.float32))
-        self.actions.append(np.asarray(action, np.float32))
+        self.actions.append(np.asarray(action, self.action_dtype).reshape(() if self.action_dtype == np.int64 else -1))
         self.rewards.append(float(reward))
         if terminated or truncated:
             self.close(terminated, truncated, next_obs)
@@ -135,22 +152,55 @@ class _EpisodeRecorder:
 
 def rollout_episodes(env_id: str, policy, episodes: int, seed: int, desc: str, progress: bool = True
                      ) -> tuple[list[Episode], list[np.ndarray]]:
-    """Run ``policy.predict(obs, deterministic=True)`` for whole episodes, seeds ``seed + i``; the episodes and
-    their final observations."""
+    """Run ``policy.predict(obs, deterministic=True)`` (None: uniformly random actions, the action space seeded
+    with ``seed``) for whole episodes, seeds ``seed + i``; the episodes and their final observations."""
     env = gym.make(env_id)
-    rec = _EpisodeRecorder()
+    rec = _EpisodeRecorder(action_dtype=_action_dtype(env.action_space))
+    if policy is None:
+        env.action_space.seed(seed)
     try:
         for i in progress_bar(range(episodes), desc=desc, unit="episode", disable=not progress, dynamic_ncols=True):
             obs, _ = env.reset(seed=seed + i)
             done = False
             while not done:
-                action, _ = policy.predict(obs, deterministic=True)
+                action = env.action_space.sample() if policy is None else policy.predict(obs, deterministic=True)[0]
                 next_obs, reward, terminated, truncated, _ = env.step(action)
                 rec.add(obs, action, reward, terminated, truncated, next_obs)
                 obs, done = next_obs, terminated or truncated
     finally:
         env.close()
     return rec.episodes, rec.finals
+
+
+def _action_dtype(space: gym.Space) -> Any:
+    return np.int64 if isinstance(space, gym.spaces.Discrete) else np.float32
+
+
+def control_algorithm(env_id: str, algorithm: str | None = None) -> str:
+    """The SB3 learner for ``env_id``: SAC for Box actions, PPO for Discrete ones (:data:`CONTROL_ALGORITHMS`).
+
+    ValueError for an observation that is not a vector, an action space neither Box nor Discrete, or an
+    ``algorithm`` that does not fit the action space."""
+    from fh_rl.envs import env_kind
+
+    if env_kind(env_id) == "atari":
+        raise ValueError(f"{env_id!r} is an Atari game: collect its data with `collect atari --game {env_id}`")
+    probe = gym.make(env_id)  # env_kind has refused an unknown id, naming it
+    try:
+        obs_space, act_space = probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise ValueError(f"collect control needs vector observations (a 1-D Box); {env_id} has {obs_space}"
+                         + ("; for Atari use `collect atari`" if len(getattr(obs_space, "shape", ()) or ()) == 3 else ""))
+    kind = type(act_space).__name__
+    if kind not in CONTROL_ALGORITHMS:
+        raise ValueError(f"collect control needs a Box or Discrete action space; {env_id} has {act_space}")
+    fitting = CONTROL_ALGORITHMS[kind]
+    if algorithm is not None and algorithm.upper() != fitting:
+        raise ValueError(f"{env_id} has {kind} actions, which collect control learns with {fitting}, "
+                         f"not {algorithm.upper()} (dataset.build: {fitting.lower()})")
+    return fitting
 
 
 def collect_control(
@@ -166,15 +216,21 @@ def collect_control(
     threads: int | None = 1,
     progress: bool = True,
     format: str = "hdf5",
+    algorithm: str | None = None,
 ) -> Path:
-    """Train SAC on ``env_id`` for ``steps`` steps and write a D4RL-layout HDF5 to ``out`` (``format="minari"``:
-    the Minari dataset id ``out``, through Minari's API, under ``MINARI_DATASETS_PATH``).
+    """Train SAC (Box actions) or PPO (Discrete actions) on ``env_id`` for ``steps`` steps and write a
+    D4RL-layout HDF5 to ``out`` (``format="minari"``: the Minari dataset id ``out``, through Minari's API,
+    under ``MINARI_DATASETS_PATH``).
 
-    The file holds SAC's whole replay (every transition, in order, episodes
-    cut at the end of training marked truncated), then ``medium_episodes``
-    rollouts of the half-time policy and ``expert_episodes`` rollouts of the
-    final policy (deterministic actions, episode seeds ``seed + 10_000 + i``).
-    Returns the path written. Refuses to overwrite an existing file.
+    The file holds every transition the learner experienced (SAC's whole
+    replay, PPO's rollouts), in order, episodes cut at the end of training
+    marked truncated, then ``medium_episodes`` rollouts of the half-time policy
+    and ``expert_episodes`` rollouts of the final policy (deterministic
+    actions, episode seeds ``seed + 20_000 + i`` and ``seed + 10_000 + i``).
+    The metadata records each part's return and a random policy's
+    (:data:`RANDOM_EPISODES` episodes, seeds ``seed + 30_000 + i``).
+    ``algorithm`` (``sac``/``ppo``) only checks the choice (:func:`control_algorithm`).
+    ``learning_starts`` applies to SAC. Returns the path written. Refuses to overwrite an existing file.
     """
     import torch
 
@@ -187,40 +243,53 @@ def collect_control(
     if format == "minari":
         from fh_rl.datasets.hdf5 import _require_minari
 
-        _require_minari("--format minari")  # before SAC runs
+        _require_minari("--format minari")  # before the learner runs
     else:
         out = Path(out).expanduser()
         if out.exists():
             raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
-    from fh_rl.envs import env_kind
-
-    if env_kind(env_id) == "atari":  # an unknown id: ValueError naming it, with gymnasium's suggestion
-        raise ValueError(f"collect control needs a gymnasium id with a Box action space; {env_id!r} is an Atari game: "
-                         f"use collect atari --game {env_id}")
+    algorithm = control_algorithm(env_id, algorithm)  # refuses an unknown id, Atari, images, other action spaces
     probe = gym.make(env_id)
-    if not isinstance(probe.action_space, gym.spaces.Box):
-        raise ValueError(f"collect control needs a Box action space; {env_id} has {probe.action_space}")
-    check_collect_memory(env_id, steps, probe.observation_space, probe.action_space)
-    if format == "hdf5":  # before SAC trains for minutes: will the file fit? (write_hdf5 checks again, exactly)
-        from fh_rl.infra.atomic import ensure_free_space
-        from fh_rl.datasets.hdf5 import HDF5_OVERHEAD
+    try:
+        check_collect_memory(env_id, steps, probe.observation_space, probe.action_space)
+        if format == "hdf5":  # before the learner trains for minutes: will the file fit? (write_hdf5 checks again)
+            from fh_rl.datasets.hdf5 import HDF5_OVERHEAD
+            from fh_rl.infra.atomic import ensure_free_space
 
-        rows = steps + (expert_episodes + medium_episodes) * int(probe.spec.max_episode_steps or 1000)
-        row = 4 * (int(np.prod(probe.observation_space.shape)) + int(np.prod(probe.action_space.shape)) + 1) + 3
-        ensure_free_space(out, HDF5_OVERHEAD + rows * row)
-    probe.close()
+            rows = steps + (expert_episodes + medium_episodes) * int(probe.spec.max_episode_steps or 1000)
+            row = 4 * (int(np.prod(probe.observation_space.shape)) + int(np.prod(probe.action_space.shape)) + 1) + 3
+            ensure_free_space(out, HDF5_OVERHEAD + rows * row)
+    finally:
+        probe.close()
 
     torch.manual_seed(seed)
+    args = (env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress, format,
+            algorithm)
     if format == "minari":  # written through Minari's API, which owns its dataset directory
         with _torch_threads(threads):
-            return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch,
-                                    learning_starts, progress, format)
+            return _collect_control(*args)
     with wait_for_file_lock(out), _torch_threads(threads):  # one writer per file; we may clear its stale temps
         if out.exists():
             raise FileExistsError(f"{out} already exists; pass another --out or delete it first")
         remove_stale_temps(out.parent, out.name)  # a killed collect's half-written file
-        return _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts,
-                                progress, format)
+        return _collect_control(*args)
+
+
+def _make_control_learner(algorithm: str, env_id: str, steps: int, seed: int, net_arch: Sequence[int],
+                          learning_starts: int) -> Any:
+    """SB3's SAC (replay buffer holding the whole run) or PPO (defaults; rollouts of min(2048, steps) steps,
+    minibatches of the largest divisor of that up to 64)."""
+    if algorithm == "SAC":
+        from stable_baselines3 import SAC
+
+        return SAC("MlpPolicy", gym.make(env_id), seed=seed, learning_starts=min(learning_starts, steps),
+                   policy_kwargs={"net_arch": list(net_arch)}, buffer_size=max(steps, 1), verbose=0, device="cpu")
+    from stable_baselines3 import PPO
+
+    n_steps = min(2048, steps)
+    batch_size = max(d for d in range(1, 65) if n_steps % d == 0)  # 64 at the default; whole minibatches
+    return PPO("MlpPolicy", gym.make(env_id), seed=seed, n_steps=n_steps, batch_size=batch_size,
+               policy_kwargs={"net_arch": list(net_arch)}, verbose=0, device="cpu")
 
 
 def check_collect_memory(env_id: str, steps: int, observation_space: Any, action_space: Any) -> None:
@@ -241,20 +310,9 @@ def check_collect_memory(env_id: str, steps: int, observation_space: Any, action
 
 
 def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed, net_arch, learning_starts, progress,
-                     format="hdf5") -> Path:
-    from stable_baselines3 import SAC
-
-    model = SAC(
-        "MlpPolicy",
-        gym.make(env_id),
-        seed=seed,
-        learning_starts=min(learning_starts, steps),
-        policy_kwargs={"net_arch": list(net_arch)},
-        buffer_size=max(steps, 1),
-        verbose=0,
-        device="cpu",
-    )
-    replay = _EpisodeRecorder()
+                     format="hdf5", algorithm="SAC") -> Path:
+    model = _make_control_learner(algorithm, env_id, steps, seed, net_arch, learning_starts)
+    replay = _EpisodeRecorder(action_dtype=_action_dtype(model.action_space))
     half = {"policy": None}
 
     def on_step(cb) -> None:
@@ -266,13 +324,16 @@ def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed,
         next_obs = info.get("terminal_observation") if done else None
         replay.add(cb.model._last_obs[0], cb.locals["actions"][0], cb.locals["rewards"][0], done and not truncated, truncated,
                    next_obs)
-        if medium_episodes and cb.num_timesteps == steps // 2:
+        if medium_episodes and cb.num_timesteps == total // 2:
             half["policy"] = copy.deepcopy(cb.model.policy)
 
     t0 = time.perf_counter()
-    model.learn(steps, callback=_ProgressCallback.make(steps, f"SAC {env_id}", on_step, progress))
+    total = steps if algorithm == "SAC" else -(-steps // model.n_steps) * model.n_steps  # PPO: whole rollouts
+    model.learn(steps, callback=_ProgressCallback.make(total, f"{algorithm} {env_id}", on_step, progress))
     replay.close(terminated=False, truncated=True, final_obs=model._last_obs[0])
     train_seconds = time.perf_counter() - t0
+    if medium_episodes and half["policy"] is None:  # cannot happen with one env; kept as a clear failure
+        raise RuntimeError(f"{algorithm} never reached step {steps // 2}: no half-time policy to roll out")
 
     parts = {"replay": replay.episodes}
     finals = {"replay": replay.finals}
@@ -282,26 +343,61 @@ def _collect_control(env_id, steps, out, expert_episodes, medium_episodes, seed,
     if expert_episodes:
         parts["expert"], finals["expert"] = rollout_episodes(env_id, model, expert_episodes, seed + 10_000,
                                                              "expert rollouts", progress)
+    random_episodes, _ = rollout_episodes(env_id, None, RANDOM_EPISODES, seed + 30_000, "random rollouts", False)
+    random_returns = np.array([float(ep.rewards.sum()) for ep in random_episodes])
 
     episodes, part_ids, meta = _merge_parts(parts)
-    dataset = TrajectoryDataset(episodes, name=f"{env_id}-sac{steps}")
+    dataset = TrajectoryDataset(episodes, name=f"{env_id}-{algorithm.lower()}{steps}")
     meta.update(
         env_id=env_id,
-        algorithm="SAC",
-        sac_steps=int(steps),
+        algorithm=algorithm,
+        steps=sum(len(ep.rewards) for ep in parts["replay"]),  # PPO: rounded up to whole rollouts
         seed=int(seed),
         net_arch=json.dumps(list(net_arch)),
         train_seconds=round(train_seconds, 1),
         parts=json.dumps([p for p in CONTROL_PARTS if p in parts]),
+        random_episodes=len(random_returns),
+        random_return_mean=float(random_returns.mean()),
+        random_return_std=float(random_returns.std()),
     )
+    if algorithm == "SAC":
+        meta["sac_steps"] = int(steps)  # the name older files use
     if format == "minari":
         from fh_rl.datasets.hdf5 import write_minari
 
         ordered = [f for name in CONTROL_PARTS if name in finals for f in finals[name]]  # as _merge_parts orders them
-        summary = ", ".join(f"{k}={v}" for k, v in meta.items())
-        return write_minari(str(out), dataset, ordered, env_id, algorithm_name=f"SAC ({steps} steps) via fh_rl",
-                            description=f"fh_rl collect control: SAC replay and rollouts; {summary}")
+        text = ", ".join(f"{k}={v}" for k, v in meta.items())
+        return write_minari(str(out), dataset, ordered, env_id, algorithm_name=f"{algorithm} ({steps} steps) via fh_rl",
+                            description=f"fh_rl collect control: {algorithm} replay and rollouts; {text}")
     return write_hdf5(out, dataset, metadata=meta, infos={"part": np.concatenate(part_ids)})
+
+
+def summary(path: str | os.PathLike) -> str:
+    """What a ``collect control`` file holds, on one screen: episodes, transitions and return per part, and the
+    random policy's return for scale (from its metadata and ``infos/part``)."""
+    import h5py
+
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        meta = dict(f["metadata"].attrs) if "metadata" in f else {}
+        part = f["infos/part"][()] if "infos" in f and "part" in f["infos"] else None
+        n = len(f["rewards"])
+    counts = np.bincount(part, minlength=len(CONTROL_PARTS)) if part is not None else None
+    algorithm = meta.get("algorithm", "SAC")
+    lines = [f"{path}: {meta.get('env_id', '?')}, {algorithm} for {int(meta.get('steps', meta.get('sac_steps', 0))):,} "
+             f"steps ({float(meta.get('train_seconds', float('nan'))):.0f} s), {n:,} transitions"]
+    lines.append(f"  {'part':<8} {'episodes':>8} {'transitions':>11} {'return mean':>12} {'std':>9}")
+    for i, name in enumerate(CONTROL_PARTS):
+        if f"{name}_episodes" not in meta:
+            continue
+        rows = "-" if counts is None else f"{int(counts[i]):,}"
+        lines.append(f"  {name:<8} {int(meta[f'{name}_episodes']):>8} {rows:>11} "
+                     f"{float(meta[f'{name}_return_mean']):>12.1f} {float(meta[f'{name}_return_std']):>9.1f}")
+    if "random_return_mean" in meta:
+        lines.append(f"  {'random':<8} {int(meta['random_episodes']):>8} {'-':>11} "
+                     f"{float(meta['random_return_mean']):>12.1f} {float(meta['random_return_std']):>9.1f}"
+                     "   (uniformly random actions, for scale; not in the file)")
+    return "\n".join(lines)
 
 
 def _merge_parts(parts: dict[str, list[Episode]]) -> tuple[list[Episode], list[np.ndarray], dict[str, Any]]:
@@ -509,9 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--train-freq", type=int, default=4,
                    help="agent steps per DQN update (default 4, the Nature DQN's; larger is faster, learns less)")
     a.add_argument("--gradient-steps", type=int, default=1, help="gradient steps per DQN update (default 1)")
-    c = sub.add_parser("control", help="SB3 SAC replay (+ rollouts) as D4RL-layout HDF5")
-    c.add_argument("--env", required=True, help="gymnasium id with a Box action space, e.g. Pendulum-v1")
-    c.add_argument("--steps", type=int, required=True, help="SAC environment steps")
+    c = sub.add_parser("control", help="SB3 SAC (Box actions) or PPO (Discrete) experience (+ rollouts) as D4RL HDF5")
+    c.add_argument("--env", required=True, help="gymnasium id with vector observations and Box or Discrete actions, "
+                                                "e.g. Pendulum-v1, CartPole-v1")
+    c.add_argument("--steps", type=int, required=True,
+                   help="learner environment steps (PPO: rounded up to whole rollouts of 2048)")
     c.add_argument("--out", required=True, help="HDF5 file to write (--format minari: a Minari dataset id, "
                                                 "e.g. fhrl/pendulum-sac-v0)")
     c.add_argument("--format", choices=("hdf5", "minari"), default="hdf5",
@@ -519,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--expert-episodes", type=int, default=100, help="rollouts of the final policy")
     c.add_argument("--medium-episodes", type=int, default=0, help="rollouts of the half-time policy")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=int, default=1, help="torch threads for SAC (default 1)")
+    c.add_argument("--threads", type=int, default=1, help="torch threads for SAC/PPO (default 1)")
     args = parser.parse_args(argv)
     if args.kind == "atari":
         path = collect_atari(args.game, args.steps, args.out, run=args.run, capacity=args.capacity,
@@ -533,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = collect_control(args.env, args.steps, args.out, expert_episodes=args.expert_episodes,
                                medium_episodes=args.medium_episodes, seed=args.seed, threads=args.threads,
                                format=args.format)
-        print(f"wrote {path}")
+        print(summary(path) if args.format == "hdf5" else f"wrote {path}")
     return 0
 
 

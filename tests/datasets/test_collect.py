@@ -48,6 +48,46 @@ def test_control_collection_is_d4rl_and_loads(tmp_path):
         collect_control("Pendulum-v1", 300, out, progress=False)
 
 
+def test_control_collection_of_a_discrete_env_uses_ppo(tmp_path, capsys):
+    from fh_rl.datasets.collect import main
+
+    out = tmp_path / "cartpole.hdf5"
+    assert main(["control", "--env", "CartPole-v1", "--steps", "300", "--expert-episodes", "2", "--medium-episodes", "1",
+                 "--seed", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    with h5py.File(out, "r") as f:
+        assert {"observations", "actions", "rewards", "terminals", "timeouts"} <= set(f.keys())
+        assert f["actions"].dtype == np.int64 and f["actions"].ndim == 1
+        assert set(np.unique(f["actions"][()]).tolist()) <= {0, 1}
+        part = f["infos/part"][()]
+        meta = dict(f["metadata"].attrs)
+    data = load_hdf5(out)
+    assert data.actions.dtype == np.int64 and data.state_shape == (4,)
+    counts = np.bincount(part, minlength=3)
+    assert counts[0] == 300 == meta["steps"]  # PPO's rollouts of min(2048, steps) steps: exactly 300 here
+    assert meta["algorithm"] == "PPO" and meta["env_id"] == "CartPole-v1" and "sac_steps" not in meta
+    returns = data.episode_returns
+    ends = np.cumsum(np.diff(data.offsets))
+    first_medium = int(np.searchsorted(ends, counts[0], side="right"))
+    assert meta["medium_return_mean"] == pytest.approx(returns[first_medium], rel=1e-6)
+    assert meta["expert_return_mean"] == pytest.approx(returns[-2:].mean(), rel=1e-6)
+    assert data.terminated[:first_medium - 1].all()  # CartPole's replay episodes end by falling over
+    assert meta["random_episodes"] == 10 and 8 < meta["random_return_mean"] < 60  # CartPole-v1, random: ~22
+    for word in ("PPO", "replay", "medium", "expert", "random", f"{meta['random_return_mean']:.1f}",
+                 f"{meta['expert_return_mean']:.1f}", f"{int(counts[0]):,}"):
+        assert word in printed, (word, printed)
+
+
+def test_control_collection_refuses_what_it_cannot_learn(tmp_path):
+    with pytest.raises(ValueError, match="Discrete actions, which collect control learns with PPO, not SAC"):
+        collect_control("CartPole-v1", 100, tmp_path / "x.hdf5", algorithm="sac", progress=False)
+    with pytest.raises(ValueError, match="is an Atari game: collect its data with `collect atari"):
+        collect_control("Breakout", 100, tmp_path / "x.hdf5", progress=False)
+    with pytest.raises(ValueError, match="unknown environment 'CartPole-v9'"):
+        collect_control("CartPole-v9", 100, tmp_path / "x.hdf5", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_control_collection_interrupted_leaves_nothing(tmp_path, monkeypatch):
     import fh_rl.datasets.collect as collect
 
@@ -113,7 +153,8 @@ def test_atari_collection_interrupted_leaves_nothing(tmp_path):
 def test_collect_cli_errors_exit_2(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     bad = [
-        (["control", "--env", "CartPole-v1", "--steps", "10", "--out", str(tmp_path / "c.hdf5")], "Box action space"),
+        (["control", "--env", "FrozenLake-v1", "--steps", "10", "--out", str(tmp_path / "c.hdf5")], "vector observations"),
+        (["control", "--env", "Breakout", "--steps", "10", "--out", str(tmp_path / "c.hdf5")], "collect atari"),
         (["control", "--env", "Pendulum-v1", "--steps", "0", "--out", str(tmp_path / "c.hdf5")], "steps must be a positive"),
         (["atari", "--game", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)], "needs an Atari game"),
     ]

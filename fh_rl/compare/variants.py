@@ -1,0 +1,258 @@
+"""A study over data variants: one table per variant, paired verdicts, the probability of improvement,
+a convergence check, and one figure per axis (return and held-out NLL against the variant's value).
+
+Used by :mod:`fh_rl.study` for a study whose YAML has ``axes`` (configs/studies/when.yaml). It reads the
+study's records only (:func:`fh_rl.compare.runs.run_from_record`), so the page needs no run directory.
+
+- An arm is (variant, agent, head, N): the variant is the ``variant`` of the sweep whose folder the run's
+  point is in, N the head's ``num_frequencies`` where it has one.
+- Verdict per pair of arms of one agent in one variant: the per-seed paired difference of mean returns (a
+  seed fixes the training randomness's seed and the evaluation episodes' seeds for every arm) on the seeds
+  both ran, its 95% bootstrap interval over seeds; "higher"/"lower" when the interval excludes 0, else no
+  evidence of a difference. The arms' own intervals are printed beside it.
+- Probability of improvement P(A > B) as rliable defines it (Agarwal et al. 2021): the Mann-Whitney
+  statistic P(X > Y) + P(X = Y) / 2 for X an episode return of A and Y one of B, here pooled over the seeds
+  both ran and their evaluation episodes; its 95% interval from a bootstrap over seeds (the same seeds
+  resampled for both arms). Written with numpy (rliable does not install here).
+- Convergence: a run whose held-out NLL (``val/nll``; ``val/action_mse`` for heads without a pmf) fell by
+  more than 2% from the last value logged at or before 80% of training to the final one is "not converged".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fh_rl.compare.stats import BOOTSTRAP_SEED, N_RESAMPLES, seed_statistics
+
+CONVERGENCE_TAIL = 0.2
+CONVERGENCE_DROP = 0.02
+MIN_SEEDS = 3
+
+
+def arm_label(record: dict[str, Any]) -> str:
+    n = (record.get("head_params") or {}).get("num_frequencies")
+    return f"{record['agent']}-{record['head']}" + (f" N={n}" if n is not None and record["head"] != "linear" else "")
+
+
+def converged(curve: Sequence[Sequence[float]] | None, tail: float = CONVERGENCE_TAIL,
+              drop: float = CONVERGENCE_DROP) -> tuple[bool | None, float | None]:
+    """(converged, relative fall over the last ``tail`` of training) of a ``[[step, value], ...]`` curve whose
+    values fall as training improves; (None, None) without two points to compare."""
+    if not curve or len(curve) < 2:
+        return None, None
+    steps = np.asarray([p[0] for p in curve], dtype=np.float64)
+    values = np.asarray([p[1] for p in curve], dtype=np.float64)
+    before = np.nonzero(steps <= (1 - tail) * steps[-1])[0]
+    if not len(before) or not math.isfinite(values[before[-1]]) or values[before[-1]] == 0:
+        return None, None
+    start, end = values[before[-1]], values[-1]
+    fall = float((start - end) / abs(start))
+    return fall <= drop, fall
+
+
+def run_converged(record: dict[str, Any]) -> tuple[bool | None, float | None]:
+    curves = record.get("curves") or {}
+    return converged(curves.get("val/nll") or curves.get("val/action_mse"))
+
+
+def probability_of_improvement(a: dict[int, Sequence[float]], b: dict[int, Sequence[float]],
+                               resamples: int = N_RESAMPLES) -> dict[str, Any] | None:
+    """P(A > B) over the episodes of the seeds both ran (``{seed: episode returns}``), with a 95% bootstrap
+    interval over those seeds; None with fewer than 2 common seeds."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    # C[i, j]: sum over episode pairs of seed i (A) and seed j (B) of [x > y] + [x == y] / 2; n[i, j]: pairs.
+    C = np.zeros((len(seeds), len(seeds)))
+    n = np.zeros_like(C)
+    for i, si in enumerate(seeds):
+        x = np.asarray(a[si], dtype=np.float64)[:, None]
+        for j, sj in enumerate(seeds):
+            y = np.asarray(b[sj], dtype=np.float64)[None, :]
+            C[i, j] = (x > y).sum() + 0.5 * (x == y).sum()
+            n[i, j] = x.size * y.size
+    point = float(C.sum() / n.sum())
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    picks = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
+    w = np.stack([np.bincount(p, minlength=len(seeds)) for p in picks]).astype(np.float64)  # (R, S) seed counts
+    boot = np.einsum("ri,ij,rj->r", w, C, w) / np.einsum("ri,ij,rj->r", w, n, w)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"p": point, "ci_low": float(low), "ci_high": float(high), "seeds": seeds}
+
+
+def paired_difference(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
+    """Per-seed difference a[s] - b[s] on the common seeds: seed statistics (bootstrap CI), or None."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    return {**seed_statistics([a[s] - b[s] for s in seeds]), "seeds": seeds}
+
+
+def arms(records: Sequence[dict[str, Any]], variant_of: dict[str, str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{variant: {arm label: arm}}``; an arm holds its records by seed and its statistics."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        folder = str(r.get("point") or "").split("/", 1)[0]
+        variant = variant_of.get(folder)
+        if variant is None:
+            continue
+        arm = out.setdefault(variant, {}).setdefault(arm_label(r), {"agent": r["agent"], "head": r["head"],
+                                                                     "by_seed": {}})
+        arm["by_seed"][int(r["seed"])] = r  # a later record of the same seed wins
+    for variant in out.values():
+        for arm in variant.values():
+            seeds = sorted(arm["by_seed"])
+            recs = [arm["by_seed"][s] for s in seeds]
+            arm["seeds"] = seeds
+            arm["return"] = seed_statistics([r["return_mean"] for r in recs])
+            arm["returns"] = {s: arm["by_seed"][s]["return_mean"] for s in seeds}
+            arm["episodes"] = {s: arm["by_seed"][s]["evaluations"][0]["returns"] for s in seeds}
+            arm["val"] = {m: seed_statistics([(r.get("val") or {}).get(m) for r in recs])
+                          for m in ("nll", "accuracy", "smoothness", "action_mse")}
+            checks = {s: run_converged(arm["by_seed"][s]) for s in seeds}
+            arm["not_converged"] = {s: fall for s, (ok, fall) in checks.items() if ok is False}
+            arm["unchecked"] = [s for s, (ok, _) in checks.items() if ok is None]
+    return out
+
+
+def _num(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _ci(stat: dict[str, Any], digits: int = 1) -> str:
+    if stat["mean"] is None:
+        return "-"
+    ci = f" [{_num(stat['ci_low'], digits)}, {_num(stat['ci_high'], digits)}]" if stat["ci_low"] is not None else ""
+    return f"{_num(stat['mean'], digits)}{ci}"
+
+
+def _order(item: tuple[str, dict[str, Any]]) -> tuple:
+    label, arm = item
+    return (arm["agent"], arm["head"] != "linear", arm["head"] == "mse", label)
+
+
+def variant_table(variant: dict[str, dict[str, Any]]) -> list[str]:
+    """One variant's markdown table: each arm's return, held-out metrics and convergence."""
+    lines = ["| arm | seeds | return mean [95% CI] | val NLL (bins) | val accuracy | val smoothness | val action MSE "
+             "| converged |", "|---|---:|---|---:|---:|---:|---:|---|"]
+    for label, arm in sorted(variant.items(), key=_order):
+        bad, unchecked = arm["not_converged"], arm["unchecked"]
+        conv = ("yes" if not bad else "**not converged**: seed " + ", ".join(
+            f"{s} ({100 * f:.0f}%)" for s, f in sorted(bad.items()))) + (
+            f"; {len(unchecked)} unchecked" if unchecked else "")
+        v = arm["val"]
+        lines.append(f"| {label} | {len(arm['seeds'])} | {_ci(arm['return'])} | {_num(v['nll']['mean'], 3)} "
+                     f"| {_num(v['accuracy']['mean'], 3)} | {_num(v['smoothness']['mean'], 3)} "
+                     f"| {_num(v['action_mse']['mean'], 3)} | {conv} |")
+    return lines
+
+
+def variant_verdicts(variant: dict[str, dict[str, Any]]) -> list[str]:
+    """Every pair of arms of one agent: the paired difference's interval decides; the arms' own intervals and
+    P(A > B) beside it."""
+    lines = []
+    items = sorted(variant.items(), key=_order)
+    for i, (la, a) in enumerate(items):
+        for lb, b in items[:i]:
+            if a["agent"] != b["agent"]:
+                continue
+            d = paired_difference(a["returns"], b["returns"])
+            own = f"{_ci(a['return'])} vs {_ci(b['return'])}"
+            if d is None or len(d["seeds"]) < MIN_SEEDS:
+                lines.append(f"- {la} vs {lb}: {own} ({len(a['seeds'])} vs {len(b['seeds'])} seeds); "
+                             f"fewer than {MIN_SEEDS} common seeds: no verdict yet.")
+                continue
+            if d["ci_low"] is not None and d["ci_low"] > 0:
+                word = f"{la} earns more"
+            elif d["ci_high"] is not None and d["ci_high"] < 0:
+                word = f"{la} earns less"
+            else:
+                word = "no evidence of a difference"
+            p = probability_of_improvement(a["episodes"], b["episodes"])
+            prob = f"; P({la} > {lb}) = {p['p']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if p else ""
+            lines.append(f"- {la} vs {lb}: paired difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] "
+                         f"over {len(d['seeds'])} seeds: **{word}** (own intervals {own}){prob}.")
+    return lines
+
+
+def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path | None:
+    """Return and held-out NLL against the axis's values, one line per arm (CI bars over seeds)."""
+    from fh_rl.infra.plots import pyplot, save_figure
+
+    points = [(v, float(x)) for v, x in axis["points"].items() if v in variants]
+    if not points:
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.0))
+    labels = sorted({label for v, _ in points for label in variants[v]},
+                    key=lambda lb: next(_order((lb, variants[v][lb])) for v, _ in points if lb in variants[v]))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (metric, ylabel) in zip(axes, (("return", "return (mean over seeds, 95% CI)"),
+                                           ("nll", "held-out NLL of the bins (mean over seeds, 95% CI)")), strict=True):
+        for i, label in enumerate(labels):
+            xs, m, lo, hi = [], [], [], []
+            for v, x in sorted(points, key=lambda p: p[1]):
+                arm = variants[v].get(label)
+                stat = None if arm is None else (arm["return"] if metric == "return" else arm["val"]["nll"])
+                if stat is None or stat["mean"] is None:
+                    continue
+                xs.append(x)
+                m.append(stat["mean"])
+                lo.append(stat["ci_low"] if stat["ci_low"] is not None else stat["mean"])
+                hi.append(stat["ci_high"] if stat["ci_high"] is not None else stat["mean"])
+            if not xs:
+                continue
+            m_, lo_, hi_ = np.array(m), np.array(lo), np.array(hi)
+            n = min(len(variants[v][label]["seeds"]) for v, _ in points if label in variants[v])
+            ax.errorbar(xs, m_, yerr=[m_ - lo_, hi_ - m_], marker="o", capsize=3, color=colors[i % len(colors)],
+                        label=f"{label} (n>={n})")
+            if len(xs) > 1:
+                ax.fill_between(xs, lo_, hi_, color=colors[i % len(colors)], alpha=0.12, lw=0)
+        if axis.get("log"):
+            ax.set_xscale("log")
+        ticks = sorted({x for _, x in points})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(axis.get("title", name))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{axis.get('title', name)}: return and held-out NLL per arm")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_variant_data(datasets: dict[str, Any], path: Path, neighbours: int = 300) -> Path:
+    """Each variant's training actions near a few reference states (the ``neighbours`` nearest transitions in
+    (cos theta, sin theta, theta_dot / 8)), as histograms over [-2, 2]: rows variants, columns states."""
+    from fh_rl.infra.plots import pyplot, save_figure
+
+    states = [("hanging, at rest", np.pi, 0.0), ("horizontal, at rest", np.pi / 2, 0.0),
+              ("horizontal (mirror), at rest", -np.pi / 2, 0.0), ("near the top, falling", 0.4, 1.5)]
+    plt = pyplot()
+    fig, axes = plt.subplots(len(datasets), len(states), figsize=(3.2 * len(states), 1.9 * len(datasets)),
+                             squeeze=False, sharex=True)
+    edges = np.linspace(-2, 2, 33)
+    for r, (name, data) in enumerate(datasets.items()):
+        obs = np.asarray(data.observations, dtype=np.float64) * np.array([1.0, 1.0, 1 / 8])
+        actions = np.asarray(data.actions, dtype=np.float64)[:, 0]
+        for c, (title, theta, omega) in enumerate(states):
+            q = np.array([np.cos(theta), np.sin(theta), omega / 8])
+            near = np.argsort(((obs - q) ** 2).sum(1))[:neighbours]
+            ax = axes[r][c]
+            ax.hist(actions[near], bins=edges, color="C0", alpha=0.8)
+            if r == 0:
+                ax.set_title(f"{title}\n(theta={theta:.2f}, omega={omega:g})", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+            ax.tick_params(labelsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("torque", fontsize=8)
+    fig.suptitle(f"Training actions of each variant at the {neighbours} transitions nearest to four states")
+    fig.tight_layout()
+    return save_figure(fig, path)
