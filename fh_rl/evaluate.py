@@ -3,9 +3,11 @@
 The agent is rebuilt from the checkpoint alone (config, agent spec, weights
 loaded with ``weights_only=True``), evaluated by the rollout workers for each
 target return, and the results are printed as a table, written to the run's
-``eval-<time>.json`` and logged as TensorBoard scalars ``eval/return_mean``,
-``eval/return_std`` and ``eval/normalized`` at the run's own target, with a
-``/target_<R>`` suffix at any other (:func:`fh_rl.board.eval_tag`). No earlier
+``eval-<time>.json`` and logged as TensorBoard scalars ``reeval/return_mean``,
+``reeval/return_std`` and ``reeval/normalized`` at the run's own target, with a
+``/target_<R>`` suffix at any other (:func:`fh_rl.board.eval_tag`): ``eval/*``
+stays training's evaluation, as ``eval.json`` does, so TensorBoard and
+``python -m fh_rl.compare`` show the same one by default. No earlier
 result is ever replaced: ``eval.json`` stays the training-time evaluation, each
 re-evaluation gets its own file (or ``--out FILE``, which must not exist yet;
 outside the run directory, nothing else is written there). While it writes into
@@ -150,19 +152,21 @@ def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: st
     }
 
 
-def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first") -> None:
-    """TensorBoard scalars: ``eval/return_mean`` etc. at the run's own target ``primary`` (default: the first
-    result's), ``eval/return_mean/target_<R>`` at other targets (:func:`fh_rl.board.eval_tag`)."""
+def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first",
+                prefix: str = "eval") -> None:
+    """TensorBoard scalars: ``<prefix>/return_mean`` etc. at the run's own target ``primary`` (default: the first
+    result's), ``<prefix>/return_mean/target_<R>`` at other targets (:func:`fh_rl.board.eval_tag`); ``prefix``
+    ``eval`` for training's evaluations, ``reeval`` for ``python -m fh_rl.evaluate``'s."""
     from fh_rl.board import eval_tag
 
     if primary == "first":
         primary = results[0]["target_return"] if results else None
     for r in results:
         target = r["target_return"]
-        writer.add_scalar(eval_tag("return_mean", target, primary), r["return_mean"], step)
-        writer.add_scalar(eval_tag("return_std", target, primary), r["return_std"], step)
+        writer.add_scalar(eval_tag("return_mean", target, primary, prefix), r["return_mean"], step)
+        writer.add_scalar(eval_tag("return_std", target, primary, prefix), r["return_std"], step)
         if r["normalized_mean"] is not None:
-            writer.add_scalar(eval_tag("normalized", target, primary), r["normalized_mean"], step)
+            writer.add_scalar(eval_tag("normalized", target, primary, prefix), r["normalized_mean"], step)
 
 
 def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | None = None) -> str:
@@ -369,7 +373,8 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
 
         with open_writer(run_dir) as writer:
             own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
-            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None)
+            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None,
+                        prefix="reeval")  # eval/* stays the training-time evaluation, which compare reads by default
     print(f"wrote {path}")
     return 0
 

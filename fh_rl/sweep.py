@@ -346,10 +346,10 @@ def run_sweep(
 def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: bool, backend: str, *,
                  address: str | None, num_cpus: float, num_gpus: float, max_retries: int,
                  shared_storage: bool) -> SweepResult:
-    from fh_rl.compare import write_custom_scalars
+    from fh_rl.board import remove_root_layouts
     from fh_rl.infra.progress import progress_bar
 
-    write_custom_scalars(root)
+    remove_root_layouts(root)  # older versions' root layout file: a pseudo-run in TensorBoard
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
     for p, a, _ in actions:
         if a.startswith("busy"):

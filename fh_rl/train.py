@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m fh_rl.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, gmm, ...")
+    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, chebyshev, gmm, ...")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set head.num_frequencies=8 (repeatable)")
     parser.add_argument("--seed", type=int, default=None, help="run seed (overrides the config's)")
@@ -345,18 +345,18 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
                   notes: Sequence[str] = ()) -> Path:
     """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
     (``notes`` as comments) and ``manifest.json`` (``info`` + the process layout)."""
-    from fh_rl.board import write_run_root
+    from fh_rl.board import remove_root_layouts
     from fh_rl.infra.atomic import storage_error
     from fh_rl.infra.locks import hold_run_dir
 
     run_dir = make_run_dir(cfg)
     try:
         owned.enter_context(hold_run_dir(run_dir, "train", cannot_write="free some space or set run_root elsewhere"))
-        write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
+        remove_root_layouts(cfg.run_root)  # older versions' root layout file: a pseudo-run in TensorBoard
         save_config(cfg, run_dir / "config.yaml", notes)
         info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
         write_json(run_dir / "manifest.json", info)
-    except OSError as exc:  # a full or read-only disk (TensorBoard's writer raises the plain OSError)
+    except OSError as exc:  # a full or read-only disk
         error = storage_error(exc, run_dir / "config.yaml")
         if error is None:
             raise
@@ -542,6 +542,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
 
         # One events file per run: a resume carries the earlier events over, up to its checkpoint's step.
         writer = open_writer(run_dir, keep_until_step=None if state is None else int(state["step"]))
+        if state is None:
+            from fh_rl.board import write_layout
+
+            write_layout(writer)  # the custom-scalars layout travels with the run (a resume carries it over)
     trainer = Trainer(
         agent,
         built.sampler,

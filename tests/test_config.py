@@ -78,7 +78,7 @@ def test_head_switch_drops_another_heads_set_parameter_with_a_note(capsys):
     # One command line serves every head of a comparison, as the README says of --head.
     cfg = load_config(head="linear", overrides=["head.num_frequencies=8"])
     assert cfg.head.name == "linear" and cfg.head.params == {}
-    assert "head.num_frequencies is a parameter of the fourier head, not of 'linear': ignored" in capsys.readouterr().err
+    assert "head.num_frequencies is a parameter of the chebyshev/fourier head, not of 'linear': ignored" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"unknown config key 'head.num_frequences'.*did you mean head.num_frequencies"):
         load_config(head="linear", overrides=["head.num_frequences=8"])  # a typo is still an error
     with pytest.raises(ValueError, match=r"unknown config key 'head.num_components'.*head 'fourier'"):

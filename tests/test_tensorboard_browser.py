@@ -61,8 +61,9 @@ def two_runs(tmp_path_factory, pendulum_hdf5):
             "train.steps=30", "train.log_every=3", "train.val_every=10", "train.val_batches=1", "train.pmf_states=4",
             "train.threads=1", "dataset.val_fraction=0.25", "eval.episodes=1", "eval.workers=0",
             f"dataset.path={pendulum_hdf5}", f"run_root={root}"]
-    for head in ("fourier", "linear"):
-        assert run_cli(train_cli.main, [a for s in sets for a in ("--set", s)] + ["--head", head, "--no-progress"]) == 0
+    for head, margin in (("fourier", 4), ("linear", 0)):  # the runs differ in the head and in env.margin_bins
+        argv = [a for s in [*sets, f"env.margin_bins={margin}"] for a in ("--set", s)]
+        assert run_cli(train_cli.main, argv + ["--head", head, "--no-progress"]) == 0
     return root
 
 
@@ -190,11 +191,15 @@ def test_time_series_show_both_runs_and_the_pmf_image(page, board):
 
 
 def test_hparams_list_both_heads(page, board):
+    with urllib.request.urlopen(f"{board}/data/runs", timeout=10) as r:
+        assert len(json.load(r)) == 2  # the two runs, no pseudo-run for the run root
     page.goto(f"{board}/#hparams")
     table = page.locator("tf-hparams-table-view")
     table.get_by_text("fourier", exact=True).wait_for(timeout=60_000)
     table.get_by_text("linear", exact=True).wait_for(timeout=30_000)
-    page.get_by_text("head.num_frequencies").first.wait_for(timeout=10_000)  # the focused columns
+    # the settings that differ between the runs are the first columns TensorBoard displays
+    table.get_by_text("env.margin_bins").first.wait_for(timeout=10_000)
+    page.get_by_text("head.num_frequencies").first.wait_for(timeout=10_000)  # listed (only the Fourier run has it)
     assert page.get_by_text("dataset.build_steps").count() == 0 and page.get_by_text("val/smoothness").count() > 0
 
 

@@ -43,12 +43,12 @@ def only_run_dir(tmp_path, head="fourier"):
     return run_dir
 
 
-def event_tags(run_dir):
+def event_tags(run_dir, kinds=("scalars", "images")):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
-    return set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
+    return set().union(*(acc.Tags()[k] for k in ((kinds,) if isinstance(kinds, str) else kinds)))
 
 
 def hparams_of(run_dir):
@@ -85,11 +85,15 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert expected <= tags, expected - tags
     assert not [t for t in tags if t.startswith("eval/return_mean/")]  # one tag per metric: no /target_ twin
     assert any(p.name.startswith("events.out") for p in run_dir.iterdir())
-    assert hparams_of(run_dir) == {"head": "fourier", "head.num_frequencies": 16.0, "head.regularization_gamma": 1e-6,
-                                   "agent": "dt", "env": "Pendulum-v1",
-                                   "seed": 0.0, "dataset": pendulum_hdf5.name}
-    (root_file,) = (tmp_path / "runs").glob("events.out.tfevents.*")  # the run root's layout and HParams columns
-    assert root_file.name.endswith(".fh_rl-layout")
+    hparams = hparams_of(run_dir)
+    assert {k: hparams[k] for k in ("head", "head.num_frequencies", "head.regularization_gamma", "agent", "env", "seed",
+                                    "dataset")} == {"head": "fourier", "head.num_frequencies": 16.0,
+                                                    "head.regularization_gamma": 1e-6, "agent": "dt",
+                                                    "env": "Pendulum-v1", "seed": 0.0, "dataset": pendulum_hdf5.name}
+    assert hparams["env.margin_bins"] == 16.0 and hparams["train.lr"] == 6e-4  # any setting may be what varies
+    assert not [k for k in hparams if k.startswith("dataset.build") or k in ("train.device", "run_root")]
+    assert not list((tmp_path / "runs").glob("events.out.tfevents.*"))  # no root file: no pseudo-run in TensorBoard
+    assert "custom_scalars__config__" in event_tags(run_dir, "tensors")  # the layout travels with the run
     assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
 
     # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns, into a new file
@@ -106,7 +110,9 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert [r["target_return"] for r in results] == [-100.0, -300.0]
     assert (run_dir / "eval.json").read_bytes() == training_time  # the training-time result is kept
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # evaluate's events join the run's one file
-    assert {"eval/return_mean/target_-100", "eval/return_mean/target_-300"} <= event_tags(run_dir)  # not the run's target
+    tags = event_tags(run_dir)  # re-evaluations: reeval/*, so eval/* stays training's (what compare reads by default)
+    assert {"reeval/return_mean/target_-100", "reeval/return_mean/target_-300"} <= tags  # not the run's target
+    assert not [t for t in tags if t.startswith("eval/return_mean/")]
 
     # the run evaluates with argmax actions (eval.sample: false); --sample overrides that, --argmax with it is an error
     assert json.loads(written.read_text())["results"][0]["sample"] is False
@@ -164,7 +170,7 @@ def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
     assert "eval/return_mean" in event_tags(run_dir)
 
 
-@pytest.mark.parametrize("head", ["fourier", "gaussian"])
+@pytest.mark.parametrize("head", ["fourier", "gaussian", "chebyshev"])
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch, head):
     from fh_rl.datasets.sampling import WindowSampler
 
@@ -210,7 +216,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
         (["--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' not found"),
         (["--set", "env.name=CartPole-v1", "--head", "mse"],
          "head 'mse' scores continuous actions and needs a Box action space, but CartPole-v1 has Discrete(2) actions; "
-         "use a head that scores bins (fourier, gmm, linear"),
+         "use a head that scores bins (chebyshev, fourier, gmm, linear"),
         (["--set", "env.name=CartPole-v1", "--head", "linear"],  # the first misfit found: the states
          "states have shape (3,) but CartPole-v1 observes (4,)"),
     ],

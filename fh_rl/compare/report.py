@@ -20,6 +20,13 @@ def _num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:,.{digits}f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def _val_cell(row: dict[str, Any], metric: str) -> str:
+    """A held-out metric's mean over seeds, with ``(n of N seeds)`` when only n of the group's N runs logged it."""
+    stats = row["val"][metric]
+    seeds = f" ({stats['n']} of {row['n_seeds']} seeds)" if 0 < stats["n"] < row["n_seeds"] else ""
+    return _num(stats["mean"]) + seeds
+
+
 def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -> str:
     """One environment's table, headed by how its returns were evaluated (protocol, returns-to-go, actions)."""
     best = [row.get("best_of_evaluations") for row in rows]
@@ -37,7 +44,7 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -
         paper = (f" {_num(b['mean'], 2)} ± {_num(b['half_width'], 2)} |" if b else " - |") if labels else ""
         lines.append(
             f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
-            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|" + paper
+            + "".join(f"| {_val_cell(row, m)} " for m in VAL_METRICS) + "|" + paper
         )
     return "\n".join(lines)
 

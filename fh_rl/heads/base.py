@@ -2,7 +2,7 @@
 
 A head either scores bins or scores continuous actions (``Head.scores``):
 
-- ``"bins"`` (quantized heads: linear, fourier, gmm): ``head(h)`` returns a
+- ``"bins"`` (quantized heads: linear, fourier, chebyshev, gmm): ``head(h)`` returns a
   :class:`HeadOutput` whose ``log_probs`` ``(..., A, K)`` is a log-pmf over K
   bins per action dimension; the action the head works with is a bin index
   (int64), made from an environment action by the action codec's ``encode``.
