@@ -82,7 +82,7 @@ def write_config(path: Path, data: Path, steps: int) -> None:
 
     write_tiny_config(path.parent, data, name=path.name, agent={"dropout": 0.1},
                       train={"steps": steps, "log_every": 5, "val_every": 20, "checkpoint_every": 10, "pmf_states": 2},
-                      eval={"episodes": 2, "workers": 1, "sample": True})
+                      eval={"episodes": 2, "workers": 1, "decode": "sample"})
 
 
 class Commands:

@@ -175,7 +175,8 @@ class Policy:
 
     Attributes: ``config`` (the run's :class:`~fh_rl.config.Config`), ``agent`` (the ``nn.Module``),
     ``run_dir``, ``step`` (the checkpoint's training step), ``target_return`` (the Decision Transformer's
-    initial return-to-go, dataset units; None for behavior cloning), ``sample`` (sampled actions, else argmax)
+    initial return-to-go, dataset units; None for behavior cloning), ``decode`` (how it reads an action from
+    the head: the first of the run's ``eval.decode``, docs/decoding.md), ``sample`` (whether that draws at random)
     and ``settings`` (everything :meth:`evaluate` uses).
     """
 
@@ -192,21 +193,26 @@ class Policy:
         self.target_return = float(self.settings["targets"][0]) if agent.sequence_model else None
         s = self.settings
         self._policy = AgentPolicy(agent, target_return=self.target_return or 0.0, device=self.device,
-                                   sample=s["sample"], rtg_mode=s["rtg_mode"], seed=s["seed"],
+                                   decode=s["decode"][0], rtg_mode=s["rtg_mode"], seed=s["seed"],
                                    timesteps=s["timesteps"], integer_rtg=s["integer_rtg"])
         self._t = 0
         self.reset()
 
     @property
     def sample(self) -> bool:
-        """Whether actions are sampled from the predicted distribution (else its mode: argmax, or tanh(mean))."""
+        """Whether the decoding draws actions at random (``sample``, ``+within_bin``)."""
         return self._policy.sample
+
+    @property
+    def decode(self) -> str:
+        """The decoding :meth:`act` uses (the first of the run's ``eval.decode``)."""
+        return self._policy.decoder.name
 
     def __repr__(self) -> str:
         where = f" from {self.run_dir}" if self.run_dir else ""
         target = f", target return {self.target_return:g}" if self.target_return is not None else ""
         return (f"Policy({self.config.agent.name}-{self.agent.head_name} on {self.config.env.name}, step {self.step}"
-                f"{target}, {'sampled' if self.sample else 'argmax'} actions{where})")
+                f"{target}, {self.decode} decoding{where})")
 
     # ------------------------------------------------------------------ one episode
 
@@ -305,7 +311,7 @@ class Policy:
     def evaluate(self, episodes: int | None = None, workers: int | None = None, seed: int | None = None, *,
                  target_return: float | None = None, progress: bool = False) -> list[dict[str, Any]]:
         """Evaluate as ``python -m fh_rl.evaluate`` does (the run's settings; ``None`` keeps the run's value) and
-        return its records, one per target return: ``returns``, ``lengths``, ``seeds`` per episode,
+        return its records, one per target return and decoding of the run's ``eval.decode``: ``returns``, ``lengths``, ``seeds`` per episode,
         ``return_mean``, ``return_std``, ``normalized_mean`` and the settings (the entries of ``eval.json``'s
         ``results``). Episode i is reset with seed ``seed + i``. Nothing is written."""
         from fh_rl.evaluate import evaluation_settings, run_evaluation
@@ -313,7 +319,7 @@ class Policy:
         targets = None if target_return is None else [float(target_return)]
         s = evaluation_settings(self.config, {"eval_targets": self.settings["targets"]}, targets=targets,
                                 episodes=episodes, workers=workers, seed=seed, protocol=self.settings["protocol"],
-                                rtg_mode=self.settings["rtg_mode"], sample=self.sample)
+                                rtg_mode=self.settings["rtg_mode"], decode=self.settings["decode"])
         return run_evaluation(self.agent, **s, device=self.device, progress=progress)
 
 

@@ -187,7 +187,7 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
             "episodes": cfg.eval.episodes,
             "targets": targets,
             "rtg_mode": cfg.eval.rtg_mode,
-            "sample": cfg.eval.sample,
+            "decode": cfg.eval.decode,
             "timesteps": cfg.eval.timesteps,
             "integer_returns_to_go": cfg.eval.integer_returns_to_go,
             "every_steps": cfg.eval.every_steps,
@@ -519,6 +519,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
     progress = progress and ctx.is_main
     started = time.perf_counter()
     built, targets, identity = _build_run(cfg, state, ctx, progress=progress, device=device)
+    from fh_rl.heads.decoding import parse_decoders
+
+    for decoder in parse_decoders(cfg.eval.decode):  # a decoding the agent cannot use fails now, not after training
+        decoder.check(built.agent.head, built.agent.codec)
     setup_s = time.perf_counter() - started
     agent = built.agent
 
