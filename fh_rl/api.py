@@ -129,16 +129,20 @@ def fit(config: Config | Mapping[str, Any] | str | os.PathLike | None = None, /,
     return outcome.run_dir
 
 
-def load(run_dir_or_checkpoint: str | os.PathLike, device: str = "cpu") -> Policy:
+def load(run_dir_or_checkpoint: str | os.PathLike, device: str = "cpu", *, decode: str | None = None) -> Policy:
     """A trained run as a :class:`Policy` with the run's own evaluation settings (target return, decoding,
     returns-to-go mode, environment protocol). ``run_dir_or_checkpoint``: a run directory (its
-    ``checkpoints/last.pt``) or a ``.pt`` checkpoint written by ``fit`` / ``python -m fh_rl.train``."""
+    ``checkpoints/last.pt``) or a ``.pt`` checkpoint written by ``fit`` / ``python -m fh_rl.train``.
+    ``decode``: act with this decoding instead of the run's first ``eval.decode`` (``argmax``, ``sample``,
+    ``mean``...: docs/decoding.md), as ``python -m fh_rl.evaluate --decode`` does."""
     from fh_rl.build import load_agent
+    from fh_rl.evaluate import evaluation_settings
 
     cfg, agent, state = load_agent(run_dir_or_checkpoint)
     path = Path(run_dir_or_checkpoint)
     run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
-    return Policy(cfg, agent, state, device=device, run_dir=run_dir)
+    settings = evaluation_settings(cfg, state, decode=decode)
+    return Policy(cfg, agent, state, device=device, run_dir=run_dir, settings=settings)
 
 
 @dataclass(frozen=True)
@@ -180,8 +184,8 @@ class Policy:
     and ``settings`` (everything :meth:`evaluate` uses).
     """
 
-    def __init__(self, cfg: Config, agent: Any, state: dict[str, Any], *, device: str = "cpu",
-                 run_dir: Path | None = None) -> None:
+    def __init__(self, cfg: Config, agent: Any, state: dict[str, Any], *, device: Any = "cpu",
+                 run_dir: Path | None = None, settings: dict[str, Any] | None = None) -> None:
         import torch
 
         from fh_rl.agents.inference import AgentPolicy
@@ -189,7 +193,7 @@ class Policy:
 
         self.config, self.agent, self.run_dir, self.step = cfg, agent, run_dir, int(state["step"])
         self.device = torch.device(device)
-        self.settings = evaluation_settings(cfg, state)
+        self.settings = dict(settings) if settings is not None else evaluation_settings(cfg, state)
         self.target_return = float(self.settings["targets"][0]) if agent.sequence_model else None
         s = self.settings
         self._policy = AgentPolicy(agent, target_return=self.target_return or 0.0, device=self.device,

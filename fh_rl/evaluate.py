@@ -319,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local worker processes, or --workers Ray actors (pip install \"fh_rl[ray]\")")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0: CPU policies)")
+    parser.add_argument("--video", type=int, default=0, metavar="N",
+                        help="also record N episodes (seeds as evaluation episodes 0..N-1, the first target) with the "
+                             "step's pmf beside each frame: <run>/videos/<eval file>/*.mp4 and TensorBoard images "
+                             "video/episode_<i> (pip install \"fh_rl[video]\")")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="write the results here (must not exist) instead of <run>/eval-<time>.json; outside the "
                              "run directory, no TensorBoard events are written into the run")
@@ -332,6 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--target-return must be a finite number, got {target}")
     if args.backend == "local" and args.address:
         raise ValueError("--address needs --backend ray")
+    if args.video < 0:
+        raise ValueError(f"--video must be >= 0 episodes, got {args.video}")
+    if args.video:
+        from fh_rl.video import require_video
+
+        require_video()  # before the rollouts: the pip command, not a traceback after them
     if args.seed is not None:
         from fh_rl.config.schema import check_seed
 
@@ -416,6 +426,16 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
         payload["history"] = previous["history"]
     path = out if out is not None else new_eval_path(run_dir)
     write_eval_json(path.parent, payload, path.name)
+    record = None
+    if args.video:
+        from fh_rl.api import Policy
+        from fh_rl.video import record_videos
+
+        policy = Policy(cfg, agent, state, device=device, run_dir=run_dir, settings=settings)
+        video_dir = run_dir / "videos" / path.stem if in_run else path.with_name(path.stem + "-videos")
+        record = lambda writer: record_videos(policy, args.video, video_dir, seed=seed, writer=writer,  # noqa: E731
+                                              step=int(state["step"]))
+    videos = []
     if in_run:
         from fh_rl.infra.events import open_writer
 
@@ -423,7 +443,14 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
             own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
             log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None,
                         prefix="reeval")  # eval/* stays the training-time evaluation, which compare reads by default
+            if record is not None:
+                videos = record(writer)
+    elif record is not None:
+        videos = record(None)
     print(f"wrote {path}")
+    for v in videos:
+        print(f"wrote {v['file']} (episode {v['episode']}, seed {v['seed']}: return {v['return']:.1f}, "
+              f"{v['length']} steps)")
     return 0
 
 

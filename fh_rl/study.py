@@ -544,7 +544,7 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
 def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
     """The section's body for a study over data variants: one table and paired verdicts per variant (in the
     sweeps' order), then a plain-words answer per axis."""
-    from fh_rl.compare.variants import arms, variant_table, variant_verdicts
+    from fh_rl.compare.variants import FIRST_DECODING, arms, decodings_in, variant_table, variant_verdicts
 
     by_variant = arms(records, study.variant_of())
     planned: dict[str, set[str]] = {}
@@ -557,6 +557,9 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
              "intervals are beside it, and P(A > B), rliable's probability of improvement over the seeds' "
              "pooled episodes, with a 95% bootstrap interval over seeds. A run is *not converged* when its "
              "held-out NLL (action MSE for mse) still fell by more than 2% over the last 20% of training. "
+             "Each run is evaluated under every decoding of its `eval.decode` on the same 20 episode seeds "
+             "(docs/decoding.md); runs made before a decoding was added lack it (its column then says how many "
+             "seeds it has). "
              f"Arms with fewer than {len(study.seeds)} seeds are partial: the study is still running.", ""]
     for variant in planned:
         lines += [f"### {variant}", ""]
@@ -569,8 +572,10 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
         lines += variant_table(arms_here) + [""]
         if partial:
             lines += ["Partial arms: " + "; ".join(partial) + ".", ""]
-        lines += ["Verdicts (return):", ""] + (variant_verdicts(arms_here) or ["- a single arm: nothing to compare"]) + [""]
-    lines += ["### The answer per axis", ""]
+        for decode in decodings_in(arms_here):
+            lines += [f"Verdicts (return, `{decode}` decoding):", ""] + (
+                variant_verdicts(arms_here, decode) or ["- a single arm: nothing to compare"]) + [""]
+    lines += ["### The answer per axis", "", f"Read from the `{FIRST_DECODING}` decoding's verdicts (every run has it).", ""]
     for name, axis in study.axes.items():
         words = []
         for variant in axis["points"]:

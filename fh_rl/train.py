@@ -334,15 +334,14 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def config_notes(cfg: Config, built: Built) -> list[str]:
-    """Settings of ``cfg`` that do not do what they say for this environment and data, in words (printed, and
-    written as comments atop the run's ``config.yaml``): bin settings for discrete actions."""
-    notes = []
+    """Settings of ``cfg`` that do not apply to this environment, in words (printed, and written as comments atop
+    the run's ``config.yaml``): the bin settings under discrete actions. (A timestep table shorter than the data's
+    episodes is refused before, by :func:`fh_rl.preflight.check_timesteps`.)"""
     e = cfg.env
-    if not built.codec.continuous:
-        notes.append(f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
-                     f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action")
-    # A timestep table shorter than the data's episodes is refused before this (fh_rl.preflight.check_timesteps).
-    return notes
+    if built.codec.continuous:
+        return []
+    return [f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
+            f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action"]
 
 
 def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: contextlib.ExitStack,
