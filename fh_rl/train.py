@@ -321,6 +321,10 @@ def _resolve_run(cfg: Config | None, resume: str | Path | None, evaluate: bool, 
         if cfg is None:
             raise ValueError("run needs a config or a run directory to resume")
         run_dir = None
+        if _writes():  # a read-only or full run_root is found now, before the data is read and the model built
+            from fh_rl.infra.atomic import check_writable
+
+            check_writable(Path(cfg.run_root) / "run", what=f"a run under run_root {cfg.run_root!r}")
     return state, cfg, run_dir
 
 

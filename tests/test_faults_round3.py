@@ -246,7 +246,7 @@ def test_write_hdf5_checks_free_space_before_h5py_writes(small_disk, pendulum_hd
 # ----------------------------------------------------------------------------- 3. a read-only run directory
 
 
-def test_read_only_run_directory(run_copy, tmp_path, capsys):
+def test_read_only_run_directory(base_run, run_copy, tmp_path, capsys):
     before = snapshot(run_copy)
     with read_only(run_copy):
         line = refused(capsys, evaluate_cli.main, [str(run_copy), *QUIET])
@@ -260,6 +260,8 @@ def test_read_only_run_directory(run_copy, tmp_path, capsys):
         with read_only(shelf):  # --out in a read-only place: found before the rollouts
             line = refused(capsys, evaluate_cli.main, [str(run_copy), "--out", str(shelf / "x.json"), *QUIET])
             assert f"cannot write {shelf / 'x.json'}: {shelf} is not writable" in line, line
+        line = refused(capsys, train_cli.main, ["--config", str(base_run[0]), "--set", f"run_root={run_copy / 'new'}"])
+        assert f"cannot write a run under run_root {str(run_copy / 'new')!r}: {run_copy} is not writable" in line, line
         out = tmp_path / "elsewhere.json"  # reading a read-only run is fine when the result goes elsewhere
         assert run_cli(evaluate_cli.main, [str(run_copy), "--out", str(out), *QUIET]) == 0
         assert yaml.safe_load(out.read_text())["results"]
