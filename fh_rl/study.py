@@ -29,8 +29,9 @@ The records are the one thing a study keeps in git. Run directories (TensorBoard
 events, logs, checkpoints) go to the study's ``root``, ``studies/<name>`` by
 default, which git ignores: ``--report`` rebuilds the section from the records
 alone, and ``--commit`` commits only the records, the figures and the page.
-A record is a few KB (about 2 KB of returns and config, up to 3 KB of curves and
-4 x K pmf values).
+A record is one line of 4-24 KB (measured: 3.6 KB for a Pendulum mse run, 9.6 KB
+for a DT run with 96 bins, 24 KB with 384 bins and three decodings): config and
+returns about 2-4 KB, curves 2-4 KB, the pmfs 4 x K values.
 """
 
 from __future__ import annotations
