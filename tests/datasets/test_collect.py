@@ -164,7 +164,6 @@ def test_collect_cli_errors_exit_2(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     bad = [
         (["control", "--env", "FrozenLake-v1", "--steps", "10", "--out", str(tmp_path / "c.hdf5")], "vector observations"),
-        (["control", "--env", "Breakout", "--steps", "10", "--out", str(tmp_path / "c.hdf5")], "collect atari"),
         (["control", "--env", "Pendulum-v1", "--steps", "0", "--out", str(tmp_path / "c.hdf5")], "steps must be a positive"),
         (["atari", "--game", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)], "needs an Atari game"),
     ]
