@@ -252,8 +252,8 @@ def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dic
     labels = sorted({label for v, _ in points for label in variants[v]},
                     key=lambda lb: next(_order((lb, variants[v][lb])) for v, _ in points if lb in variants[v]))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (metric, ylabel) in zip(axes, (("return", "return (mean over seeds, 95% CI)"),
-                                           ("nll", "held-out NLL of the bins (mean over seeds, 95% CI)")), strict=True):
+    for ax, (metric, ylabel) in zip(axes, (("return", "return, argmax (mean over seeds, 95% CI)"),
+                                           ("nll", "held-out NLL of the bins (95% CI)")), strict=True):
         for i, label in enumerate(labels):
             xs, m, lo, hi = [], [], [], []
             for v, x in sorted(points, key=lambda p: p[1]):
@@ -268,9 +268,10 @@ def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dic
             if not xs:
                 continue
             m_, lo_, hi_ = np.array(m), np.array(lo), np.array(hi)
-            n = min(len(variants[v][label]["seeds"]) for v, _ in points if label in variants[v])
+            ns = sorted({len(variants[v][label]["seeds"]) for v, _ in points if label in variants[v]})
+            n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
             ax.errorbar(xs, m_, yerr=[m_ - lo_, hi_ - m_], marker="o", capsize=3, color=colors[i % len(colors)],
-                        label=f"{label} (n>={n})")
+                        label=f"{label} (seeds: {n})")
             if len(xs) > 1:
                 ax.fill_between(xs, lo_, hi_, color=colors[i % len(colors)], alpha=0.12, lw=0)
         if axis.get("log"):
