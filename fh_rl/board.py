@@ -26,6 +26,9 @@ target. ``python -m fh_rl.evaluate`` logs its re-evaluations under
 ``reeval/*`` (same suffix rule), so ``eval/*`` (and the HParams metric of the
 same name) stays the training-time evaluation, the one ``python -m
 fh_rl.compare`` reads by default (``--eval latest``: the newest re-evaluation).
+Each decoding (``eval.decode``) also gets its own, ``eval/<decoding>/return_mean``
+(``eval/argmax/return_mean``, ``eval/mean/return_mean``...; ``reeval/<decoding>/...``); the plain
+``eval/return_mean`` is the first decoding's.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ CUSTOM_SCALARS_LAYOUT = {
     "evaluation (all runs overlaid)": {
         "return mean": ["Multiline", [r"eval/return_mean(/target_.*)?$"]],
         "normalised return": ["Multiline", [r"eval/normalized(/target_.*)?$"]],
+        "return mean per decoding": ["Multiline", [r"eval/[^/]+/return_mean(/target_.*)?$"]],
         "return mean, re-evaluated (python -m fh_rl.evaluate)": ["Multiline", [r"reeval/return_mean(/target_.*)?$"]],
     },
     "validation (all runs overlaid)": {
@@ -76,12 +80,15 @@ HPARAM_IGNORED = frozenset({
 shorter column (``env``, ``agent``, ``head``, ``seed``, ``dataset``)."""
 
 
-def eval_tag(metric: str, target: float | None, primary: float | None, prefix: str = "eval") -> str:
+def eval_tag(metric: str, target: float | None, primary: float | None, prefix: str = "eval",
+             decode: str | None = None) -> str:
     """``<prefix>/<metric>`` at the run's own target ``primary`` (or without one, BC); ``<prefix>/<metric>/target_<R>``
-    at any other. ``prefix``: ``eval`` (training's evaluations) or ``reeval`` (``python -m fh_rl.evaluate``)."""
+    at any other. ``prefix``: ``eval`` (training's evaluations) or ``reeval`` (``python -m fh_rl.evaluate``); with a
+    decoding ``<prefix>/<decode>/<metric>[/target_<R>]``."""
+    base = f"{prefix}/{decode}/{metric}" if decode else f"{prefix}/{metric}"
     if target is None or target == primary:
-        return f"{prefix}/{metric}"
-    return f"{prefix}/{metric}/target_{target:g}"
+        return base
+    return f"{base}/target_{target:g}"
 
 
 # ----------------------------------------------------------------------------- hyperparameters

@@ -170,9 +170,15 @@ def expected_config(config: str | None, point: GridPoint, root: Path) -> dict[st
     return cfg.to_dict()
 
 
+EVAL_ONLY_KEYS = frozenset({"eval.decode"})
+"""Keys that change only how a finished run is evaluated: a complete run made with another value is kept
+(its eval.json holds the decodings it was evaluated under; ``python -m fh_rl.evaluate --decode`` adds others
+from its checkpoint)."""
+
+
 def _config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str | None:
     for key in sorted(set(saved) | set(wanted)):
-        if prefix == "" and key == "run_root":
+        if (prefix == "" and key == "run_root") or f"{prefix}{key}" in EVAL_ONLY_KEYS:
             continue
         a, b = saved.get(key), wanted.get(key)
         if isinstance(a, dict) and isinstance(b, dict):

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -92,6 +93,33 @@ def default_targets(cfg: Config, episode_returns: np.ndarray) -> list[float]:
 # ----------------------------------------------------------------------------- run directory
 
 
+LOG_ROOM = 1 << 20
+"""Bytes a run wants free beyond its checkpoints: config, manifest, evaluations, TensorBoard events."""
+
+
+def check_checkpoint_space(agent: torch.nn.Module, directory: Path, copies: int) -> None:
+    """A StorageError before training when ``directory``'s disk cannot hold the run's checkpoints.
+
+    A checkpoint holds the weights, AdamW's two moments and the buffers; replacing one atomically needs the old
+    and the new side by side (``copies=2`` for a new run; 1 on resume, whose old checkpoint is already there).
+    Found now, not at the first checkpoint after minutes of training.
+    """
+    from fh_rl.infra.atomic import _size, free_bytes
+    from fh_rl.infra.cli import StorageError
+
+    params = sum(p.numel() * p.element_size() for p in agent.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in agent.buffers())
+    checkpoint = 3 * params + buffers
+    events = sum(p.stat().st_size for p in directory.glob("events.out.tfevents.*"))  # a resume rewrites them whole
+    need = copies * checkpoint + LOG_ROOM + events
+    free = free_bytes(directory)
+    if free < need:
+        raise StorageError(
+            f"{str(directory)!r} is on a disk with {_size(free)} free, but this run needs about {_size(need)} there "
+            f"({copies} checkpoint(s) of {_size(checkpoint)} while one replaces the other, and its logs); free some "
+            f"space or train elsewhere (run_root)", 28)
+
+
 def make_run_dir(cfg: Config) -> Path:
     env = cfg.env.name.replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -101,7 +129,12 @@ def make_run_dir(cfg: Config) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = base / f"seed{cfg.seed}-{stamp}-{n}"
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:  # a read-only run_root
+        from fh_rl.infra.atomic import storage_error
+
+        raise (storage_error(exc, run_dir / "config.yaml") or exc) from None
     return run_dir
 
 
@@ -154,7 +187,7 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
             "episodes": cfg.eval.episodes,
             "targets": targets,
             "rtg_mode": cfg.eval.rtg_mode,
-            "sample": cfg.eval.sample,
+            "decode": cfg.eval.decode,
             "timesteps": cfg.eval.timesteps,
             "integer_returns_to_go": cfg.eval.integer_returns_to_go,
             "every_steps": cfg.eval.every_steps,
@@ -288,6 +321,10 @@ def _resolve_run(cfg: Config | None, resume: str | Path | None, evaluate: bool, 
         if cfg is None:
             raise ValueError("run needs a config or a run directory to resume")
         run_dir = None
+        if _writes():  # a read-only or full run_root is found now, before the data is read and the model built
+            from fh_rl.infra.atomic import check_writable
+
+            check_writable(Path(cfg.run_root) / "run", what=f"a run under run_root {cfg.run_root!r}")
     return state, cfg, run_dir
 
 
@@ -297,21 +334,14 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def config_notes(cfg: Config, built: Built) -> list[str]:
-    """Settings of ``cfg`` that do not do what they say for this environment and data, in words (printed, and
-    written as comments atop the run's ``config.yaml``): bin settings for discrete actions, and a timestep
-    table shorter than the data's episodes."""
-    notes = []
+    """Settings of ``cfg`` that do not apply to this environment, in words (printed, and written as comments atop
+    the run's ``config.yaml``): the bin settings under discrete actions. (A timestep table shorter than the data's
+    episodes is refused before, by :func:`fh_rl.preflight.check_timesteps`.)"""
     e = cfg.env
-    if not built.codec.continuous:
-        notes.append(f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
-                     f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action")
-    if built.agent.sequence_model and cfg.agent.timestep_embedding == "per_step":
-        longest = int(np.diff(built.dataset.offsets).max()) if len(built.dataset.offsets) > 1 else 0
-        if longest - 1 > cfg.agent.max_timestep:
-            notes.append(f"the data's episodes run to {longest} steps but agent.max_timestep is "
-                         f"{cfg.agent.max_timestep}: later steps share its last timestep embedding; "
-                         f"set agent.max_timestep={longest} to tell them apart")
-    return notes
+    if built.codec.continuous:
+        return []
+    return [f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
+            f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action"]
 
 
 def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: contextlib.ExitStack,
@@ -319,14 +349,22 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
     """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
     (``notes`` as comments) and ``manifest.json`` (``info`` + the process layout)."""
     from fh_rl.board import remove_root_layouts
+    from fh_rl.infra.atomic import storage_error
     from fh_rl.infra.locks import hold_run_dir
 
     run_dir = make_run_dir(cfg)
-    owned.enter_context(hold_run_dir(run_dir))
-    remove_root_layouts(cfg.run_root)  # older versions' root layout file: a pseudo-run in TensorBoard
-    save_config(cfg, run_dir / "config.yaml", notes)
-    info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
-    write_json(run_dir / "manifest.json", info)
+    try:
+        owned.enter_context(hold_run_dir(run_dir, "train", cannot_write="free some space or set run_root elsewhere"))
+        remove_root_layouts(cfg.run_root)  # older versions' root layout file: a pseudo-run in TensorBoard
+        save_config(cfg, run_dir / "config.yaml", notes)
+        info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
+        write_json(run_dir / "manifest.json", info)
+    except OSError as exc:  # a full or read-only disk
+        error = storage_error(exc, run_dir / "config.yaml")
+        if error is None:
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)  # made a moment ago by this process, under its lock: no run yet
+        raise error from None
     return run_dir
 
 
@@ -484,6 +522,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
     progress = progress and ctx.is_main
     started = time.perf_counter()
     built, targets, identity = _build_run(cfg, state, ctx, progress=progress, device=device)
+    from fh_rl.heads.decoding import parse_decoders
+
+    for decoder in parse_decoders(cfg.eval.decode):  # a decoding the agent cannot use fails now, not after training
+        decoder.check(built.agent.head, built.agent.codec)
     setup_s = time.perf_counter() - started
     agent = built.agent
 
@@ -491,8 +533,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if run_dir is None and ctx.is_main:
+        check_checkpoint_space(agent, Path(cfg.run_root), copies=2)
         run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, command), ctx, owned, notes)
     elif ctx.is_main:
+        check_checkpoint_space(agent, run_dir, copies=1)  # the old checkpoint is already there
         record_resume(run_dir, int(state["step"]), device, command, ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:

@@ -148,7 +148,7 @@ def test_cli_writes_outputs_and_skips_bad_run_dirs(runs, tmp_path, capsys):
     assert [r["n_seeds"] for r in rows] == [4, 2, 2]
     md = (out / "comparison.md").read_text()
     assert "| dt-fourier num_frequencies=4 | 2 |" in md and "broken-eval" in md
-    assert "### Pendulum-v1\n\nEvaluation: transformed returns-to-go, argmax actions.\n" in md  # how returns were had
+    assert "### Pendulum-v1, decoding `argmax`\n\nEvaluation: transformed returns-to-go.\n" in md  # how returns were had
     for name in ("frequencies-Pendulum-v1.png", "curves-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert name in md

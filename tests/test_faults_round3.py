@@ -144,19 +144,66 @@ def test_unreadable_manifest_is_never_replaced(run_copy, capsys, text, problem):
     assert snapshot(run_copy) == before
 
 
+def test_debug_shows_the_traceback_of_a_storage_error(run_copy, monkeypatch):
+    from fh_rl.infra.cli import StorageError
+
+    monkeypatch.setenv("FH_RL_DEBUG", "1")
+    with read_only(run_copy), pytest.raises(StorageError, match="is read-only"):
+        run_cli(evaluate_cli.main, [str(run_copy), *QUIET])
+
+
 # ----------------------------------------------------------------------------- 2. a full disk
 
 
-def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(base_run, small_disk, capsys):
+def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(base_run, small_disk, capsys):
     config, base = base_run
     checkpoint = (base / "checkpoints" / "last.pt").stat().st_size
-    fill(small_disk, leave=int(1.5 * checkpoint) + (64 << 10))  # the step-3 checkpoint fits, its successor does not
-    line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={small_disk / 'runs'}", *QUIET],
-                   only_line=False)  # after "run directory: ..."
+    fill(small_disk, leave=int(1.5 * checkpoint))  # one checkpoint would fit, not the second beside it
+    line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={small_disk / 'runs'}", *QUIET])
+    assert f"{str(small_disk / 'runs')!r} is on a disk with" in line and "checkpoint(s) of" in line, line
+    assert run_dirs(small_disk / "runs") == [] and not list(small_disk.rglob("*.tmp"))
+
+
+def test_disk_filled_during_training_keeps_the_last_good_checkpoint(base_run, small_disk, capsys, monkeypatch):
+    """Another process fills the disk after the first checkpoint: the second fails, the first stays, and once
+    space is freed a resume finishes the run."""
+    import fh_rl.trainer
+
+    real, calls = fh_rl.trainer.atomic_torch_save, []
+
+    def fill_then_save(state, path):
+        calls.append(path)
+        if len(calls) == 2:
+            fill(small_disk)
+        real(state, path)
+
+    monkeypatch.setattr(fh_rl.trainer, "atomic_torch_save", fill_then_save)
+    line = refused(capsys, train_cli.main, ["--config", str(base_run[0]), "--set", f"run_root={small_disk / 'runs'}",
+                                            "--set", "train.steps=9", *QUIET], only_line=False)  # "run directory: ..."
     (run_dir,) = run_dirs(small_disk / "runs")
     assert f"cannot write {run_dir / 'checkpoints' / 'last.pt'}: the disk is full" in line, line
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 3  # the last good one
     assert not list(small_disk.rglob("*.tmp"))
+    monkeypatch.setattr(fh_rl.trainer, "atomic_torch_save", real)
+    (small_disk / "filler").unlink()
+    assert run_cli(train_cli.main, ["--resume", str(run_dir), "--no-eval", *QUIET]) == 0
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 9
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+
+
+def test_full_disk_under_the_events_writer_is_one_error_not_a_thread_traceback(small_disk, capsys):
+    """TensorBoard's writer thread used to print its ENOSPC traceback, then hand the plain OSError to training."""
+    from fh_rl.infra.cli import StorageError
+    from fh_rl.infra.events import open_writer
+
+    writer = open_writer(small_disk)
+    fill(small_disk)
+    with pytest.raises(StorageError, match=r"cannot write .*events\.out\.tfevents.*: the disk is full"):
+        for step in range(100_000):  # the file's last page still has room for a few records
+            writer.add_scalar("train/loss", 1.0, step)
+            if step % 100 == 0:
+                writer.flush()
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_full_disk_when_evaluate_locks_or_writes(base_run, small_disk, capsys):
@@ -207,7 +254,7 @@ def test_write_hdf5_checks_free_space_before_h5py_writes(small_disk, pendulum_hd
 # ----------------------------------------------------------------------------- 3. a read-only run directory
 
 
-def test_read_only_run_directory(run_copy, tmp_path, capsys):
+def test_read_only_run_directory(base_run, run_copy, tmp_path, capsys):
     before = snapshot(run_copy)
     with read_only(run_copy):
         line = refused(capsys, evaluate_cli.main, [str(run_copy), *QUIET])
@@ -221,6 +268,8 @@ def test_read_only_run_directory(run_copy, tmp_path, capsys):
         with read_only(shelf):  # --out in a read-only place: found before the rollouts
             line = refused(capsys, evaluate_cli.main, [str(run_copy), "--out", str(shelf / "x.json"), *QUIET])
             assert f"cannot write {shelf / 'x.json'}: {shelf} is not writable" in line, line
+        line = refused(capsys, train_cli.main, ["--config", str(base_run[0]), "--set", f"run_root={run_copy / 'new'}"])
+        assert f"cannot write a run under run_root {str(run_copy / 'new')!r}: {run_copy} is not writable" in line, line
         out = tmp_path / "elsewhere.json"  # reading a read-only run is fine when the result goes elsewhere
         assert run_cli(evaluate_cli.main, [str(run_copy), "--out", str(out), *QUIET]) == 0
         assert yaml.safe_load(out.read_text())["results"]
@@ -331,6 +380,24 @@ def test_data_that_would_train_wrong_names_file_key_and_value(pendulum_hdf5, tmp
     line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={tmp_path / 'runs'}", *QUIET])
     assert str(data) in line and message in line, line
     assert data.read_bytes() == before and run_dirs(tmp_path / "runs") == []
+
+
+def test_dqn_replay_reward_that_would_overflow_names_file_and_row(tmp_path):
+    import gzip
+
+    from fh_rl.datasets import load_dqn_replay
+
+    root = tmp_path / "replay"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "dqn-replay", root)
+    path = root / "Breakout" / "1" / "replay_logs" / "$store$_reward_ckpt.1.gz"
+    with gzip.open(path, "rb") as f:
+        rewards = np.load(f, allow_pickle=False)
+    slot = int(np.flatnonzero(rewards != 0)[0])  # a real row (padding rows hold reward 0)
+    rewards[slot] = 1e30
+    with gzip.open(path, "wb") as f:
+        np.save(f, rewards, allow_pickle=False)
+    with pytest.raises(ValueError, match=rf"reward_ckpt.1.gz: 'reward' holds 1e\+30 at row {slot}, beyond the 1e\+15"):
+        load_dqn_replay(root, "Breakout", progress=False, cache=False)
 
 
 def test_max_timestep_below_the_longest_episode_is_refused(base_run, tmp_path, capsys):

@@ -104,20 +104,44 @@ def arms(records: Sequence[dict[str, Any]], variant_of: dict[str, str]) -> dict[
         arm = out.setdefault(variant, {}).setdefault(arm_label(r), {"agent": r["agent"], "head": r["head"],
                                                                      "by_seed": {}})
         arm["by_seed"][int(r["seed"])] = r  # a later record of the same seed wins
+    from fh_rl.compare.runs import run_from_record
+
     for variant in out.values():
         for arm in variant.values():
             seeds = sorted(arm["by_seed"])
             recs = [arm["by_seed"][s] for s in seeds]
             arm["seeds"] = seeds
-            arm["return"] = seed_statistics([r["return_mean"] for r in recs])
-            arm["returns"] = {s: arm["by_seed"][s]["return_mean"] for s in seeds}
-            arm["episodes"] = {s: arm["by_seed"][s]["evaluations"][0]["returns"] for s in seeds}
+            per_decoding: dict[str, dict[int, list[float]]] = {}
+            for s, r in zip(seeds, recs, strict=True):
+                run = run_from_record(r)
+                for d, returns in (run.decodings or {run.decode: run.returns}).items():
+                    per_decoding.setdefault(d, {})[s] = returns
+            arm["decodings"] = {d: {"episodes": eps, "returns": {s: float(np.mean(x)) for s, x in eps.items()},
+                                    "return": seed_statistics([float(np.mean(eps[s])) for s in sorted(eps)])}
+                                for d, eps in sorted(per_decoding.items(), key=lambda kv: _decoding_order(kv[0]))}
+            first = arm["decodings"][FIRST_DECODING] if FIRST_DECODING in arm["decodings"] else \
+                next(iter(arm["decodings"].values()))
+            arm["return"], arm["returns"], arm["episodes"] = first["return"], first["returns"], first["episodes"]
             arm["val"] = {m: seed_statistics([(r.get("val") or {}).get(m) for r in recs])
                           for m in ("nll", "accuracy", "smoothness", "action_mse")}
             checks = {s: run_converged(arm["by_seed"][s]) for s in seeds}
             arm["not_converged"] = {s: fall for s, (ok, fall) in checks.items() if ok is False}
             arm["unchecked"] = [s for s, (ok, _) in checks.items() if ok is None]
     return out
+
+
+FIRST_DECODING = "argmax"
+"""The decoding the axis figures and answers read (the study's default; every run has it)."""
+DECODING_ORDER = ("argmax", "sample", "mean", "median", "mode")
+
+
+def _decoding_order(d: str) -> tuple[int, str]:
+    return (DECODING_ORDER.index(d) if d in DECODING_ORDER else len(DECODING_ORDER), d)
+
+
+def decodings_in(variant: dict[str, dict[str, Any]]) -> list[str]:
+    """The decodings any arm of the variant was evaluated under, argmax first."""
+    return sorted({d for arm in variant.values() for d in arm["decodings"]}, key=_decoding_order)
 
 
 def _num(x: float | None, digits: int = 1) -> str:
@@ -138,25 +162,34 @@ def _order(item: tuple[str, dict[str, Any]]) -> tuple:
 
 def variant_table(variant: dict[str, dict[str, Any]]) -> list[str]:
     """One variant's markdown table: each arm's return, held-out metrics and convergence."""
-    lines = ["| arm | seeds | return mean [95% CI] | val NLL (bins) | val accuracy | val smoothness | val action MSE "
-             "| converged |", "|---|---:|---|---:|---:|---:|---:|---|"]
+    decodings = decodings_in(variant)
+    lines = ["| arm | seeds | " + " | ".join(f"return, `{d}` [95% CI]" for d in decodings)
+             + " | val NLL (bins) | val accuracy | val smoothness | val action MSE | converged |",
+             "|---|---:|" + "---|" * len(decodings) + "---:|---:|---:|---:|---|"]
     for label, arm in sorted(variant.items(), key=_order):
         bad, unchecked = arm["not_converged"], arm["unchecked"]
         conv = ("yes" if not bad else "**not converged**: seed " + ", ".join(
             f"{s} ({100 * f:.0f}%)" for s, f in sorted(bad.items()))) + (
             f"; {len(unchecked)} unchecked" if unchecked else "")
         v = arm["val"]
-        lines.append(f"| {label} | {len(arm['seeds'])} | {_ci(arm['return'])} | {_num(v['nll']['mean'], 3)} "
+        returns = " | ".join(_ci(arm["decodings"][d]["return"]) + (
+            f" ({arm['decodings'][d]['return']['n']} seeds)"
+            if arm["decodings"][d]["return"]["n"] != len(arm["seeds"]) else "")
+            if d in arm["decodings"] else "-" for d in decodings)
+        lines.append(f"| {label} | {len(arm['seeds'])} | {returns} | {_num(v['nll']['mean'], 3)} "
                      f"| {_num(v['accuracy']['mean'], 3)} | {_num(v['smoothness']['mean'], 3)} "
                      f"| {_num(v['action_mse']['mean'], 3)} | {conv} |")
     return lines
 
 
-def variant_verdicts(variant: dict[str, dict[str, Any]]) -> list[str]:
-    """Every pair of arms of one agent: the paired difference's interval decides; the arms' own intervals and
-    P(A > B) beside it."""
-    lines = []
-    items = sorted(variant.items(), key=_order)
+def pair_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODING) -> list[dict[str, Any]]:
+    """Every pair of arms of one agent under one decoding: ``{a, b, verdict, line}`` with ``verdict`` one of
+    ``more`` / ``less`` (a's return against b's: the paired difference's interval excludes 0), ``none`` (no
+    evidence of a difference) or ``pending`` (fewer than :data:`MIN_SEEDS` common seeds); ``line`` says it in
+    words with the arms' own intervals and P(A > B) beside it."""
+    out = []
+    items = [(label, {**arm, **arm["decodings"][decode], "seeds": sorted(arm["decodings"][decode]["returns"])})
+             for label, arm in sorted(variant.items(), key=_order) if decode in arm["decodings"]]
     for i, (la, a) in enumerate(items):
         for lb, b in items[:i]:
             if a["agent"] != b["agent"]:
@@ -164,20 +197,47 @@ def variant_verdicts(variant: dict[str, dict[str, Any]]) -> list[str]:
             d = paired_difference(a["returns"], b["returns"])
             own = f"{_ci(a['return'])} vs {_ci(b['return'])}"
             if d is None or len(d["seeds"]) < MIN_SEEDS:
-                lines.append(f"- {la} vs {lb}: {own} ({len(a['seeds'])} vs {len(b['seeds'])} seeds); "
-                             f"fewer than {MIN_SEEDS} common seeds: no verdict yet.")
+                out.append({"a": la, "b": lb, "verdict": "pending",
+                            "line": f"- {la} vs {lb}: {own} ({len(a['seeds'])} vs {len(b['seeds'])} seeds); "
+                                    f"fewer than {MIN_SEEDS} common seeds: no verdict yet."})
                 continue
-            if d["ci_low"] is not None and d["ci_low"] > 0:
-                word = f"{la} earns more"
-            elif d["ci_high"] is not None and d["ci_high"] < 0:
-                word = f"{la} earns less"
-            else:
-                word = "no evidence of a difference"
+            verdict = "more" if d["ci_low"] > 0 else "less" if d["ci_high"] < 0 else "none"
+            word = {"more": f"{la} earns more", "less": f"{la} earns less", "none": "no evidence of a difference"}[verdict]
             p = probability_of_improvement(a["episodes"], b["episodes"])
             prob = f"; P({la} > {lb}) = {p['p']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if p else ""
-            lines.append(f"- {la} vs {lb}: paired difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] "
-                         f"over {len(d['seeds'])} seeds: **{word}** (own intervals {own}){prob}.")
-    return lines
+            out.append({"a": la, "b": lb, "verdict": verdict,
+                        "line": f"- {la} vs {lb}: paired difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, "
+                                f"{d['ci_high']:+.1f}] over {len(d['seeds'])} seeds: **{word}** (own intervals "
+                                f"{own}){prob}."})
+    return out
+
+
+def variant_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODING) -> list[str]:
+    """:func:`pair_verdicts` as markdown lines."""
+    return [v["line"] for v in pair_verdicts(variant, decode)]
+
+
+def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[str],
+                decode: str = FIRST_DECODING) -> str:
+    """One axis in plain words: per variant on it, the pairs that differ, or that none does (yet)."""
+    words = []
+    for name in names:
+        pairs = pair_verdicts(variants.get(name, {}), decode)
+        decided = [p for p in pairs if p["verdict"] in ("more", "less")]
+        pending = [p for p in pairs if p["verdict"] == "pending"]
+        if name not in variants:
+            words.append(f"{name}: not run yet")
+        elif not pairs:
+            words.append(f"{name}: one arm so far, nothing to compare")
+        elif decided:
+            words.append(f"{name}: " + "; ".join(
+                f"{p['a']} earns {p['verdict']} than {p['b']}" for p in decided)
+                + (f" ({len(pending)} pair(s) still lack seeds)" if pending else ""))
+        elif len(pending) == len(pairs):
+            words.append(f"{name}: too few seeds for a verdict")
+        else:
+            words.append(f"{name}: no pair differs" + (" (some pairs still lack seeds)" if pending else ""))
+    return "; ".join(words)
 
 
 def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path | None:
@@ -192,8 +252,8 @@ def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dic
     labels = sorted({label for v, _ in points for label in variants[v]},
                     key=lambda lb: next(_order((lb, variants[v][lb])) for v, _ in points if lb in variants[v]))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (metric, ylabel) in zip(axes, (("return", "return (mean over seeds, 95% CI)"),
-                                           ("nll", "held-out NLL of the bins (mean over seeds, 95% CI)")), strict=True):
+    for ax, (metric, ylabel) in zip(axes, (("return", "return, argmax (mean over seeds, 95% CI)"),
+                                           ("nll", "held-out NLL of the bins (95% CI)")), strict=True):
         for i, label in enumerate(labels):
             xs, m, lo, hi = [], [], [], []
             for v, x in sorted(points, key=lambda p: p[1]):
@@ -208,9 +268,10 @@ def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dic
             if not xs:
                 continue
             m_, lo_, hi_ = np.array(m), np.array(lo), np.array(hi)
-            n = min(len(variants[v][label]["seeds"]) for v, _ in points if label in variants[v])
+            ns = sorted({len(variants[v][label]["seeds"]) for v, _ in points if label in variants[v]})
+            n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
             ax.errorbar(xs, m_, yerr=[m_ - lo_, hi_ - m_], marker="o", capsize=3, color=colors[i % len(colors)],
-                        label=f"{label} (n>={n})")
+                        label=f"{label} (seeds: {n})")
             if len(xs) > 1:
                 ax.fill_between(xs, lo_, hi_, color=colors[i % len(colors)], alpha=0.12, lw=0)
         if axis.get("log"):
