@@ -26,6 +26,18 @@ evaluation take (for collect and evaluate always the first kind). Then:
   to the uninterrupted run's, collect with the same data (content hash),
   evaluate with the same returns, a strict JSON result and one events file.
 
+``--disk-rounds N`` (root only: it mounts a tmpfs) then runs N full-disk rounds,
+cycling train, evaluate, collect and compare. Each puts the command's output on
+a fresh 8 MiB tmpfs and fills it: half the rounds before the command starts,
+leaving a free space drawn log-uniformly between 4 KiB and 4 MiB (so that some
+commands are refused at once, some fail part-way and some fit), the other half
+to the last byte at a random moment while it runs (another process filling the
+disk). It counts commands that ended cleanly (exit 0, or exit 2 with one
+``error:`` line), crashes (any other exit, a traceback, more than one error
+line), partial files and temps left, files that existed before and changed
+(in rounds that did not finish), and whether the same command (``train --resume`` for a run with a checkpoint)
+succeeds once the filler is removed.
+
 Every command runs on one thread (``OMP_NUM_THREADS=1``): a tiny Pendulum-v1
 Decision Transformer trained on the data of the reference collect (SAC's
 replay plus two rollouts of its policy). Nothing is timed.
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -56,6 +69,9 @@ GRACE = 30.0
 """Seconds the killed command's children get to stop by themselves (a sweep's jobs checkpoint first)."""
 
 
+DISK_KINDS = ("train", "evaluate", "collect", "compare")
+DISK_SIZE = "8m"
+
 # ----------------------------------------------------------------------------- set-up
 
 
@@ -66,7 +82,7 @@ def write_config(path: Path, data: Path, steps: int) -> None:
 
     write_tiny_config(path.parent, data, name=path.name, agent={"dropout": 0.1},
                       train={"steps": steps, "log_every": 5, "val_every": 20, "checkpoint_every": 10, "pmf_states": 2},
-                      eval={"episodes": 2, "workers": 1, "sample": True})
+                      eval={"episodes": 2, "workers": 1, "decode": "sample"})
 
 
 class Commands:
@@ -331,6 +347,140 @@ def one_round(kind: str, i: int, cmds: Commands, work: Path, ref: dict, duration
     tally.notes += partial
 
 
+# ----------------------------------------------------------------------------- full-disk rounds
+
+
+@dataclass
+class DiskTally:
+    rounds: int = 0
+    finished: int = 0
+    refused: int = 0
+    crashed: int = 0
+    partial: int = 0
+    temps: int = 0
+    changed: int = 0
+    recovered: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _fill(disk: Path, leave: int = 0) -> None:
+    st = os.statvfs(disk)
+    free = st.f_bavail * st.f_frsize
+    try:
+        with open(disk / "filler", "ab") as f:
+            f.write(b"\0" * max(0, free - leave))
+    except OSError:
+        pass  # full
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "filler" and not p.name.endswith(".lock")}
+
+
+def disk_round(kind: str, i: int, cmds: Commands, work: Path, ref: dict, durations: dict, rng: random.Random,
+               tally: DiskTally) -> None:
+    """One command with its output on a tmpfs that fills up (see the module doc)."""
+    d = work / f"disk{i:03d}-{kind}"
+    disk = d / "disk"
+    disk.mkdir(parents=True)
+    log = d / "campaign.log"
+    tag = uuid.uuid4().hex
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(disk)], check=True)
+    try:
+        if kind == "train":
+            cmd = cmds.train(disk)
+        elif kind == "collect":
+            cmd = cmds.collect(disk)
+        elif kind == "evaluate":
+            shutil.copytree(ref["train_dir"], disk / "run")
+            cmd = cmds.evaluate(disk / "run")
+        else:
+            cmd = [sys.executable, "-m", "fh_rl.compare", str(ref["train_dir"]), "--out", str(disk / "report")]
+            code, _, _ = run(cmd, tag, log)  # an earlier report, which must survive
+            assert code == 0, f"compare failed on an empty disk: see {log}"
+        before = _files(disk)
+        during = rng.random() < 0.5
+        if during:
+            moment = rng.uniform(0.1, 1.0) * durations[kind]
+            how = f"filled {moment:.1f} s into the run"
+        else:
+            leave = int(math.exp(rng.uniform(math.log(4 << 10), math.log(4 << 20))))
+            _fill(disk, leave)
+            how = f"{leave >> 10} KiB left free"
+        with open(log, "a") as out:
+            out.write(f"$ {' '.join(cmd)}   ({how})\n")
+        proc = subprocess.Popen(cmd, env=child_env(tag), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if during:
+            try:
+                proc.wait(moment)
+            except subprocess.TimeoutExpired:
+                _fill(disk)
+        try:
+            _, err = proc.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        with open(log, "a") as out:
+            out.write(err)
+        lines = err.strip().splitlines()
+        errors = [x for x in lines if x.startswith("error: ")]
+        clean = (proc.returncode == 0 and not errors) or (
+            proc.returncode == 2 and len(errors) == 1 and lines[-1] == errors[0])
+        clean &= not any("Traceback" in x or "Exception in thread" in x for x in lines)
+        tally.rounds += 1
+        if clean and proc.returncode == 0:
+            tally.finished += 1
+        elif clean:
+            tally.refused += 1
+        else:
+            tally.crashed += 1
+            tally.notes.append(f"disk round {i} ({kind}, {how}): exit {proc.returncode}, "
+                               f"{lines[-1] if lines else 'no output'} (log {log})")
+        partial, temps = scan(disk)
+        tally.partial += len(partial)
+        tally.temps += len(temps)
+        tally.notes += partial + [f"disk round {i}: temp left {t}" for t in temps]
+        after = _files(disk)  # a command that finished may rewrite what it owns (evaluate merges the events file)
+        changed = [k for k, v in before.items() if after.get(k) != v] if not (clean and proc.returncode == 0) else []
+        tally.changed += len(changed)
+        tally.notes += [f"disk round {i} ({kind}): {k} changed" for k in changed]
+        (disk / "filler").unlink(missing_ok=True)
+        dirs = [r for r in run_dirs(disk) if (r / "checkpoints" / "last.pt").exists()] if kind == "train" else []
+        if kind == "train" and dirs and not (dirs[0] / "eval.json").exists():
+            again = [sys.executable, "-m", "fh_rl.train", "--resume", str(dirs[0]), "--no-progress"]
+        elif kind == "train" and dirs:
+            again = None  # it had finished
+        elif kind == "collect" and (disk / "collected.hdf5").exists():
+            again = None
+        else:
+            again = cmd
+        code = 0 if again is None else run(again, tag, log)[0]
+        tally.recovered += code == 0
+        if code != 0:
+            tally.notes.append(f"disk round {i} ({kind}): after freeing the disk, exit {code} (log {log})")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def print_disk_table(tallies: dict[str, DiskTally]) -> int:
+    print(f"{'kind':<9} {'rounds':>6} {'finished':>8} {'refused (1 line)':>16} {'crashed':>7} {'partial files':>13} "
+          f"{'temps left':>10} {'earlier files changed':>21} {'recovered':>9}")
+    total = DiskTally()
+    for t in tallies.values():
+        for name in ("rounds", "finished", "refused", "crashed", "partial", "temps", "changed", "recovered"):
+            setattr(total, name, getattr(total, name) + getattr(t, name))
+        total.notes += t.notes
+    for kind, t in [*tallies.items(), ("total", total)]:
+        print(f"{kind:<9} {t.rounds:>6} {t.finished:>8} {t.refused:>16} {t.crashed:>7} {t.partial:>13} {t.temps:>10} "
+              f"{t.changed:>21} {f'{t.recovered}/{t.rounds}':>9}")
+    print("finished: exit 0; refused: exit 2 with one error line and no traceback; crashed: anything else; "
+          "recovered: the same command (a resume for a run with a checkpoint) exited 0 once the disk was freed")
+    for note in total.notes:
+        print(f"  {note}")
+    return total.crashed + total.partial + total.temps + total.changed + (total.rounds - total.recovered)
+
+
 def references(cmds: Commands, work: Path) -> tuple[dict, dict, dict]:
     """Each kind run once, uninterrupted: its result, its wall time and when its first run directory appeared."""
     tag = uuid.uuid4().hex
@@ -358,6 +508,10 @@ def references(cmds: Commands, work: Path) -> tuple[dict, dict, dict]:
     code, durations["evaluate"], _ = run(cmds.evaluate(d), tag, log)
     assert code == 0, f"reference evaluate failed: see {log}"
     ref["evaluate"] = eval_returns(sorted(d.glob("eval-*.json"))[-1])
+    d = work / "ref-compare"
+    code, durations["compare"], _ = run([sys.executable, "-m", "fh_rl.compare", str(ref["train_dir"]), "--out", str(d)],
+                                        tag, log)
+    assert code == 0, f"reference compare failed: see {log}"
     return ref, durations, starts
 
 
@@ -368,9 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=60, help="training steps of each run (default 60)")
     parser.add_argument("--collect-steps", type=int, default=400, help="SAC steps of each collect (default 400)")
     parser.add_argument("--keep", default=None, metavar="DIR", help="work in DIR and keep it (default: a temp dir, removed)")
+    parser.add_argument("--disk-rounds", type=int, default=0,
+                        help="full-disk rounds after the kill rounds, cycling train, evaluate, collect, compare (root only)")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        raise SystemExit("--rounds must be >= 1")
+    if args.rounds < 0 or args.disk_rounds < 0 or args.rounds + args.disk_rounds < 1:
+        raise SystemExit("--rounds and --disk-rounds must be >= 0, and one of them >= 1")
+    if args.disk_rounds and os.geteuid() != 0:
+        raise SystemExit("--disk-rounds mounts a tmpfs for each round, which needs root")
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="fh_rl-faults-"))
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
@@ -383,11 +541,17 @@ def main(argv: list[str] | None = None) -> int:
             kind = KINDS[i % len(KINDS)]
             one_round(kind, i, cmds, work, ref, durations, starts, rng, tallies[kind])
             print(f"round {i + 1}/{args.rounds} ({kind}) done", file=sys.stderr, flush=True)
+        disk = {k: DiskTally() for k in DISK_KINDS[: max(1, min(len(DISK_KINDS), args.disk_rounds))]}
+        for i in range(args.disk_rounds):
+            kind = DISK_KINDS[i % len(DISK_KINDS)]
+            disk_round(kind, i, cmds, work, ref, durations, rng, disk[kind])
+            print(f"disk round {i + 1}/{args.disk_rounds} ({kind}) done", file=sys.stderr, flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"fault campaign: {args.rounds} rounds, seed {args.seed}, {args.steps} training steps per run; uninterrupted "
-          f"wall times {', '.join(f'{k} {v:.0f} s' for k, v in durations.items())}; {time.perf_counter() - t0:.0f} s in all")
+    print(f"fault campaign: {args.rounds} rounds, {args.disk_rounds} full-disk rounds, seed {args.seed}, {args.steps} "
+          f"training steps per run; uninterrupted wall times {', '.join(f'{k} {v:.0f} s' for k, v in durations.items())}; "
+          f"{time.perf_counter() - t0:.0f} s in all")
     head = (f"{'kind':<9} {'rounds':>6} {'killed':>6} {'resumed':>7} {'equal to uninterrupted':>22} {'orphans':>7} "
             f"{'partial files':>13} {'stale temps':>11} {'temps left':>10}")
     print(head)
@@ -406,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     for note in total.notes:
         print(f"  {note}")
     bad = total.orphans + total.partial + total.partial_after + total.temps_after + (total.rounds - total.equal)
+    if args.disk_rounds:
+        print()
+        bad += print_disk_table(disk)
     return 1 if bad else 0
 
 

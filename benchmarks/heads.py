@@ -8,6 +8,7 @@ so the heads that score continuous actions (mse, gaussian) appear in the
 Atari shape too, as a size reference, although they need Box actions.
 
     python benchmarks/heads.py [--repeats 50] [--threads 2]
+    python benchmarks/heads.py --chebyshev --threads 1 --repeats 41   # Chebyshev vs Fourier at equal N
 """
 
 from __future__ import annotations
@@ -132,15 +133,64 @@ def regulariser_table(repeats: int) -> None:
               f" {m['whole']:>14.2f} {m['whole'] / m['rest']:>6.2f}x {m['dft']:>7.2f} {m['dft'] / m['rest']:>6.2f}x")
 
 
+CHEBYSHEV_SHAPES = {
+    "atari-dt": SHAPES["atari-dt"],
+    "pendulum": dict(rows=64 * 5, in_features=64, num_bins=64 + 2 * 16, action_dims=1),  # configs/default.yaml
+}
+
+
+def chebyshev_table(repeats: int) -> None:
+    """Chebyshev head (centre and integral bin masses) vs the Fourier head at the same N, forward+backward of
+    NLL + regularisation, interleaved rounds, medians of this thread's CPU time (one torch thread)."""
+    import statistics
+
+    print(f"\nChebyshev vs Fourier, forward+backward (NLL + regularisation), CPU ms, median of {repeats} interleaved rounds")
+    print(f"{'shape':<9} {'N':>3} {'gamma':>6} {'fourier':>8} {'cheb centre':>12} {'/ fourier':>9} {'cheb integral':>14} {'/ fourier':>9}")
+    for shape_name, s in CHEBYSHEV_SHAPES.items():
+        torch.manual_seed(0)
+        h = torch.randn(s["rows"], s["in_features"], requires_grad=True)
+        target = torch.randint(s["num_bins"], (s["rows"], s["action_dims"]))
+        for n in (8, 16, 32):
+            for gamma in (0.0, 1e-6):
+                heads = {
+                    "fourier": build_head("fourier", s["in_features"], s["num_bins"], s["action_dims"],
+                                          num_frequencies=n, regularization_gamma=gamma),
+                    "centre": build_head("chebyshev", s["in_features"], s["num_bins"], s["action_dims"],
+                                         num_frequencies=n, regularization_gamma=gamma),
+                    "integral": build_head("chebyshev", s["in_features"], s["num_bins"], s["action_dims"],
+                                           num_frequencies=n, regularization_gamma=gamma, bin_mass="integral"),
+                }  # fmt: skip
+
+                def step(head, h=h, target=target) -> None:
+                    out = head(h)
+                    (head.loss(out, target).mean() + out.regularization).backward()
+
+                times = {k: [] for k in heads}
+                for head in heads.values():
+                    step(head)
+                for _ in range(repeats):
+                    for k, head in heads.items():
+                        t0 = time.thread_time()
+                        step(head)
+                        times[k].append(time.thread_time() - t0)
+                m = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+                print(f"{shape_name:<9} {n:>3} {gamma:>6g} {m['fourier']:>8.3f} {m['centre']:>12.3f} "
+                      f"{m['centre'] / m['fourier']:>8.2f}x {m['integral']:>14.3f} {m['integral'] / m['fourier']:>8.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--regulariser", action="store_true", help="only the Fourier regulariser vs the rest of the head")
+    parser.add_argument("--chebyshev", action="store_true", help="only the Chebyshev head vs the Fourier head at equal N")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.regulariser:
         regulariser_table(args.repeats)
+        return
+    if args.chebyshev:
+        chebyshev_table(args.repeats)
         return
     torch.manual_seed(0)
     variants = VARIANTS + [(n, {}) for n in available_heads() if n not in {v[0] for v in VARIANTS}]

@@ -129,16 +129,20 @@ def fit(config: Config | Mapping[str, Any] | str | os.PathLike | None = None, /,
     return outcome.run_dir
 
 
-def load(run_dir_or_checkpoint: str | os.PathLike, device: str = "cpu") -> Policy:
+def load(run_dir_or_checkpoint: str | os.PathLike, device: str = "cpu", *, decode: str | None = None) -> Policy:
     """A trained run as a :class:`Policy` with the run's own evaluation settings (target return, decoding,
     returns-to-go mode, environment protocol). ``run_dir_or_checkpoint``: a run directory (its
-    ``checkpoints/last.pt``) or a ``.pt`` checkpoint written by ``fit`` / ``python -m fh_rl.train``."""
+    ``checkpoints/last.pt``) or a ``.pt`` checkpoint written by ``fit`` / ``python -m fh_rl.train``.
+    ``decode``: act with this decoding instead of the run's first ``eval.decode`` (``argmax``, ``sample``,
+    ``mean``...: docs/decoding.md), as ``python -m fh_rl.evaluate --decode`` does."""
     from fh_rl.build import load_agent
+    from fh_rl.evaluate import evaluation_settings
 
     cfg, agent, state = load_agent(run_dir_or_checkpoint)
     path = Path(run_dir_or_checkpoint)
     run_dir = path if path.is_dir() else path.parent.parent if path.parent.name == "checkpoints" else None
-    return Policy(cfg, agent, state, device=device, run_dir=run_dir)
+    settings = evaluation_settings(cfg, state, decode=decode)
+    return Policy(cfg, agent, state, device=device, run_dir=run_dir, settings=settings)
 
 
 @dataclass(frozen=True)
@@ -175,12 +179,13 @@ class Policy:
 
     Attributes: ``config`` (the run's :class:`~fh_rl.config.Config`), ``agent`` (the ``nn.Module``),
     ``run_dir``, ``step`` (the checkpoint's training step), ``target_return`` (the Decision Transformer's
-    initial return-to-go, dataset units; None for behavior cloning), ``sample`` (sampled actions, else argmax)
+    initial return-to-go, dataset units; None for behavior cloning), ``decode`` (how it reads an action from
+    the head: the first of the run's ``eval.decode``, docs/decoding.md), ``sample`` (whether that draws at random)
     and ``settings`` (everything :meth:`evaluate` uses).
     """
 
-    def __init__(self, cfg: Config, agent: Any, state: dict[str, Any], *, device: str = "cpu",
-                 run_dir: Path | None = None) -> None:
+    def __init__(self, cfg: Config, agent: Any, state: dict[str, Any], *, device: Any = "cpu",
+                 run_dir: Path | None = None, settings: dict[str, Any] | None = None) -> None:
         import torch
 
         from fh_rl.agents.inference import AgentPolicy
@@ -188,25 +193,30 @@ class Policy:
 
         self.config, self.agent, self.run_dir, self.step = cfg, agent, run_dir, int(state["step"])
         self.device = torch.device(device)
-        self.settings = evaluation_settings(cfg, state)
+        self.settings = dict(settings) if settings is not None else evaluation_settings(cfg, state)
         self.target_return = float(self.settings["targets"][0]) if agent.sequence_model else None
         s = self.settings
         self._policy = AgentPolicy(agent, target_return=self.target_return or 0.0, device=self.device,
-                                   sample=s["sample"], rtg_mode=s["rtg_mode"], seed=s["seed"],
+                                   decode=s["decode"][0], rtg_mode=s["rtg_mode"], seed=s["seed"],
                                    timesteps=s["timesteps"], integer_rtg=s["integer_rtg"])
         self._t = 0
         self.reset()
 
     @property
     def sample(self) -> bool:
-        """Whether actions are sampled from the predicted distribution (else its mode: argmax, or tanh(mean))."""
+        """Whether the decoding draws actions at random (``sample``, ``+within_bin``)."""
         return self._policy.sample
+
+    @property
+    def decode(self) -> str:
+        """The decoding :meth:`act` uses (the first of the run's ``eval.decode``)."""
+        return self._policy.decoder.name
 
     def __repr__(self) -> str:
         where = f" from {self.run_dir}" if self.run_dir else ""
         target = f", target return {self.target_return:g}" if self.target_return is not None else ""
         return (f"Policy({self.config.agent.name}-{self.agent.head_name} on {self.config.env.name}, step {self.step}"
-                f"{target}, {'sampled' if self.sample else 'argmax'} actions{where})")
+                f"{target}, {self.decode} decoding{where})")
 
     # ------------------------------------------------------------------ one episode
 
@@ -305,7 +315,7 @@ class Policy:
     def evaluate(self, episodes: int | None = None, workers: int | None = None, seed: int | None = None, *,
                  target_return: float | None = None, progress: bool = False) -> list[dict[str, Any]]:
         """Evaluate as ``python -m fh_rl.evaluate`` does (the run's settings; ``None`` keeps the run's value) and
-        return its records, one per target return: ``returns``, ``lengths``, ``seeds`` per episode,
+        return its records, one per target return and decoding of the run's ``eval.decode``: ``returns``, ``lengths``, ``seeds`` per episode,
         ``return_mean``, ``return_std``, ``normalized_mean`` and the settings (the entries of ``eval.json``'s
         ``results``). Episode i is reset with seed ``seed + i``. Nothing is written."""
         from fh_rl.evaluate import evaluation_settings, run_evaluation
@@ -313,7 +323,7 @@ class Policy:
         targets = None if target_return is None else [float(target_return)]
         s = evaluation_settings(self.config, {"eval_targets": self.settings["targets"]}, targets=targets,
                                 episodes=episodes, workers=workers, seed=seed, protocol=self.settings["protocol"],
-                                rtg_mode=self.settings["rtg_mode"], sample=self.sample)
+                                rtg_mode=self.settings["rtg_mode"], decode=self.settings["decode"])
         return run_evaluation(self.agent, **s, device=self.device, progress=progress)
 
 

@@ -1,29 +1,40 @@
-"""What TensorBoard shows of a run root: the custom-scalars layout, a focused HParams table, one tag per metric.
+"""What TensorBoard shows of runs: the custom-scalars layout, the HParams table, one tag per metric.
 
     tensorboard --logdir runs        # after `python -m fh_rl.train --head fourier` and `--head linear`
 
-Every run root that ``train`` (or a sweep) writes into gets one small event
-file of its own, :func:`write_run_root`: the custom-scalars layout that
-overlays each metric of every run under the root in one chart (the heads side
-by side), and the HParams experiment that names the columns worth comparing
-(:data:`HPARAM_METRICS` and the hyperparameters of :func:`run_hparams`: head,
-the head's parameters, agent, env, seed, dataset). Each run then writes its
-own values (:func:`write_session`).
+Every run writes everything TensorBoard shows of it into its own events file,
+so a logdir holds run directories only (no pseudo-run for a root's layout):
+
+- the custom-scalars layout (:func:`write_layout`), the same in every run
+  (TensorBoard merges identical layouts), which overlays each metric of every
+  run in one chart (the heads side by side);
+- its HParams session (:func:`write_session`, values from :func:`run_hparams`):
+  the head, its parameters, agent, env, seed, dataset and every other setting
+  that can change what a run learns or scores. No HParams experiment is
+  written: TensorBoard builds the columns from the runs it shows and marks the
+  settings whose values differ among them, lists those first and displays the
+  first five, so the default table holds the settings that vary (e.g. the
+  head, ``env.margin_bins``, the seed) and no column for a head that never ran.
 
 Tags, one per metric: ``train/*`` and ``val/*`` as logged by the trainer;
-``eval/return_mean``, ``eval/return_std`` and ``eval/normalized`` at the run's
-evaluation target (the first of its targets: the one ``train`` evaluates);
-returns at any further target go to the same names with a suffix,
-``eval/return_mean/target_<R>`` (:func:`eval_tag`), never both for one target.
+``eval/return_mean``, ``eval/return_std`` and ``eval/normalized``: the
+evaluation made by training (during it with ``eval.every_steps``, and when it
+finished), at the run's own target (the first of its targets); returns at any
+further target go to the same names with a suffix,
+``eval/return_mean/target_<R>`` (:func:`eval_tag`), never both for one
+target. ``python -m fh_rl.evaluate`` logs its re-evaluations under
+``reeval/*`` (same suffix rule), so ``eval/*`` (and the HParams metric of the
+same name) stays the training-time evaluation, the one ``python -m
+fh_rl.compare`` reads by default (``--eval latest``: the newest re-evaluation).
+Each decoding (``eval.decode``) also gets its own, ``eval/<decoding>/return_mean``
+(``eval/argmax/return_mean``, ``eval/mean/return_mean``...; ``reeval/<decoding>/...``); the plain
+``eval/return_mean`` is the first decoding's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +42,8 @@ CUSTOM_SCALARS_LAYOUT = {
     "evaluation (all runs overlaid)": {
         "return mean": ["Multiline", [r"eval/return_mean(/target_.*)?$"]],
         "normalised return": ["Multiline", [r"eval/normalized(/target_.*)?$"]],
+        "return mean per decoding": ["Multiline", [r"eval/[^/]+/return_mean(/target_.*)?$"]],
+        "return mean, re-evaluated (python -m fh_rl.evaluate)": ["Multiline", [r"reeval/return_mean(/target_.*)?$"]],
     },
     "validation (all runs overlaid)": {
         "held-out NLL over the bins (pmf)": ["Multiline", [r"val/nll$"]],
@@ -49,28 +62,42 @@ CUSTOM_SCALARS_LAYOUT = {
 }
 """One chart per metric; each chart overlays that metric of every run under the logdir (heads side by side)."""
 
-HPARAM_METRICS = ("eval/return_mean", "eval/normalized", "val/nll", "val/nll_density", "val/smoothness", "val/action_mse")
-"""The HParams table's metric columns (each run's last value of these scalar tags)."""
-
 NUMERICAL_HEAD_PARAMS = frozenset({"eps", "init_scale", "min_scale", "boundary_eps"})
 """Head parameters that guard the arithmetic rather than shape the distribution: left out of the HParams table."""
 
 LAYOUT_SUFFIX = ".fh_rl-layout"
-"""Event files holding a root's layout end with this (older versions wrote it with a timestamp before it)."""
+"""Event files that older versions wrote into a run root (a pseudo-run in TensorBoard) end with this;
+:func:`remove_root_layouts` deletes them."""
+
+HPARAM_IGNORED = frozenset({
+    "run_root", "train.device", "train.threads", "train.amp", "train.compile", "train.prefetch", "eval.workers",
+    "train.checkpoint_every", "train.log_every", "train.val_every", "train.pmf_states", "eval.every_steps",
+    "env.name", "agent.name", "head.name", "seed", "dataset.path", "dataset.format", "dataset.game", "dataset.run",
+    "dataset.build", "dataset.build_steps", "dataset.build_expert_episodes", "dataset.build_medium_episodes",
+    "dataset.build_seed",
+})
+"""Config keys that are no HParams column: how a run is executed rather than what it learns, or shown in a
+shorter column (``env``, ``agent``, ``head``, ``seed``, ``dataset``)."""
 
 
-def eval_tag(metric: str, target: float | None, primary: float | None) -> str:
-    """``eval/<metric>`` at the run's own target ``primary`` (or without one, BC); ``eval/<metric>/target_<R>`` at any other."""
+def eval_tag(metric: str, target: float | None, primary: float | None, prefix: str = "eval",
+             decode: str | None = None) -> str:
+    """``<prefix>/<metric>`` at the run's own target ``primary`` (or without one, BC); ``<prefix>/<metric>/target_<R>``
+    at any other. ``prefix``: ``eval`` (training's evaluations) or ``reeval`` (``python -m fh_rl.evaluate``); with a
+    decoding ``<prefix>/<decode>/<metric>[/target_<R>]``."""
+    base = f"{prefix}/{decode}/{metric}" if decode else f"{prefix}/{metric}"
     if target is None or target == primary:
-        return f"eval/{metric}"
-    return f"eval/{metric}/target_{target:g}"
+        return base
+    return f"{base}/target_{target:g}"
 
 
 # ----------------------------------------------------------------------------- hyperparameters
 
 
 def run_hparams(cfg: Any) -> dict[str, Any]:
-    """The hyperparameters a head comparison needs (HParams columns): head, its parameters, agent, env, seed, dataset."""
+    """The run's HParams values: head, its parameters, agent, env, seed, dataset, then every other setting that can
+    change what the run learns or scores (config keys by their dotted names, ``env.margin_bins``...; not
+    :data:`HPARAM_IGNORED`). TensorBoard shows first the ones that differ among the runs in its logdir."""
     from fh_rl.heads import head_params
 
     params = {**head_params(cfg.head.name), **cfg.head.params}
@@ -79,6 +106,20 @@ def run_hparams(cfg: Any) -> dict[str, Any]:
         if key not in NUMERICAL_HEAD_PARAMS and isinstance(value, (bool, int, float, str)):
             out[f"head.{key}"] = value
     out.update({"agent": cfg.agent.name, "env": cfg.env.name, "seed": cfg.seed, "dataset": dataset_label(cfg)})
+    for key, value in _flat(cfg.to_dict()):
+        if key in HPARAM_IGNORED or key == "head" or value is None:  # the head: its columns above
+            continue
+        out[key] = value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+    return out
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in d.items():
+        if isinstance(value, dict) and not (prefix == "" and key == "head"):
+            out += _flat(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
     return out
 
 
@@ -94,25 +135,6 @@ def dataset_label(cfg: Any) -> str:
     return label + (f" (max {d.max_transitions})" if d.max_transitions else "")
 
 
-def _hparam_types() -> dict[str, str]:
-    """Every HParams column with its type: the shared ones and each registered head's parameters."""
-    from fh_rl.heads import HEADS, head_params
-
-    types = {"head": "STRING"}
-    for name in HEADS.names():
-        for key, default in sorted(head_params(name).items()):
-            if key in NUMERICAL_HEAD_PARAMS:
-                continue
-            if isinstance(default, bool):
-                types[f"head.{key}"] = "BOOL"
-            elif isinstance(default, (int, float)):
-                types[f"head.{key}"] = "FLOAT64"
-            elif isinstance(default, str):
-                types[f"head.{key}"] = "STRING"
-    types.update({"agent": "STRING", "env": "STRING", "seed": "FLOAT64", "dataset": "STRING"})
-    return types
-
-
 def _hparams_summary(which: str, payload: Any) -> Any:
     """A Summary holding one HParams plugin record (``experiment``, ``session_start_info`` or ``session_end_info``)."""
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -125,19 +147,6 @@ def _hparams_summary(which: str, payload: Any) -> Any:
     meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME,
                                                                   content=content.SerializeToString()))
     return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
-
-
-def experiment_summary() -> Any:
-    """The root's HParams experiment: the focused columns (:func:`_hparam_types`) and :data:`HPARAM_METRICS`."""
-    from tensorboard.plugins.hparams.api_pb2 import DataType, Experiment, HParamInfo, MetricInfo, MetricName
-
-    # `differs` puts the head's columns and the seed first: TensorBoard shows the first five columns by default.
-    exp = Experiment(
-        hparam_infos=[HParamInfo(name=k, type=DataType.Value(f"DATA_TYPE_{t}"), differs=k.startswith("head") or k == "seed")
-                      for k, t in _hparam_types().items()],
-        metric_infos=[MetricInfo(name=MetricName(tag=m)) for m in HPARAM_METRICS],
-    )
-    return _hparams_summary("experiment", exp)
 
 
 def write_session(writer: Any, hparams: dict[str, Any], *, end: bool = True) -> None:
@@ -159,39 +168,18 @@ def write_session(writer: Any, hparams: dict[str, Any], *, end: bool = True) -> 
         file_writer.add_summary(_hparams_summary("session_end_info", SessionEndInfo(status=Status.Value("STATUS_SUCCESS"))))
 
 
-# ----------------------------------------------------------------------------- the run root
+# ----------------------------------------------------------------------------- the layout
 
 
-def _root_content_key() -> str:
-    blob = json.dumps({"layout": CUSTOM_SCALARS_LAYOUT, "hparams": _hparam_types(), "metrics": HPARAM_METRICS},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+def write_layout(writer: Any) -> None:
+    """The custom-scalars layout, into the run's own events (every run carries the same one; TensorBoard merges)."""
+    writer.add_custom_scalars(CUSTOM_SCALARS_LAYOUT)
 
 
-def write_run_root(root: str | os.PathLike) -> Path:
-    """Write the root's layout and HParams experiment once (``tensorboard --logdir root`` shows them).
-
-    The file's name carries a hash of its content: an existing one is kept, an
-    older version (another layout, another set of heads) is replaced. It
-    appears atomically, so runs started together never see half a file.
-    """
-    from torch.utils.tensorboard import SummaryWriter
-
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / f"events.out.tfevents.0.fh_rl-{_root_content_key()}{LAYOUT_SUFFIX}"
-    if path.exists():
-        return path
-    tmp = Path(tempfile.mkdtemp(prefix=".fh_rl-layout-", dir=root))
-    try:
-        with SummaryWriter(str(tmp)) as writer:
-            writer.add_custom_scalars(CUSTOM_SCALARS_LAYOUT)
-            writer._get_file_writer().add_summary(experiment_summary())
-        (written,) = tmp.glob("events.out.tfevents.*")
-        os.replace(written, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for old in root.glob(f"events.out.tfevents.*{LAYOUT_SUFFIX}"):
-        if old != path:
-            old.unlink(missing_ok=True)
-    return path
+def remove_root_layouts(root: str | os.PathLike) -> list[Path]:
+    """Delete the layout files older versions wrote into ``root`` (each showed as a pseudo-run); the paths deleted."""
+    gone = []
+    for old in Path(root).glob(f"events.out.tfevents.*{LAYOUT_SUFFIX}"):
+        old.unlink(missing_ok=True)
+        gone.append(old)
+    return gone

@@ -144,7 +144,6 @@ def probe_env(env_cfg: EnvConfig, *, seed: int = 0) -> tuple[ActionCodec, Any, A
             num_bins=env_cfg.num_bins if box else None,
             ordering=env_cfg.ordering,
             action_meanings=getattr(env.unwrapped, "get_action_meanings", lambda: None)() if not box else None,
-            sample_within_bin=env_cfg.sample_within_bin,
             margin_bins=env_cfg.margin_bins if box else 0,
         )
         return codec, env.observation_space, env.action_space

@@ -2,10 +2,18 @@
 
 The agent is rebuilt from the checkpoint alone (config, agent spec, weights
 loaded with ``weights_only=True``), evaluated by the rollout workers for each
-target return, and the results are printed as a table, written to the run's
-``eval-<time>.json`` and logged as TensorBoard scalars ``eval/return_mean``,
-``eval/return_std`` and ``eval/normalized`` at the run's own target, with a
-``/target_<R>`` suffix at any other (:func:`fh_rl.board.eval_tag`). No earlier
+target return and each decoding (``--decode argmax,sample,mean``; default: the
+run's ``eval.decode``; all decodings run on the same episode seeds), and the
+results are printed as a table, written to the run's ``eval-<time>.json`` (one
+record per target and decoding, naming it under ``decode``) and logged as
+TensorBoard scalars ``reeval/<decoding>/return_mean``, ``.../return_std`` and
+``.../normalized`` (the first decoding's also as ``reeval/return_mean`` etc.)
+at the run's own target, with a ``/target_<R>`` suffix at any other
+(:func:`fh_rl.board.eval_tag`): ``eval/*`` stays training's evaluation, as
+``eval.json`` does, so TensorBoard and ``python -m fh_rl.compare`` show the
+same one by default. The old flags ``--argmax``, ``--sample`` and
+``--sample-within-bin`` remain as aliases of ``--decode argmax``, ``--decode
+sample`` and the ``+within_bin`` modifier. No earlier
 result is ever replaced: ``eval.json`` stays the training-time evaluation, each
 re-evaluation gets its own file (or ``--out FILE``, which must not exist yet;
 outside the run directory, nothing else is written there). While it writes into
@@ -13,8 +21,8 @@ a run directory, evaluate holds that directory's lock: not during training.
 
 ``--backend ray [--address ADDR]`` spreads the episodes over ``--workers`` Ray
 actors instead of local worker processes (``pip install "fh_rl[ray]"``);
-episode i is reset with seed ``seed + i`` either way, so with argmax actions
-(``--argmax``) the per-episode returns are identical.
+episode i is reset with seed ``seed + i`` either way, so with a deterministic
+decoding (``--decode argmax``) the per-episode returns are identical.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ def run_evaluation(
     seed: int,
     protocol: str | None = None,
     rtg_mode: str = "transformed",
-    sample: bool = True,
+    decode: Any = "sample",
     device: torch.device | str = "cpu",
     progress: bool = True,
     backend: str = "local",
@@ -66,7 +74,12 @@ def run_evaluation(
     timesteps: str = "own",
     integer_rtg: bool = False,
 ) -> list[dict[str, Any]]:
-    """Evaluate ``agent`` for each target return; one result dict per target (raw returns and normalised).
+    """Evaluate ``agent`` for each target return and decoding; one result dict per (target, decoding), targets
+    outer, each naming its decoding under ``decode`` (raw returns and normalised).
+
+    ``decode``: one decoding or a list (:mod:`fh_rl.heads.decoding`); every decoding runs the same episodes
+    (seeds ``seed + i``) with the same policy seed, so it equals a separate evaluation under that decoding
+    alone. A decoding that does not apply to the agent is a ValueError before any episode runs.
 
     ``backend="ray"``: ``workers`` Ray actors (``gpus_per_worker`` GPUs each; the
     policy runs on CUDA there when > 0, else on CPU) run contiguous chunks of
@@ -78,6 +91,11 @@ def run_evaluation(
 
     from fh_rl.agents.inference import AgentPolicy
     from fh_rl.envs.rollout import evaluate
+    from fh_rl.heads.decoding import parse_decoders
+
+    decoders = parse_decoders(decode)
+    for decoder in decoders:
+        decoder.check(agent.head, agent.codec)
 
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be local or ray, got {backend!r}")
@@ -91,53 +109,52 @@ def run_evaluation(
     if not agent.sequence_model:
         targets = [None]  # behavior cloning is not conditioned on a return: one evaluation
     results = []
+    box_bins = agent.codec.continuous and agent.head_scores == "bins"
     for i, target in enumerate(targets):
-        if backend == "ray":
-            factory = functools.partial(AgentPolicy, agent, target_return=target or 0.0, sample=sample, rtg_mode=rtg_mode,
-                                        seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu",
-                                        timesteps=timesteps, integer_rtg=integer_rtg)
-            res = evaluate_on_ray(factory, env_name, episodes, actors=max(workers, 1), seed=seed, protocol=protocol,
-                                  address=address, num_gpus=gpus_per_worker, progress=progress)
-        else:
-            policy = AgentPolicy(agent, target_return=target or 0.0, device=device, sample=sample, rtg_mode=rtg_mode,
-                                 seed=seed + i, timesteps=timesteps, integer_rtg=integer_rtg)
-            res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
-        results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, sample=sample,
-                                     timesteps=timesteps, integer_rtg=integer_rtg,
-                                     sample_within_bin=_within_bin(agent)))
+        for decoder in decoders:
+            if backend == "ray":
+                factory = functools.partial(AgentPolicy, agent, target_return=target or 0.0, decode=decoder,
+                                            rtg_mode=rtg_mode, seed=seed + i, device="cuda" if gpus_per_worker > 0 else "cpu",
+                                            timesteps=timesteps, integer_rtg=integer_rtg)
+                res = evaluate_on_ray(factory, env_name, episodes, actors=max(workers, 1), seed=seed, protocol=protocol,
+                                      address=address, num_gpus=gpus_per_worker, progress=progress)
+            else:
+                policy = AgentPolicy(agent, target_return=target or 0.0, device=device, decode=decoder, rtg_mode=rtg_mode,
+                                     seed=seed + i, timesteps=timesteps, integer_rtg=integer_rtg)
+                res = evaluate(policy, env_name, episodes, workers=workers, seed=seed, protocol=protocol, progress=progress)
+            results.append(result_record(res, env_name, target, rtg_mode=rtg_mode, decode=decoder.name,
+                                         sample=decoder.random, timesteps=timesteps, integer_rtg=integer_rtg,
+                                         sample_within_bin=decoder.within_bin if box_bins else None))
     return results
 
 
-def enable_sample_within_bin(agent: Any, env_name: str) -> None:
-    """Decode the agent's bins to uniform draws within them from now on; a ValueError when its actions are no bins
-    of a Box (discrete actions, or a head that predicts continuous actions)."""
-    if not agent.codec.continuous:
-        raise ValueError(f"--sample-within-bin needs Box actions, but {env_name} has discrete actions (each bin is one action)")
-    if agent.head_scores != "bins":
-        raise ValueError(f"--sample-within-bin applies to heads that score bins; head {agent.head_name!r} predicts "
-                         f"continuous actions, which are not decoded from bins")
-    agent.codec.sample_within_bin = True
+def record_decoding(record: dict[str, Any]) -> str:
+    """The decoding an ``eval.json`` record used: its ``decode``, or for records written before decodings
+    were named, what its ``sample`` / ``sample_within_bin`` fields mean (``argmax``, ``sample+within_bin``...)."""
+    decode = record.get("decode")
+    if isinstance(decode, str) and decode:
+        return decode
+    name = "sample" if record.get("sample", True) else "argmax"
+    return name + ("+within_bin" if record.get("sample_within_bin") else "")
 
 
-def _within_bin(agent: Any) -> bool | None:
-    """Whether the agent's chosen bins decode to a uniform draw within them; None when actions are no Box bins."""
-    return agent.codec.sample_within_bin if agent.codec.continuous and agent.head_scores == "bins" else None
-
-
-def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, sample: bool,
-                  timesteps: str | None = None, integer_rtg: bool = False,
+def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: str, decode: str = "sample",
+                  sample: bool | None = None, timesteps: str | None = None, integer_rtg: bool = False,
                   sample_within_bin: bool | None = None) -> dict[str, Any]:
-    """One target's entry of ``eval.json`` from the rollout result: per-episode returns, their mean, std and normalised mean.
+    """One (target, decoding) entry of ``eval.json`` from the rollout result: per-episode returns, their mean,
+    std and normalised mean.
 
-    ``sample_within_bin``: whether each chosen bin was decoded to a uniform draw within it (Box actions) or to
-    its centre; None for discrete actions and for heads that predict continuous actions.
+    ``decode``: the decoding's name; ``sample`` (default: whether it is ``sample``) and ``sample_within_bin``
+    (whether each chosen bin was decoded to a uniform draw within it, Box actions; None for discrete actions
+    and for heads that predict continuous actions) are kept for readers of the old fields.
     """
     returns = np.asarray(res.returns, dtype=np.float64)
     norm = [normalized(env_name, float(r)) for r in returns]
     return {
         "target_return": None if target is None else float(target),
+        "decode": decode,
         "rtg_mode": rtg_mode,
-        "sample": sample,
+        "sample": decode.split("+")[0] == "sample" if sample is None else sample,
         "timesteps": timesteps,
         "integer_rtg": integer_rtg,
         "sample_within_bin": sample_within_bin,
@@ -150,33 +167,39 @@ def result_record(res: Any, env_name: str, target: float | None, *, rtg_mode: st
     }
 
 
-def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first") -> None:
-    """TensorBoard scalars: ``eval/return_mean`` etc. at the run's own target ``primary`` (default: the first
-    result's), ``eval/return_mean/target_<R>`` at other targets (:func:`fh_rl.board.eval_tag`)."""
+def log_results(writer: Any, results: list[dict[str, Any]], step: int, primary: float | None | str = "first",
+                prefix: str = "eval") -> None:
+    """TensorBoard scalars: ``<prefix>/<decoding>/return_mean`` etc. for every decoding and ``<prefix>/return_mean``
+    etc. for the first decoding, at the run's own target ``primary`` (default: the first result's), with a
+    ``/target_<R>`` suffix at other targets (:func:`fh_rl.board.eval_tag`); ``prefix`` ``eval`` for training's
+    evaluations, ``reeval`` for ``python -m fh_rl.evaluate``'s."""
     from fh_rl.board import eval_tag
 
     if primary == "first":
         primary = results[0]["target_return"] if results else None
+    first = record_decoding(results[0]) if results else None
     for r in results:
-        target = r["target_return"]
-        writer.add_scalar(eval_tag("return_mean", target, primary), r["return_mean"], step)
-        writer.add_scalar(eval_tag("return_std", target, primary), r["return_std"], step)
-        if r["normalized_mean"] is not None:
-            writer.add_scalar(eval_tag("normalized", target, primary), r["normalized_mean"], step)
+        target, decode = r["target_return"], record_decoding(r)
+        for d in (decode, None) if decode == first else (decode,):
+            writer.add_scalar(eval_tag("return_mean", target, primary, prefix, d), r["return_mean"], step)
+            writer.add_scalar(eval_tag("return_std", target, primary, prefix, d), r["return_std"], step)
+            if r["normalized_mean"] is not None:
+                writer.add_scalar(eval_tag("normalized", target, primary, prefix, d), r["normalized_mean"], step)
 
 
 def format_table(results: list[dict[str, Any]], env_name: str, protocol: str | None = None) -> str:
-    """A plain-text table: one row per target return, headed by the evaluation settings (protocol included)."""
+    """A plain-text table: one row per target return and decoding, headed by the evaluation settings."""
     protocol = resolve_protocol(env_name, protocol)
     where = f"{env_name} ({protocol} protocol)" if protocol else env_name
-    within = ", a uniform draw within each chosen bin" if results[0].get("sample_within_bin") else ""
-    lines = [f"{where}: {results[0]['rtg_mode']} returns-to-go, {'sampled' if results[0]['sample'] else 'argmax'} actions{within}"]
-    lines.append(f"{'target':>12} {'episodes':>8} {'return mean':>12} {'std':>10} {'normalized':>10}")
+    lines = [f"{where}: {results[0]['rtg_mode']} returns-to-go"]
+    width = max(12, *(len(record_decoding(r)) for r in results))
+    lines.append(f"{'target':>12} {'decode':>{width}} {'episodes':>8} {'return mean':>12} {'std':>10} {'normalized':>10}")
     for r in results:
         norm = "-" if r["normalized_mean"] is None else f"{r['normalized_mean']:.1f}"
         target = "-" if r["target_return"] is None else f"{r['target_return']:g}"
         lines.append(
-            f"{target:>12} {len(r['returns']):>8d} {r['return_mean']:>12.1f} {r['return_std']:>10.1f} {norm:>10}"
+            f"{target:>12} {record_decoding(r):>{width}} {len(r['returns']):>8d} {r['return_mean']:>12.1f} "
+            f"{r['return_std']:>10.1f} {norm:>10}"
         )
     return "\n".join(lines)
 
@@ -213,10 +236,19 @@ def new_eval_path(run_dir: Path) -> Path:
 def evaluation_settings(cfg: Any, state: dict[str, Any], *, targets: Sequence[float] | None = None,
                         episodes: int | None = None, workers: int | None = None, seed: int | None = None,
                         protocol: str | None = None, rtg_mode: str | None = None,
-                        sample: bool | None = None) -> dict[str, Any]:
+                        decode: str | Sequence[str] | None = None, sample: bool | None = None) -> dict[str, Any]:
     """The run's own evaluation settings (its config and checkpoint), each overridable: the keyword arguments of
     :func:`run_evaluation` besides the agent. ``python -m fh_rl.evaluate`` and :class:`fh_rl.api.Policy` both
-    evaluate with them, so a run is evaluated one way."""
+    evaluate with them, so a run is evaluated one way.
+
+    ``decode``: the decodings (a name, a comma list or a list; default the run's ``eval.decode``), always a list of
+    names here; ``sample`` is its old spelling (True: ``sample``, False: ``argmax``)."""
+    if decode is not None and sample is not None:
+        raise TypeError("give decode= or its old spelling sample=, not both")
+    if decode is None:
+        decode = cfg.eval.decode if sample is None else ["sample" if sample else "argmax"]
+    from fh_rl.heads.decoding import parse_decoders
+
     return {
         "env_name": cfg.env.name,
         "targets": list(targets or state.get("eval_targets") or [0.0]),
@@ -225,7 +257,7 @@ def evaluation_settings(cfg: Any, state: dict[str, Any], *, targets: Sequence[fl
         "seed": seed if seed is not None else cfg.seed + cfg.eval.seed,
         "protocol": protocol if protocol is not None else cfg.env.protocol,
         "rtg_mode": rtg_mode or cfg.eval.rtg_mode,
-        "sample": cfg.eval.sample if sample is None else bool(sample),
+        "decode": [d.name for d in parse_decoders(decode)],
         "timesteps": cfg.eval.timesteps,
         "integer_rtg": cfg.eval.integer_returns_to_go,
     }
@@ -273,19 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="decrement returns-to-go by transformed (dataset-unit) or raw rewards")
     parser.add_argument("--seed", type=int, default=None, help="base seed of the evaluation episodes")
     actions = parser.add_mutually_exclusive_group()
-    actions.add_argument("--argmax", action="store_true",
-                         help="take the most likely bin (gaussian head: tanh(mean)) instead of sampling")
-    actions.add_argument("--sample", action="store_true",
-                         help="sample actions from the predicted distribution (default: the run's eval.sample)")
+    actions.add_argument("--decode", action="append", default=None, metavar="NAME[,NAME...]",
+                         help="how actions are read from the head: argmax, sample, mean, median, mode, with "
+                              "+within_bin for argmax/sample of Box bins; a comma list (or repeat the flag) evaluates "
+                              "each on the same episodes (default: the run's eval.decode)")
+    actions.add_argument("--argmax", action="store_true", help="old spelling of --decode argmax")
+    actions.add_argument("--sample", action="store_true", help="old spelling of --decode sample")
     parser.add_argument("--sample-within-bin", action="store_true",
-                        help="Box actions: decode each chosen bin to a uniform draw within it, not its centre "
-                             "(default: the run's env.sample_within_bin)")
+                        help="old spelling of the +within_bin modifier: adds it to each argmax/sample decoding")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local worker processes, or --workers Ray actors (pip install \"fh_rl[ray]\")")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per actor (default 0: CPU policies)")
+    parser.add_argument("--video", type=int, default=0, metavar="N",
+                        help="also record N episodes (seeds as evaluation episodes 0..N-1, the first target) with the "
+                             "step's pmf beside each frame: <run>/videos/<eval file>/*.mp4 and TensorBoard images "
+                             "video/episode_<i> (pip install \"fh_rl[video]\")")
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="write the results here (must not exist) instead of <run>/eval-<time>.json; outside the "
                              "run directory, no TensorBoard events are written into the run")
@@ -299,6 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--target-return must be a finite number, got {target}")
     if args.backend == "local" and args.address:
         raise ValueError("--address needs --backend ray")
+    if args.video < 0:
+        raise ValueError(f"--video must be >= 0 episodes, got {args.video}")
+    if args.video:
+        from fh_rl.video import require_video
+
+        require_video()  # before the rollouts: the pip command, not a traceback after them
     if args.seed is not None:
         from fh_rl.config.schema import check_seed
 
@@ -323,8 +366,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     with owned:
         from fh_rl.infra.atomic import check_writable
 
-        check_writable(out or run_dir / "eval-.json")  # before the rollouts, not after them: a full or read-only disk
+        events = sum(p.stat().st_size for p in run_dir.glob("events.out.tfevents.*")) if in_run else 0
+        # Before the rollouts, not after them: a full or read-only disk (the run's events file is rewritten whole).
+        check_writable(out or run_dir / "eval-.json", need=(64 << 10) + events)
         return _evaluate(args, run_dir, out, in_run)
+
+
+def cli_decodings(args: argparse.Namespace, default: Sequence[str]) -> list[str]:
+    """The decodings the command line asks for: ``--decode`` (or its old spellings ``--argmax``/``--sample``),
+    else ``default`` (the run's ``eval.decode``); ``--sample-within-bin`` adds ``+within_bin`` to each
+    argmax/sample decoding (a ValueError when there is none)."""
+    if args.decode:
+        names = [n.strip() for item in args.decode for n in item.split(",") if n.strip()]
+    elif args.argmax or args.sample:
+        names = ["argmax" if args.argmax else "sample"]
+    else:
+        names = list(default)
+    if args.sample_within_bin:
+        from fh_rl.heads.decoding import WITHIN_BIN
+
+        modifiable = [n for n in names if n.split("+")[0] in ("argmax", "sample")]
+        if not modifiable:
+            raise ValueError(f"--sample-within-bin modifies argmax or sample decodings, but the decodings are "
+                             f"{', '.join(names)}; use --decode NAME+{WITHIN_BIN}")
+        names = [f"{n.split('+')[0]}+{WITHIN_BIN}" if n in modifiable else n for n in names]
+    return names
 
 
 def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run: bool) -> int:
@@ -336,11 +402,9 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
     if in_run:
         check_checkpoint_belongs(run_dir, cfg, "evaluating it into the run directory",
                                  ", or evaluate it with --out FILE outside this run directory")
-    if args.sample_within_bin:
-        enable_sample_within_bin(agent, cfg.env.name)
     settings = evaluation_settings(cfg, state, targets=args.targets, episodes=args.episodes, workers=args.workers,
                                    seed=args.seed, protocol=args.protocol, rtg_mode=args.rtg_mode,
-                                   sample=True if args.sample else False if args.argmax else None)
+                                   decode=cli_decodings(args, cfg.eval.decode))
     results = run_evaluation(agent, **settings, device=device, progress=not args.no_progress,
                              backend=args.backend, address=args.address, gpus_per_worker=args.gpus_per_worker)
     protocol, seed = settings["protocol"], settings["seed"]
@@ -362,13 +426,31 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, out: Path | None, in_run:
         payload["history"] = previous["history"]
     path = out if out is not None else new_eval_path(run_dir)
     write_eval_json(path.parent, payload, path.name)
+    record = None
+    if args.video:
+        from fh_rl.api import Policy
+        from fh_rl.video import record_videos
+
+        policy = Policy(cfg, agent, state, device=device, run_dir=run_dir, settings=settings)
+        video_dir = run_dir / "videos" / path.stem if in_run else path.with_name(path.stem + "-videos")
+        record = lambda writer: record_videos(policy, args.video, video_dir, seed=seed, writer=writer,  # noqa: E731
+                                              step=int(state["step"]))
+    videos = []
     if in_run:
         from fh_rl.infra.events import open_writer
 
         with open_writer(run_dir) as writer:
             own = state.get("eval_targets") or [None]  # eval/* tags hold the run's own target; others get a suffix
-            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None)
+            log_results(writer, results, int(state["step"]), primary=float(own[0]) if own[0] is not None else None,
+                        prefix="reeval")  # eval/* stays the training-time evaluation, which compare reads by default
+            if record is not None:
+                videos = record(writer)
+    elif record is not None:
+        videos = record(None)
     print(f"wrote {path}")
+    for v in videos:
+        print(f"wrote {v['file']} (episode {v['episode']}, seed {v['seed']}: return {v['return']:.1f}, "
+              f"{v['length']} steps)")
     return 0
 
 

@@ -292,7 +292,9 @@ def record_point(record: dict[str, Any]) -> str:
 
 def run_records(runs: Sequence[Any], curves: bool = True, pmfs: bool = True) -> list[dict[str, Any]]:
     """One plain-JSON record per run read from its directory (see the module docstring). ``pmfs``: store the
-    pmfs at the pmf figure's states (needs the run's checkpoint and dataset; None when either is missing)."""
+    pmfs at the pmf figure's states (needs the run's checkpoint and dataset; None when either is missing).
+    ``return_mean`` and ``history`` are under the run's first decoding (``decode``); ``evaluations`` holds every
+    target and decoding."""
     from fh_rl.compare import run_pmfs
     from fh_rl.compare.runs import scalar_series
 
@@ -310,6 +312,7 @@ def run_records(runs: Sequence[Any], curves: bool = True, pmfs: bool = True) -> 
             "evaluations": [{k: r.get(k) for k in ("target_return", "returns", "rtg_mode", "sample",
                                                    "sample_within_bin", "decode") if k in r}
                             for r in payload.get("results", [])],
+            "decode": run.decode,
             "return_mean": run.return_mean,
             "val": run.val,
             "steps": steps,
@@ -411,9 +414,9 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool | None:
     return not (a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"])
 
 
-def verdict(rows: list[dict[str, Any]]) -> list[str]:
-    """Plain-words lines: each head setting against the linear head of the same agent, by CI overlap."""
-    return [_verdict_line(row, base, "linear") for base in rows if base["head"] == "linear"
+def verdict(rows: list[dict[str, Any]], baseline: str = "linear") -> list[str]:
+    """Plain-words lines: each head setting against the ``baseline`` head of the same agent, by CI overlap."""
+    return [_verdict_line(row, base, baseline) for base in rows if base["head"] == baseline
             for row in rows if row is not base and row["agent"] == base["agent"]]
 
 
@@ -509,17 +512,25 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
         lines += ["No run of this study has finished yet: the table appears here when the first ones do.", ""]
     if study.axes:
         lines += variant_lines(study, records)
-    for env, rows in ({} if study.axes else result["environments"]).items():
+    for env, first_rows in ({} if study.axes else result["environments"]).items():
         from fh_rl.compare import markdown_table
 
-        lines += [markdown_table(env, rows), ""]
-        episodes = sorted({e for r in rows for e in r["episodes"]})
-        lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
-                  "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]
-        lines += ["Verdict (return, against the linear head):", ""] + (verdict(rows) or ["- no linear baseline"]) + [""]
-        among = setting_verdicts(rows)
-        if among:
-            lines += ["Verdict (return, one head's settings against each other):", ""] + among + [""]
+        by_decoding = result.get("decodings", {}).get(env) or {first_rows[0].get("decode") if first_rows else None: first_rows}
+        if len(by_decoding) > 1:
+            lines += [f"Decodings: {', '.join(f'`{d}`' for d in by_decoding)} (`eval.decode`, each on the same "
+                      "episode seeds; docs/decoding.md). One table and verdict per decoding.", ""]
+        for decode, rows in by_decoding.items():
+            lines += [markdown_table(env, rows, decode=decode), ""]
+            episodes = sorted({e for r in rows for e in r["episodes"]})
+            lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
+                      "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]
+            where = f", `{decode}` decoding" if decode else ""
+            lines += [f"Verdict (return, against the linear head{where}):", ""] + (verdict(rows) or ["- no linear baseline"]) + [""]
+            if any(r["head"] == "mse" for r in rows):
+                lines += [f"Verdict (return, against the regression head mse{where}):", ""] + verdict(rows, "mse") + [""]
+            among = setting_verdicts(rows)
+            if among:
+                lines += [f"Verdict (return, one head's settings against each other{where}):", ""] + among + [""]
     # Figures on disk, not only those drawn now: records made before they stored pmfs cannot redraw the pmf
     # figure (their checkpoints were never committed), so the last one drawn is kept.
     for fig in sorted({Path(f).name for f in result.get("figures", [])} | {p.name for p in figures.glob("*.png")}):
@@ -533,7 +544,7 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
 def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
     """The section's body for a study over data variants: one table and paired verdicts per variant (in the
     sweeps' order), then a plain-words answer per axis."""
-    from fh_rl.compare.variants import arms, variant_table, variant_verdicts
+    from fh_rl.compare.variants import FIRST_DECODING, arms, decodings_in, variant_table, variant_verdicts
 
     by_variant = arms(records, study.variant_of())
     planned: dict[str, set[str]] = {}
@@ -546,6 +557,9 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
              "intervals are beside it, and P(A > B), rliable's probability of improvement over the seeds' "
              "pooled episodes, with a 95% bootstrap interval over seeds. A run is *not converged* when its "
              "held-out NLL (action MSE for mse) still fell by more than 2% over the last 20% of training. "
+             "Each run is evaluated under every decoding of its `eval.decode` on the same 20 episode seeds "
+             "(docs/decoding.md); runs made before a decoding was added lack it (its column then says how many "
+             "seeds it has). "
              f"Arms with fewer than {len(study.seeds)} seeds are partial: the study is still running.", ""]
     for variant in planned:
         lines += [f"### {variant}", ""]
@@ -558,8 +572,10 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
         lines += variant_table(arms_here) + [""]
         if partial:
             lines += ["Partial arms: " + "; ".join(partial) + ".", ""]
-        lines += ["Verdicts (return):", ""] + (variant_verdicts(arms_here) or ["- a single arm: nothing to compare"]) + [""]
-    lines += ["### The answer per axis", ""]
+        for decode in decodings_in(arms_here):
+            lines += [f"Verdicts (return, `{decode}` decoding):", ""] + (
+                variant_verdicts(arms_here, decode) or ["- a single arm: nothing to compare"]) + [""]
+    lines += ["### The answer per axis", "", f"Read from the `{FIRST_DECODING}` decoding's verdicts (every run has it).", ""]
     for name, axis in study.axes.items():
         words = []
         for variant in axis["points"]:

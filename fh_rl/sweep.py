@@ -170,9 +170,15 @@ def expected_config(config: str | None, point: GridPoint, root: Path) -> dict[st
     return cfg.to_dict()
 
 
+EVAL_ONLY_KEYS = frozenset({"eval.decode"})
+"""Keys that change only how a finished run is evaluated: a complete run made with another value is kept
+(its eval.json holds the decodings it was evaluated under; ``python -m fh_rl.evaluate --decode`` adds others
+from its checkpoint)."""
+
+
 def _config_difference(saved: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> str | None:
     for key in sorted(set(saved) | set(wanted)):
-        if prefix == "" and key == "run_root":
+        if (prefix == "" and key == "run_root") or f"{prefix}{key}" in EVAL_ONLY_KEYS:
             continue
         a, b = saved.get(key), wanted.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
@@ -346,10 +352,10 @@ def run_sweep(
 def _run_planned(actions, root: Path, config: str | None, jobs: int, progress: bool, backend: str, *,
                  address: str | None, num_cpus: float, num_gpus: float, max_retries: int,
                  shared_storage: bool) -> SweepResult:
-    from fh_rl.compare import write_custom_scalars
+    from fh_rl.board import remove_root_layouts
     from fh_rl.infra.progress import progress_bar
 
-    write_custom_scalars(root)
+    remove_root_layouts(root)  # older versions' root layout file: a pseudo-run in TensorBoard
     result = SweepResult(skipped=[p.name for p, a, _ in actions if a == "skip"])
     for p, a, _ in actions:
         if a.startswith("busy"):

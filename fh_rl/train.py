@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -92,6 +93,33 @@ def default_targets(cfg: Config, episode_returns: np.ndarray) -> list[float]:
 # ----------------------------------------------------------------------------- run directory
 
 
+LOG_ROOM = 1 << 20
+"""Bytes a run wants free beyond its checkpoints: config, manifest, evaluations, TensorBoard events."""
+
+
+def check_checkpoint_space(agent: torch.nn.Module, directory: Path, copies: int) -> None:
+    """A StorageError before training when ``directory``'s disk cannot hold the run's checkpoints.
+
+    A checkpoint holds the weights, AdamW's two moments and the buffers; replacing one atomically needs the old
+    and the new side by side (``copies=2`` for a new run; 1 on resume, whose old checkpoint is already there).
+    Found now, not at the first checkpoint after minutes of training.
+    """
+    from fh_rl.infra.atomic import _size, free_bytes
+    from fh_rl.infra.cli import StorageError
+
+    params = sum(p.numel() * p.element_size() for p in agent.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in agent.buffers())
+    checkpoint = 3 * params + buffers
+    events = sum(p.stat().st_size for p in directory.glob("events.out.tfevents.*"))  # a resume rewrites them whole
+    need = copies * checkpoint + LOG_ROOM + events
+    free = free_bytes(directory)
+    if free < need:
+        raise StorageError(
+            f"{str(directory)!r} is on a disk with {_size(free)} free, but this run needs about {_size(need)} there "
+            f"({copies} checkpoint(s) of {_size(checkpoint)} while one replaces the other, and its logs); free some "
+            f"space or train elsewhere (run_root)", 28)
+
+
 def make_run_dir(cfg: Config) -> Path:
     env = cfg.env.name.replace("/", "-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -101,7 +129,12 @@ def make_run_dir(cfg: Config) -> Path:
     while run_dir.exists():
         n += 1
         run_dir = base / f"seed{cfg.seed}-{stamp}-{n}"
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:  # a read-only run_root
+        from fh_rl.infra.atomic import storage_error
+
+        raise (storage_error(exc, run_dir / "config.yaml") or exc) from None
     return run_dir
 
 
@@ -154,7 +187,7 @@ def manifest(cfg: Config, identity: dict[str, Any], targets: list[float], device
             "episodes": cfg.eval.episodes,
             "targets": targets,
             "rtg_mode": cfg.eval.rtg_mode,
-            "sample": cfg.eval.sample,
+            "decode": cfg.eval.decode,
             "timesteps": cfg.eval.timesteps,
             "integer_returns_to_go": cfg.eval.integer_returns_to_go,
             "every_steps": cfg.eval.every_steps,
@@ -176,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m fh_rl.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, gmm, ...")
+    parser.add_argument("--head", default=None, help="any registered head: linear, fourier, chebyshev, gmm, ...")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set head.num_frequencies=8 (repeatable)")
     parser.add_argument("--seed", type=int, default=None, help="run seed (overrides the config's)")
@@ -298,19 +331,13 @@ def write_json(path: Path, data: Any) -> None:
 
 def config_notes(cfg: Config, built: Built) -> list[str]:
     """Settings of ``cfg`` that do not do what they say for this environment and data, in words (printed, and
-    written as comments atop the run's ``config.yaml``): bin settings for discrete actions, and a timestep
-    table shorter than the data's episodes."""
+    written as comments atop the run's ``config.yaml``): bin settings for discrete actions."""
     notes = []
     e = cfg.env
     if not built.codec.continuous:
         notes.append(f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
                      f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action")
-    if built.agent.sequence_model and cfg.agent.timestep_embedding == "per_step":
-        longest = int(np.diff(built.dataset.offsets).max()) if len(built.dataset.offsets) > 1 else 0
-        if longest - 1 > cfg.agent.max_timestep:
-            notes.append(f"the data's episodes run to {longest} steps but agent.max_timestep is "
-                         f"{cfg.agent.max_timestep}: later steps share its last timestep embedding; "
-                         f"set agent.max_timestep={longest} to tell them apart")
+    # A timestep table shorter than the data's episodes is refused before this (fh_rl.preflight.check_timesteps).
     return notes
 
 
@@ -318,15 +345,23 @@ def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: co
                   notes: Sequence[str] = ()) -> Path:
     """A new run directory, owned by this process (its lock joins ``owned``), holding the resolved ``config.yaml``
     (``notes`` as comments) and ``manifest.json`` (``info`` + the process layout)."""
-    from fh_rl.board import write_run_root
+    from fh_rl.board import remove_root_layouts
+    from fh_rl.infra.atomic import storage_error
     from fh_rl.infra.locks import hold_run_dir
 
     run_dir = make_run_dir(cfg)
-    owned.enter_context(hold_run_dir(run_dir))
-    write_run_root(cfg.run_root)  # the custom-scalars layout and HParams columns of `tensorboard --logdir <run_root>`
-    save_config(cfg, run_dir / "config.yaml", notes)
-    info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
-    write_json(run_dir / "manifest.json", info)
+    try:
+        owned.enter_context(hold_run_dir(run_dir, "train", cannot_write="free some space or set run_root elsewhere"))
+        remove_root_layouts(cfg.run_root)  # older versions' root layout file: a pseudo-run in TensorBoard
+        save_config(cfg, run_dir / "config.yaml", notes)
+        info["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
+        write_json(run_dir / "manifest.json", info)
+    except OSError as exc:  # a full or read-only disk
+        error = storage_error(exc, run_dir / "config.yaml")
+        if error is None:
+            raise
+        shutil.rmtree(run_dir, ignore_errors=True)  # made a moment ago by this process, under its lock: no run yet
+        raise error from None
     return run_dir
 
 
@@ -484,6 +519,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
     progress = progress and ctx.is_main
     started = time.perf_counter()
     built, targets, identity = _build_run(cfg, state, ctx, progress=progress, device=device)
+    from fh_rl.heads.decoding import parse_decoders
+
+    for decoder in parse_decoders(cfg.eval.decode):  # a decoding the agent cannot use fails now, not after training
+        decoder.check(built.agent.head, built.agent.codec)
     setup_s = time.perf_counter() - started
     agent = built.agent
 
@@ -491,8 +530,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if run_dir is None and ctx.is_main:
+        check_checkpoint_space(agent, Path(cfg.run_root), copies=2)
         run_dir = start_run_dir(cfg, manifest(cfg, identity, targets, device, command), ctx, owned, notes)
     elif ctx.is_main:
+        check_checkpoint_space(agent, run_dir, copies=1)  # the old checkpoint is already there
         record_resume(run_dir, int(state["step"]), device, command, ctx)
     run_dir = Path(broadcast_object(None if run_dir is None else str(run_dir), ctx))
     if ctx.is_main:
@@ -505,6 +546,10 @@ def _train(command: list[str], state: dict[str, Any] | None, cfg: Config, run_di
 
         # One events file per run: a resume carries the earlier events over, up to its checkpoint's step.
         writer = open_writer(run_dir, keep_until_step=None if state is None else int(state["step"]))
+        if state is None:
+            from fh_rl.board import write_layout
+
+            write_layout(writer)  # the custom-scalars layout travels with the run (a resume carries it over)
     trainer = Trainer(
         agent,
         built.sampler,

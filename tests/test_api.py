@@ -95,6 +95,19 @@ def test_predict_over_an_episode_matches_the_evaluate_cli(cartpole_run, monkeypa
     records = policy.evaluate(episodes=1, workers=0, seed=7)
     assert records[0]["returns"] == cli["returns"] and records[0]["target_return"] == cli["target_return"]
 
+    # another decoding, chosen on both sides: the CLI's --decode argmax and load(decode="argmax")
+    seen.clear()
+    with monkeypatch.context() as m:
+        m.setattr(AgentPolicy, "act", lambda self, slots, obs: seen.append(act(self, slots, obs)) or seen[-1])
+        assert run_cli(evaluate_cli.main, [str(cartpole_run), "--episodes", "1", "--workers", "0", "--seed", "8",
+                                           "--decode", "argmax", "--no-progress"]) == 0
+    (written,) = set(Path(cartpole_run).glob("eval-*.json")) - {written}
+    cli = json.loads(written.read_text())["results"][0]
+    policy = fh_rl.load(cartpole_run, decode="argmax")
+    assert policy.decode == "argmax" and not policy.sample
+    actions, total = _episode(policy, 8)
+    assert actions == [a.reshape(-1).tolist()[0] for a in seen] and total == cli["returns"][0]
+
 
 def test_action_distribution_of_discrete_actions(cartpole_run):
     policy = fh_rl.load(cartpole_run)

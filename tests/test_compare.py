@@ -148,7 +148,7 @@ def test_cli_writes_outputs_and_skips_bad_run_dirs(runs, tmp_path, capsys):
     assert [r["n_seeds"] for r in rows] == [4, 2, 2]
     md = (out / "comparison.md").read_text()
     assert "| dt-fourier num_frequencies=4 | 2 |" in md and "broken-eval" in md
-    assert "### Pendulum-v1\n\nEvaluation: transformed returns-to-go, argmax actions.\n" in md  # how returns were had
+    assert "### Pendulum-v1, decoding `argmax`\n\nEvaluation: transformed returns-to-go.\n" in md  # how returns were had
     for name in ("frequencies-Pendulum-v1.png", "curves-Pendulum-v1.png", "pmfs-Pendulum-v1.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert name in md
@@ -220,9 +220,14 @@ def test_no_runs_is_a_usage_error(tmp_path, capsys):
 def test_custom_scalars_layout(tmp_path):
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.plugins.custom_scalar import layout_pb2
+    from torch.utils.tensorboard import SummaryWriter
 
-    path = compare_cli.write_custom_scalars(tmp_path)
-    assert compare_cli.write_custom_scalars(tmp_path) == path  # written once
+    old = tmp_path / f"events.out.tfevents.0.fh_rl-0123456789{compare_cli.LAYOUT_SUFFIX}"
+    old.write_bytes(b"")  # what older versions left in a run root: a pseudo-run in TensorBoard
+    assert compare_cli.remove_root_layouts(tmp_path) == [old] and not old.exists()
+    with SummaryWriter(str(tmp_path / "run")) as writer:
+        compare_cli.write_layout(writer)
+    (path,) = (tmp_path / "run").glob("events.out.tfevents.*")
     layouts = []
     for event in EventFileLoader(str(path)).Load():
         for value in event.summary.value:
@@ -374,3 +379,18 @@ def test_labels_ignore_what_two_agents_differ_in_anyway():
     assert dropped == []
     assert labels == ["bc-linear", "bc-gmm", "dt-linear env.margin_bins=16", "dt-fourier env.margin_bins=0",
                       "dt-fourier env.margin_bins=16"], labels
+
+
+def test_a_metric_logged_by_fewer_seeds_says_how_many():
+    from fh_rl.compare.report import markdown_table
+    from fh_rl.compare.stats import seed_statistics
+
+    val = {m: seed_statistics([0.5, 0.7, 0.9]) for m in compare_cli.VAL_METRICS}
+    val["smoothness"] = seed_statistics([0.1, None, 0.3])  # one run never logged it
+    val["action_mse"] = seed_statistics([None, None, None])  # no run did: "-"
+    row = {"label": "dt-fourier", "n_seeds": 3, "return": seed_statistics([-150.0, -140.0, -160.0]),
+           "normalized": None, "val": val, "best_of_evaluations": None}
+    line = markdown_table("Pendulum-v1", [row]).splitlines()[-1]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:2] == ["dt-fourier", "3"]
+    assert cells[5] == "0.700" and cells[8] == "0.200 (2 of 3 seeds)" and cells[9] == "-"

@@ -40,7 +40,7 @@ def test_seaquest_paper_preset_is_the_papers_code():
     assert cfg.head.params == {"num_frequencies": 8, "regularization_gamma": 0.0}
     assert load_config(path, head="linear").head.params == {"bias": False}
     assert cfg.env.protocol == "dt-paper-code" and cfg.env.ordering == "joystick"
-    assert (e.target_returns, e.rtg_mode, e.integer_returns_to_go, e.timesteps, e.sample) == ([1150.0], "raw", True, "current", True)
+    assert (e.target_returns, e.rtg_mode, e.integer_returns_to_go, e.timesteps, e.decode) == ([1150.0], "raw", True, "current", ["sample"])
     assert e.every_steps * 5 == cfg.train.steps and e.every_steps == -(-500_000 // cfg.train.batch_size)
     assert cfg.train.final_tokens == 2 * 500_000 * 30 * 3 and cfg.dataset.rtg_scale == 1.0
 
@@ -61,7 +61,7 @@ def test_overrides_reach_every_section_and_coerce_types():
     )
     assert cfg.train.steps == 12 and cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)
     assert cfg.head.params["num_frequencies"] == 4
-    assert cfg.eval.target_returns == [-100.0, -200.0] and cfg.eval.sample is True
+    assert cfg.eval.target_returns == [-100.0, -200.0] and cfg.eval.decode == ["sample"]  # the old key: an alias
     assert cfg.dataset.max_transitions == 1000 and cfg.agent.dropout == 0.0
     assert cfg.train.betas == [0.9, 0.99] and cfg.seed == 7
 
@@ -78,7 +78,7 @@ def test_head_switch_drops_another_heads_set_parameter_with_a_note(capsys):
     # One command line serves every head of a comparison, as the README says of --head.
     cfg = load_config(head="linear", overrides=["head.num_frequencies=8"])
     assert cfg.head.name == "linear" and cfg.head.params == {}
-    assert "head.num_frequencies is a parameter of the fourier head, not of 'linear': ignored" in capsys.readouterr().err
+    assert "head.num_frequencies is a parameter of the chebyshev/fourier head, not of 'linear': ignored" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"unknown config key 'head.num_frequences'.*did you mean head.num_frequencies"):
         load_config(head="linear", overrides=["head.num_frequences=8"])  # a typo is still an error
     with pytest.raises(ValueError, match=r"unknown config key 'head.num_components'.*head 'fourier'"):
@@ -100,6 +100,9 @@ def test_head_switch_drops_another_heads_set_parameter_with_a_note(capsys):
         ("dataset.format=hdf", r"dataset.format must be one of hdf5, dqn-replay"),
         ("agent.n_head=3", r"agent.embed_dim \(64\) must be divisible by agent.n_head \(3\)"),
         ("eval.sample=maybe", r"'eval.sample' must be true or false"),
+        ("eval.decode=meen", r"eval.decode: unknown decoding 'meen'; did you mean 'mean'\? Known decodings: argmax, mean"),
+        ("eval.decode=mean+within", r"unknown decoding modifier 'within' in 'mean\+within'; the only modifier is '\+within_bin'"),
+        ("eval.decode=[mean,mean]", r"decoding 'mean' is listed twice"),
         ("train.device=gpu", r"train.device must be auto, cpu"),
         ("train.steps", r"must look like key=value"),
         ("train.steps.x=1", r"'train.steps' is a value, not a section"),
@@ -125,6 +128,20 @@ def test_bad_files(tmp_path):
         load_config(bad)
 
 
+def test_old_decoding_keys_are_aliases_of_eval_decode():
+    """eval.sample and env.sample_within_bin (configs and checkpoints of earlier runs) read as eval.decode."""
+    assert load_config(overrides=["eval.sample=false"]).eval.decode == ["argmax"]
+    assert load_config(overrides=["eval.sample=true", "env.sample_within_bin=true"]).eval.decode == ["sample+within_bin"]
+    assert load_config(overrides=["eval.decode=[argmax,mean]", "env.sample_within_bin=true"]).eval.decode == [
+        "argmax+within_bin", "mean"]
+    assert "sample" not in load_config(overrides=["eval.sample=false"]).to_dict()["eval"]  # saved as eval.decode
+    assert config_from_dict({"eval": {"sample": False}}).eval.decode == ["argmax"]  # a saved config of an old run
+    with pytest.raises(ValueError, match=r"eval.sample is the old spelling of eval.decode: give eval.decode only"):
+        config_from_dict({"eval": {"sample": True, "decode": "mean"}})
+    with pytest.raises(ValueError, match=r"env.sample_within_bin is the old spelling of the \+within_bin modifier"):
+        load_config(overrides=["eval.decode=mean", "env.sample_within_bin=true"])
+
+
 def test_defaults_are_valid():
     Config()  # every field's default passes validation
 
@@ -146,6 +163,8 @@ def test_set_reaches_every_field(key, value):
         new = value + 2
     elif isinstance(value, float):
         new = value / 2
+    elif key == "eval.decode":
+        new = ["argmax", "mean", "sample+within_bin"]
     elif isinstance(value, list):
         new = [x / 2 for x in value]
     elif value is None:

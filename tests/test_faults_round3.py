@@ -147,16 +147,55 @@ def test_unreadable_manifest_is_never_replaced(run_copy, capsys, text, problem):
 # ----------------------------------------------------------------------------- 2. a full disk
 
 
-def test_full_disk_during_a_checkpoint_keeps_the_last_good_one(base_run, small_disk, capsys):
+def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(base_run, small_disk, capsys):
     config, base = base_run
     checkpoint = (base / "checkpoints" / "last.pt").stat().st_size
-    fill(small_disk, leave=int(1.5 * checkpoint) + (64 << 10))  # the step-3 checkpoint fits, its successor does not
-    line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={small_disk / 'runs'}", *QUIET],
-                   only_line=False)  # after "run directory: ..."
+    fill(small_disk, leave=int(1.5 * checkpoint))  # one checkpoint would fit, not the second beside it
+    line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={small_disk / 'runs'}", *QUIET])
+    assert f"{str(small_disk / 'runs')!r} is on a disk with" in line and "checkpoint(s) of" in line, line
+    assert run_dirs(small_disk / "runs") == [] and not list(small_disk.rglob("*.tmp"))
+
+
+def test_disk_filled_during_training_keeps_the_last_good_checkpoint(base_run, small_disk, capsys, monkeypatch):
+    """Another process fills the disk after the first checkpoint: the second fails, the first stays, and once
+    space is freed a resume finishes the run."""
+    import fh_rl.trainer
+
+    real, calls = fh_rl.trainer.atomic_torch_save, []
+
+    def fill_then_save(state, path):
+        calls.append(path)
+        if len(calls) == 2:
+            fill(small_disk)
+        real(state, path)
+
+    monkeypatch.setattr(fh_rl.trainer, "atomic_torch_save", fill_then_save)
+    line = refused(capsys, train_cli.main, ["--config", str(base_run[0]), "--set", f"run_root={small_disk / 'runs'}",
+                                            "--set", "train.steps=9", *QUIET], only_line=False)  # "run directory: ..."
     (run_dir,) = run_dirs(small_disk / "runs")
     assert f"cannot write {run_dir / 'checkpoints' / 'last.pt'}: the disk is full" in line, line
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 3  # the last good one
     assert not list(small_disk.rglob("*.tmp"))
+    monkeypatch.setattr(fh_rl.trainer, "atomic_torch_save", real)
+    (small_disk / "filler").unlink()
+    assert run_cli(train_cli.main, ["--resume", str(run_dir), "--no-eval", *QUIET]) == 0
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 9
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+
+
+def test_full_disk_under_the_events_writer_is_one_error_not_a_thread_traceback(small_disk, capsys):
+    """TensorBoard's writer thread used to print its ENOSPC traceback, then hand the plain OSError to training."""
+    from fh_rl.infra.cli import StorageError
+    from fh_rl.infra.events import open_writer
+
+    writer = open_writer(small_disk)
+    fill(small_disk)
+    with pytest.raises(StorageError, match=r"cannot write .*events\.out\.tfevents.*: the disk is full"):
+        for step in range(100_000):  # the file's last page still has room for a few records
+            writer.add_scalar("train/loss", 1.0, step)
+            if step % 100 == 0:
+                writer.flush()
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_full_disk_when_evaluate_locks_or_writes(base_run, small_disk, capsys):

@@ -76,7 +76,7 @@ def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5
 
     cfg = load_config(write_tiny_config(tmp_path, pendulum_hdf5), head=head)
     agent = build(cfg, progress=False).agent.eval()
-    kwargs = dict(env_name="Pendulum-v1", targets=[-300.0], episodes=5, workers=2, seed=7, sample=False, progress=False)
+    kwargs = dict(env_name="Pendulum-v1", targets=[-300.0], episodes=5, workers=2, seed=7, decode="argmax", progress=False)
     local = run_evaluation(agent, **kwargs)
     remote = run_evaluation(agent, backend="ray", **kwargs)
     assert remote[0]["seeds"] == local[0]["seeds"] == list(range(7, 12))

@@ -40,12 +40,16 @@ def test_probability_of_improvement_is_the_mann_whitney_statistic_over_pooled_ep
     assert probability_of_improvement({0: [1.0]}, {0: [0.0]}) is None
 
 
-def _record(variant, head, seed, mean, n=None, agent="dt", nll=1.5, falling=False):
+def _record(variant, head, seed, mean, n=None, agent="dt", nll=1.5, falling=False, sample=None):
     returns = [mean + d for d in (-1.0, 0.0, 1.0)]
     curve = [[400 * i, nll + (0.05 * (15 - i) if falling else 0.0)] for i in range(1, 16)]
-    return {"env": "Pendulum-v1", "agent": agent, "head": head, "seed": seed,
+    evaluations = [{"target_return": -120.0, "decode": "argmax", "returns": returns}]
+    if sample is not None:
+        evaluations.append({"target_return": -120.0, "decode": "sample", "returns": [sample] * 3})
+    return {"env": "Pendulum-v1", "agent": agent, "head": head, "seed": seed, "config": {"eval.sample": False},
+            "path": f"studies/v/{variant}/{head}-seed{seed}/run",
             "head_params": {} if n is None else {"num_frequencies": n}, "point": f"{variant}/{head}-seed{seed}",
-            "evaluations": [{"target_return": -120.0, "returns": returns}], "return_mean": mean,
+            "evaluations": evaluations, "return_mean": mean,
             "val": {"nll": nll, "accuracy": 0.5, "smoothness": 0.1, "action_mse": 0.1},
             "curves": {"val/nll": curve}}
 
@@ -53,8 +57,9 @@ def _record(variant, head, seed, mean, n=None, agent="dt", nll=1.5, falling=Fals
 def test_paired_verdicts_tables_and_the_section(tmp_path):
     records = []
     for s in range(5):
-        records += [_record("noise", "linear", s, -200.0 - 10 * s),
-                    _record("noise", "fourier", s, -190.0 - 10 * s, n=16, falling=s == 2),  # +10 on every seed
+        records += [_record("noise", "linear", s, -200.0 - 10 * s, sample=-300.0 - s if s < 3 else None),
+                    _record("noise", "fourier", s, -190.0 - 10 * s, n=16, falling=s == 2,  # +10 on every seed
+                            sample=-150.0 + s if s < 3 else None),
                     _record("noise", "mse", s, -200.0 - 10 * s + (3 if s % 2 else -3))]
     records += [_record("base", "linear", 0, -150.0), _record("base", "fourier", 0, -149.0, n=16)]
     by_variant = arms(records, {"noise": "noise 0.5", "base": "base"})
@@ -70,6 +75,10 @@ def test_paired_verdicts_tables_and_the_section(tmp_path):
     assert "**no evidence of a difference**" in mse
     table = "\n".join(variant_table(noise))
     assert "**not converged**: seed 2 (9%)" in table and table.count("| yes |") == 2
+    assert "| return, `argmax` [95% CI] | return, `sample` [95% CI] |" in table
+    assert "| dt-linear | 5 | -220.0 [" in table and "-301.0 [-302.0, -300.0] (3 seeds) |" in table
+    sampled = variant_verdicts(noise, "sample")  # the runs evaluated under sample: 3 seeds, linear and Fourier
+    assert len(sampled) == 1 and "paired difference +152.0 [+150.0, +154.0] over 3 seeds" in sampled[0]
     assert "fewer than 3 common seeds" in variant_verdicts(by_variant["base"])[0]
 
     spec = {"name": "v", "title": "Variants", "root": str(tmp_path / "runs"), "seeds": [0, 1, 2, 3, 4],
@@ -83,6 +92,7 @@ def test_paired_verdicts_tables_and_the_section(tmp_path):
     spec_ = study.load_study(path)
     text = "\n".join(study.variant_lines(spec_, records))
     assert text.index("### noise 0.5") < text.index("### base") < text.index("### 10% data")
+    assert "Verdicts (return, `argmax` decoding):" in text and "Verdicts (return, `sample` decoding):" in text
     assert "No run of this variant has finished yet." in text
     assert "Partial arms: dt-fourier N=16 (1 of 5 seeds); dt-linear (1 of 5 seeds)." in text
     assert "- **action noise**: base: too few seeds for a verdict; noise 0.5: dt-fourier N=16 earns more" in text

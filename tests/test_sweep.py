@@ -29,7 +29,7 @@ def tiny_config(tmp_path_factory, pendulum_hdf5):
         "head": {"name": "fourier", "num_frequencies": 4},
         "train": {"steps": 6, "batch_size": 8, "log_every": 2, "val_every": 3, "val_batches": 2,
                   "checkpoint_every": 3, "warmup_tokens": 16, "pmf_states": 0},
-        "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "sample": False},
+        "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "decode": "argmax"},
     }
     path = d / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -87,7 +87,7 @@ def test_interrupted_sweep_resumes_only_missing_runs(tiny_config, tmp_path, caps
     names = ["linear-seed0", "linear-seed1", "fourier-seed0", "fourier-seed1"]
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted(names)
     assert len(_complete_runs(root)) == 4
-    assert list(root.glob("events.out.tfevents.*"))  # the custom-scalars layout
+    assert not list(root.glob("events.out.tfevents.*"))  # the layout travels with each run: no pseudo-run
     for name in names:
         assert (root / name / "train.log").is_file()
 
@@ -119,6 +119,8 @@ def test_interrupted_sweep_resumes_only_missing_runs(tiny_config, tmp_path, caps
     # Nothing left to do; a changed setting is refused instead of mixing unlike runs.
     again = sweep.run_sweep(points, root, config=str(tiny_config), jobs=2, progress=False)
     assert again.ran == [] and again.resumed == [] and len(again.skipped) == 4
+    decodings = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=2", "eval.decode=[argmax,mean]"], [0, 1])
+    assert len(sweep.run_sweep(decodings, root, config=str(tiny_config), jobs=1, progress=False).skipped) == 4  # eval only
     changed = sweep.expand_grid(["linear", "fourier"], ["head.num_frequencies=2", "train.steps=7"], [0, 1])
     with pytest.raises(ValueError, match="other settings than this sweep asks for .*train.steps: 6 there, 7 now"):
         sweep.run_sweep(changed, root, config=str(tiny_config), jobs=1, progress=False)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from fh_rl import evaluate as evaluate_cli
 from fh_rl import train as train_cli
 from fh_rl.infra.cli import run_cli
 
@@ -61,8 +62,12 @@ def two_runs(tmp_path_factory, pendulum_hdf5):
             "train.steps=30", "train.log_every=3", "train.val_every=10", "train.val_batches=1", "train.pmf_states=4",
             "train.threads=1", "dataset.val_fraction=0.25", "eval.episodes=1", "eval.workers=0",
             f"dataset.path={pendulum_hdf5}", f"run_root={root}"]
-    for head in ("fourier", "linear"):
-        assert run_cli(train_cli.main, [a for s in sets for a in ("--set", s)] + ["--head", head, "--no-progress"]) == 0
+    for head, margin in (("fourier", 4), ("linear", 0)):  # the runs differ in the head and in env.margin_bins
+        argv = [a for s in [*sets, f"env.margin_bins={margin}"] for a in ("--set", s)]
+        assert run_cli(train_cli.main, argv + ["--head", head, "--no-progress"]) == 0
+    (fourier,) = (root / "Pendulum-v1" / "dt-fourier").iterdir()  # watched: one episode recorded into TensorBoard
+    assert run_cli(evaluate_cli.main, [str(fourier), "--episodes", "1", "--workers", "0", "--video", "1",
+                                       "--no-progress"]) == 0
     return root
 
 
@@ -169,7 +174,7 @@ def test_time_series_show_both_runs_and_the_pmf_image(page, board):
     card.wait_for(timeout=60_000)
     assert len(_wait_for_colours(card, 2)) == 2
 
-    tag_filter.fill("eval/return_mean")
+    tag_filter.fill("^eval/return_mean")  # training's evaluation (the re-evaluation below is reeval/return_mean)
     page.locator("scalar-card", has_text="eval/return_mean").first.wait_for(timeout=30_000)
     deadline = time.monotonic() + 20
     while page.locator("scalar-card:visible").count() != 1 and time.monotonic() < deadline:  # the filter settles
@@ -190,11 +195,15 @@ def test_time_series_show_both_runs_and_the_pmf_image(page, board):
 
 
 def test_hparams_list_both_heads(page, board):
+    with urllib.request.urlopen(f"{board}/data/runs", timeout=10) as r:
+        assert len(json.load(r)) == 2  # the two runs, no pseudo-run for the run root
     page.goto(f"{board}/#hparams")
     table = page.locator("tf-hparams-table-view")
     table.get_by_text("fourier", exact=True).wait_for(timeout=60_000)
     table.get_by_text("linear", exact=True).wait_for(timeout=30_000)
-    page.get_by_text("head.num_frequencies").first.wait_for(timeout=10_000)  # the focused columns
+    # the settings that differ between the runs are the first columns TensorBoard displays
+    table.get_by_text("env.margin_bins").first.wait_for(timeout=10_000)
+    page.get_by_text("head.num_frequencies").first.wait_for(timeout=10_000)  # listed (only the Fourier run has it)
     assert page.get_by_text("dataset.build_steps").count() == 0 and page.get_by_text("val/smoothness").count() > 0
 
 
@@ -222,3 +231,19 @@ if __name__ == "__main__":
     if len(sys.argv) != 3:
         raise SystemExit("usage: python tests/test_tensorboard_browser.py RUN_ROOT OUT.png")
     screenshot_comparison(Path(sys.argv[1]), Path(sys.argv[2]))
+
+
+def test_the_recorded_episode_plays_in_images(page, board):
+    page.goto(f"{board}/?forceSVG=true#timeseries")
+    page.get_by_role("combobox", name="Filter tags (regex)").fill("video/")
+    images = page.locator("image-card img")
+    images.first.wait_for(timeout=60_000)
+    deadline = time.monotonic() + 30
+    while True:
+        sizes = [images.nth(i).evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]") for i in range(images.count())]
+        if (sizes and all(c and w > 0 for c, w, _ in sizes)) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    # one episode of the Fourier run: the 500x500 Pendulum frame + the 240-pixel pmf panel, scaled to 480 wide
+    assert sizes == [[True, 480, round(500 * 480 / 740)]], sizes
+    assert "".join(page.locator("image-card").first.inner_text().split()).startswith("video/episode_0Pendulum-v1/dt-fourier")

@@ -43,12 +43,12 @@ def only_run_dir(tmp_path, head="fourier"):
     return run_dir
 
 
-def event_tags(run_dir):
+def event_tags(run_dir, kinds=("scalars", "images")):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     acc.Reload()
-    return set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
+    return set().union(*(acc.Tags()[k] for k in ((kinds,) if isinstance(kinds, str) else kinds)))
 
 
 def hparams_of(run_dir):
@@ -85,11 +85,15 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert expected <= tags, expected - tags
     assert not [t for t in tags if t.startswith("eval/return_mean/")]  # one tag per metric: no /target_ twin
     assert any(p.name.startswith("events.out") for p in run_dir.iterdir())
-    assert hparams_of(run_dir) == {"head": "fourier", "head.num_frequencies": 16.0, "head.regularization_gamma": 1e-6,
-                                   "agent": "dt", "env": "Pendulum-v1",
-                                   "seed": 0.0, "dataset": pendulum_hdf5.name}
-    (root_file,) = (tmp_path / "runs").glob("events.out.tfevents.*")  # the run root's layout and HParams columns
-    assert root_file.name.endswith(".fh_rl-layout")
+    hparams = hparams_of(run_dir)
+    assert {k: hparams[k] for k in ("head", "head.num_frequencies", "head.regularization_gamma", "agent", "env", "seed",
+                                    "dataset")} == {"head": "fourier", "head.num_frequencies": 16.0,
+                                                    "head.regularization_gamma": 1e-6, "agent": "dt",
+                                                    "env": "Pendulum-v1", "seed": 0.0, "dataset": pendulum_hdf5.name}
+    assert hparams["env.margin_bins"] == 16.0 and hparams["train.lr"] == 6e-4  # any setting may be what varies
+    assert not [k for k in hparams if k.startswith("dataset.build") or k in ("train.device", "run_root")]
+    assert not list((tmp_path / "runs").glob("events.out.tfevents.*"))  # no root file: no pseudo-run in TensorBoard
+    assert "custom_scalars__config__" in event_tags(run_dir, "tensors")  # the layout travels with the run
     assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
 
     # evaluate rebuilds the agent from the checkpoint alone, at chosen target returns, into a new file
@@ -106,51 +110,43 @@ def test_train_then_evaluate_end_to_end(tmp_path, pendulum_hdf5, capsys):
     assert [r["target_return"] for r in results] == [-100.0, -300.0]
     assert (run_dir / "eval.json").read_bytes() == training_time  # the training-time result is kept
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # evaluate's events join the run's one file
-    assert {"eval/return_mean/target_-100", "eval/return_mean/target_-300"} <= event_tags(run_dir)  # not the run's target
+    tags = event_tags(run_dir)  # re-evaluations: reeval/*, so eval/* stays training's (what compare reads by default)
+    assert {"reeval/return_mean/target_-100", "reeval/return_mean/target_-300"} <= tags  # not the run's target
+    assert not [t for t in tags if t.startswith("eval/return_mean/")]
 
-    # the run evaluates with argmax actions (eval.sample: false); --sample overrides that, --argmax with it is an error
-    assert json.loads(written.read_text())["results"][0]["sample"] is False
+    # the run evaluates with argmax (eval.decode: argmax); --sample (the old spelling of --decode sample) overrides
+    # that, --argmax with it is an error
+    assert [r["decode"] for r in json.loads(written.read_text())["results"]] == ["argmax", "argmax"]
     assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "1", "--workers", "0", "--sample", "--no-progress",
                                        "--out", str(tmp_path / "sampled.json")]) == 0
-    assert "sampled actions" in capsys.readouterr().out
-    assert json.loads((tmp_path / "sampled.json").read_text())["results"][0]["sample"] is True
+    sampled = json.loads((tmp_path / "sampled.json").read_text())["results"][0]
+    assert sampled["decode"] == "sample" and sampled["sample"] is True
     with pytest.raises(SystemExit) as exc:
         run_cli(evaluate_cli.main, [str(run_dir), "--sample", "--argmax"])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
 
-    # --sample-within-bin: each chosen bin decodes to a uniform draw within it (Box actions), recorded in the result
+    # --sample-within-bin (old spelling of +within_bin): each chosen bin decodes to a uniform draw within it
     argmax_only = json.loads(written.read_text())["results"][0]
     assert argmax_only["sample_within_bin"] is False
     assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "2", "--workers", "0", "--target-return", "-100",
                                        "--argmax", "--sample-within-bin", "--no-progress",
                                        "--out", str(tmp_path / "within.json")]) == 0
-    assert "argmax actions, a uniform draw within each chosen bin" in capsys.readouterr().out
+    assert "argmax+within_bin" in capsys.readouterr().out
     within = json.loads((tmp_path / "within.json").read_text())["results"][0]
-    assert within["sample_within_bin"] is True and within["seeds"] == argmax_only["seeds"]
+    assert within["decode"] == "argmax+within_bin" and within["sample_within_bin"] is True
+    assert within["seeds"] == argmax_only["seeds"]
     assert within["returns"] != argmax_only["returns"]  # same episodes, jittered torques
 
 
-def test_sample_within_bin_refuses_discrete_actions_and_continuous_heads():
-    from types import SimpleNamespace
-
+def test_within_bin_draws_inside_the_chosen_bin():
     import gymnasium as gym
 
     from fh_rl.envs.codecs import make_codec
 
-    discrete = SimpleNamespace(codec=make_codec(gym.spaces.Discrete(4)), head_scores="bins", head_name="linear")
-    with pytest.raises(ValueError, match="--sample-within-bin needs Box actions, but CartPole-v1 has discrete actions"):
-        evaluate_cli.enable_sample_within_bin(discrete, "CartPole-v1")
-    gaussian = SimpleNamespace(codec=make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=8), head_scores="continuous",
-                               head_name="gaussian")
-    with pytest.raises(ValueError, match="head 'gaussian' predicts continuous actions"):
-        evaluate_cli.enable_sample_within_bin(gaussian, "Pendulum-v1")
-    assert not gaussian.codec.sample_within_bin and evaluate_cli._within_bin(gaussian) is None
     box = make_codec(gym.spaces.Box(-2.0, 2.0, (1,)), num_bins=8)
-    fourier = SimpleNamespace(codec=box, head_scores="bins", head_name="fourier")
-    evaluate_cli.enable_sample_within_bin(fourier, "Pendulum-v1")
-    assert box.sample_within_bin and evaluate_cli._within_bin(fourier) is True
-    draws = box.decode(np.zeros((200, 1), dtype=np.int64), rng=np.random.default_rng(0))
+    draws = box.decode(np.zeros((200, 1), dtype=np.int64), rng=np.random.default_rng(0), within_bin=True)
     assert draws.min() >= -2.0 and draws.max() <= -1.5 and np.ptp(draws) > 0.4  # bin 0 spans [-2, -1.5]
+    assert np.all(box.decode(np.zeros((3, 1), dtype=np.int64), rng=np.random.default_rng(0)) == -1.75)  # the centre
 
 
 def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
@@ -164,7 +160,7 @@ def test_bc_with_linear_head_trains(tmp_path, pendulum_hdf5):
     assert "eval/return_mean" in event_tags(run_dir)
 
 
-@pytest.mark.parametrize("head", ["fourier", "gaussian"])
+@pytest.mark.parametrize("head", ["fourier", "gaussian", "chebyshev"])
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, monkeypatch, head):
     from fh_rl.datasets.sampling import WindowSampler
 
@@ -210,7 +206,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, pendulum_hdf5, m
         (["--config", "/nonexistent.yaml"], "config file '/nonexistent.yaml' not found"),
         (["--set", "env.name=CartPole-v1", "--head", "mse"],
          "head 'mse' scores continuous actions and needs a Box action space, but CartPole-v1 has Discrete(2) actions; "
-         "use a head that scores bins (fourier, gmm, linear"),
+         "use a head that scores bins (chebyshev, fourier, gmm, linear"),
         (["--set", "env.name=CartPole-v1", "--head", "linear"],  # the first misfit found: the states
          "states have shape (3,) but CartPole-v1 observes (4,)"),
     ],
@@ -239,10 +235,15 @@ def test_continuous_heads_train_evaluate_and_log_metrics_in_their_units(tmp_path
     else:  # a point prediction: no pmf, so no NLL over bins, no smoothness
         assert not {"val/nll", "val/smoothness", "val/pmf"} & tags
     capsys.readouterr()
-    assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "1", "--workers", "0", "--argmax", "--no-progress"]) == 0
-    assert "argmax actions" in capsys.readouterr().out
+    decodings = ["argmax", "mean", "median"] + (["sample", "mode"] if head == "gaussian" else [])
+    assert run_cli(evaluate_cli.main, [str(run_dir), "--episodes", "1", "--workers", "0", "--decode", ",".join(decodings),
+                                       "--no-progress"]) == 0
+    assert " mean " in capsys.readouterr().out
     (again,) = run_dir.glob("eval-*.json")  # a new file: the training-time eval.json is kept
-    assert len(json.loads(again.read_text())["results"][0]["returns"]) == 1
+    results = json.loads(again.read_text())["results"]
+    assert [r["decode"] for r in results] == decodings and all(len(r["returns"]) == 1 for r in results)
+    if head == "mse":  # a point prediction: every decoding acts with the point
+        assert len({r["returns"][0] for r in results}) == 1
 
 
 def test_missing_dataset_is_built_once_and_reused(tmp_path, capsys):

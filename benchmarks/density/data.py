@@ -13,6 +13,7 @@ from fh_rl.infra.registry import unknown_name_message
 NUM_BINS = 50
 STD = 0.1  # the datasets' variance 0.01
 BETA_SCALE = 100.0
+CLIP_SLOPE, CLIP_STD = 1.5, 0.2  # the clipped dataset: z = clip(N(1.5 y, 0.2^2), -1, 1)
 
 
 def bin_edges(num_bins: int = NUM_BINS) -> np.ndarray:
@@ -144,7 +145,30 @@ class BetaDataset(DensityDataset):
         return _normalise(_cdf_masses(cdf, num_bins))
 
 
-DATASETS: dict[str, DensityDataset] = {d.name: d for d in (GaussianDataset(), GMM2Dataset(), BetaDataset())}
+class ClippedDataset(DensityDataset):
+    """z = clip(N(1.5 y, 0.04), -1, 1): atoms at the bounds -1 and +1 (saturated actions), a Gaussian between."""
+
+    name = "clipped"
+
+    def sample_inputs(self, n, rng):
+        x = rng.uniform(-0.8, 0.8, n)
+        return x, rng.normal(x, STD)
+
+    def sample_z(self, x, y, rng):
+        return np.clip(rng.normal(CLIP_SLOPE * y, CLIP_STD), -1.0, 1.0)
+
+    def target_pmf(self, x, y, num_bins=NUM_BINS):
+        mean = CLIP_SLOPE * np.asarray(y, dtype=np.float64)[:, None]
+
+        def cdf(e):  # P(z < e) at e = -1 (0), P(z <= e) elsewhere: the atom at -1 falls in the first bin, at +1 in the last
+            return np.where(e >= 1.0, 1.0, np.where(e <= -1.0, 0.0, stats.norm.cdf(e, loc=mean, scale=CLIP_STD)))
+
+        return _normalise(_cdf_masses(cdf, num_bins))
+
+
+DATASETS: dict[str, DensityDataset] = {
+    d.name: d for d in (GaussianDataset(), GMM2Dataset(), BetaDataset(), ClippedDataset())
+}
 
 
 def get_dataset(name: str) -> DensityDataset:

@@ -280,6 +280,10 @@ class Agent(nn.Module):
         """The head's output for the next action of each right-aligned context (leading shape ``(B,)``)."""
         raise NotImplementedError
 
+    def next_hidden(self, states, actions, returns_to_go, timesteps, mask) -> torch.Tensor:  # pragma: no cover - abstract
+        """The hidden state ``(B, D)`` the head reads for the next action: ``next_action`` is ``head(next_hidden)``."""
+        raise NotImplementedError
+
     def action_log_probs(self, states, actions, returns_to_go, timesteps, mask) -> torch.Tensor:
         """Log-pmf ``(B, A, K)`` of the next action over the codec's bins (see :meth:`next_action`).
 

@@ -53,3 +53,14 @@ class BehaviorCloning(Agent):
     ) -> Any:
         """The head's output (leading shape (B,)) for the newest state of each context (B, T, ...)."""
         return self(states[:, -1])
+
+    def next_hidden(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        returns_to_go: torch.Tensor | None = None,
+        timesteps: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The hidden state (B, D) the head reads for the newest state of each context."""
+        return self.trunk(self.encoder(states[:, -1]))

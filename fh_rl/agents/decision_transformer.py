@@ -289,8 +289,21 @@ class DecisionTransformer(Agent):
 
         ``state_embeddings``: as :meth:`hidden_states`.
         """
+        return self.head(self.next_hidden(states, actions, returns_to_go, timesteps, mask, state_embeddings=state_embeddings))
+
+    def next_hidden(
+        self,
+        states: torch.Tensor | None,
+        actions: torch.Tensor,
+        returns_to_go: torch.Tensor,
+        timesteps: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        state_embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The hidden state (B, D) the head reads for the next action (:meth:`next_action` without the head)."""
         hidden = self.hidden_states(states, actions, returns_to_go, timesteps, mask, state_embeddings=state_embeddings)
-        return self.head(hidden[:, -1])
+        return hidden[:, -1]  # (B, T, D) -> (B, D): the newest state token
 
     def encode_states(self, states: torch.Tensor) -> torch.Tensor:
         """(n, *state_shape) states -> (n, D): the state tokens' embeddings, as :meth:`hidden_states` makes them."""

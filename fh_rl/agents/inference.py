@@ -12,6 +12,12 @@ each step the slot's return-to-go is decremented by the reward in dataset
 units (``transformed``: e.g. clipped for DQN-Replay) or by the raw reward
 (``raw``, the DT paper's code).
 
+How an action is read from the head's output is the policy's decoding
+(:mod:`fh_rl.heads.decoding`: ``argmax``, ``sample``, ``mean``, ``median``,
+``mode``, ``+within_bin``). A decoding that gives a value rather than a bin
+(``mean``, ``median``, ``mode`` of a head that scores bins) acts with that
+value, and the DT's context records the bin the value falls in.
+
 Two options reproduce the papers' evaluation code (``configs/atari/seaquest-paper.yaml``):
 ``timesteps="current"`` gives every step of the context the current step's
 timestep (that code indexes its timestep table with the current step, while
@@ -31,6 +37,7 @@ import torch
 from fh_rl.agents.base import Agent
 from fh_rl.agents.encoders import FRAME_STACK
 from fh_rl.datasets.trajectory import transform_reward
+from fh_rl.heads.decoding import DecodeContext, Decoder, parse_decoder
 
 RTG_MODES = ("transformed", "raw")
 TIMESTEP_MODES = ("own", "current")
@@ -57,10 +64,13 @@ class AgentPolicy:
         target_return: the DT's initial return-to-go, in dataset units
             (raw-score units with ``rtg_mode="raw"``). Ignored by non-sequence agents.
         device: where the agent runs.
-        sample: sample the action from the head's distribution (else its mode: the argmax bin,
-            or ``tanh(mean)`` for a continuous head; a point prediction ignores this).
+        decode: how the action is read from the head's output: a registered decoding's name
+            (``argmax``, ``sample``, ``mean``, ``median``, ``mode``, optionally ``+within_bin``) or a
+            :class:`~fh_rl.heads.decoding.Decoder`; a ValueError here when it does not apply to the agent's
+            head and actions (:mod:`fh_rl.heads.decoding`).
+        sample: the old spelling: True is ``decode="sample"``, False ``decode="argmax"`` (not with ``decode``).
         rtg_mode: ``transformed`` or ``raw`` (see the module docstring).
-        seed: seeds action sampling and within-bin decoding.
+        seed: seeds action sampling and within-bin draws.
         timesteps: ``own`` (each context step carries its own timestep, as in
             training) or ``current`` (all carry the current step's: the papers' code).
         integer_rtg: feed returns-to-go truncated to integers (the papers' code).
@@ -74,7 +84,8 @@ class AgentPolicy:
         *,
         target_return: float = 0.0,
         device: torch.device | str = "cpu",
-        sample: bool = True,
+        decode: str | Decoder | None = None,
+        sample: bool | None = None,
         rtg_mode: str = "transformed",
         seed: int = 0,
         timesteps: str = "own",
@@ -91,7 +102,12 @@ class AgentPolicy:
         self.device = torch.device(device)
         self.agent.to(self.device)
         self.target_return = float(target_return)
-        self.sample = sample
+        if decode is not None and sample is not None:
+            raise TypeError("give decode= or its old spelling sample=, not both")
+        if decode is None:
+            decode = "argmax" if sample is False else "sample"
+        self.decoder = parse_decoder(decode)
+        self.decoder.check(agent.head, agent.codec)  # one line, before any episode runs
         self.rtg_mode = rtg_mode
         self.context = agent.context_len if agent.sequence_model else 1
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -108,19 +124,38 @@ class AgentPolicy:
             self.slots[slot] = _Slot(self.context, self.target_return)
 
     def act(self, slots: np.ndarray, observations: np.ndarray) -> np.ndarray:
-        out = self.head_output(slots, observations)
-        slots = np.asarray(slots).tolist()
-        head = self.agent.head
+        h = self.next_hidden(slots, observations)  # (n, D)
+        head, codec = self.agent.head, self.agent.codec
         with torch.no_grad():
-            chosen = head.sample(out, self.generator) if self.sample else head.mode(out)  # (n, A)
-        chosen = chosen.cpu().numpy()
-        for slot, a in zip(slots, chosen, strict=False):
+            out = head(h)  # the head's output, leading shape (n,)
+            chosen = self.decoder(DecodeContext(head, out, h, codec, self.generator)).cpu().numpy()  # (n, A)
+        if head.scores == "continuous":  # values in [-1, 1], which the head also reads back
+            context, env_actions = chosen, self.agent.decode_actions(chosen)
+        elif np.issubdtype(chosen.dtype, np.integer):  # bins
+            context = chosen
+            env_actions = codec.decode(chosen, rng=self.rng, within_bin=self.decoder.within_bin)
+        else:  # a value on the codec's [-1, 1] scale: act with it; the context gets the bin it falls in
+            env_actions = codec.from_unit(chosen)
+            context = codec.encode(env_actions)
+        for slot, a in zip(np.asarray(slots).tolist(), context, strict=True):
             self.slots[slot].actions[-1] = a
-        return np.asarray(self.agent.decode_actions(chosen, rng=self.rng))
+        return np.asarray(env_actions)
+
+    @property
+    def sample(self) -> bool:
+        """Whether actions are drawn at random (the decoding's ``random``)."""
+        return self.decoder.random
 
     def head_output(self, slots: np.ndarray, observations: np.ndarray) -> Any:
         """Add this step's observation to each slot's context and return the head's output for the slots' next
         actions (leading shape ``(n,)``): what :meth:`act` chooses from."""
+        h = self.next_hidden(slots, observations)
+        with torch.no_grad():
+            return self.agent.head(h)
+
+    def next_hidden(self, slots: np.ndarray, observations: np.ndarray) -> torch.Tensor:
+        """Add this step's observation to each slot's context and return the hidden states ``(n, D)`` the head
+        reads for the slots' next actions (:meth:`head_output` without the head)."""
         slots = np.asarray(slots).tolist()
         observations = np.asarray(observations)
         A = self.agent.action_dims
@@ -143,8 +178,8 @@ class AgentPolicy:
         states, *rest = self._context_batch(live)
         with torch.no_grad():
             if self.cache_states:
-                return self.agent.next_action(None, *rest, state_embeddings=states)  # leading shape (n,)
-            return self.agent.next_action(states, *rest)  # the head's output, leading shape (n,)
+                return self.agent.next_hidden(None, *rest, state_embeddings=states)  # (n, D)
+            return self.agent.next_hidden(states, *rest)  # (n, D)
 
     def observe(self, slots: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
         rewards = np.asarray(rewards, dtype=np.float64)
@@ -198,5 +233,5 @@ class AgentPolicy:
         return (states if self.cache_states else to(states)), to(actions), to(rtg), to(timesteps), to(mask)
 
     def config(self) -> dict[str, Any]:
-        return {"target_return": self.target_return, "sample": self.sample, "rtg_mode": self.rtg_mode,
+        return {"target_return": self.target_return, "decode": self.decoder.name, "rtg_mode": self.rtg_mode,
                 "timesteps": self.timesteps, "integer_rtg": self.integer_rtg}

@@ -23,7 +23,8 @@ swept key); the seed is what varies inside a group. For each group:
   (a density on the [-1, 1] action scale: heads that score continuous actions);
   then accuracy, smoothness and ``val/action_mse`` (squared error of the
   evaluation action on the [-1, 1] scale, Box actions). A metric that does not
-  apply to a head (e.g. the NLL of the ``mse`` head, a point prediction) is "-";
+  apply to a head (e.g. the NLL of the ``mse`` head, a point prediction) is "-"; a mean over fewer runs
+  than the group has says so (``0.2 (2 of 3 seeds)``);
 - the number of seeds.
 - when the runs evaluated during training (``eval.every_steps``, as the
   ``seaquest-paper`` preset does after each epoch): the paper's statistic,
@@ -48,7 +49,7 @@ from fh_rl.compare.plots import held_out_pmfs, plot_frequencies, plot_pmfs, run_
 from fh_rl.compare.report import compare, compare_runs, markdown_table
 from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs, last_scalars, load_run, run_from_record
 from fh_rl.compare.stats import Group, best_of_evaluations, group_runs, seed_statistics, summarize
-from fh_rl.compare.tensorboard_layout import CUSTOM_SCALARS_LAYOUT, LAYOUT_SUFFIX, write_custom_scalars
+from fh_rl.compare.tensorboard_layout import CUSTOM_SCALARS_LAYOUT, LAYOUT_SUFFIX, remove_root_layouts, write_layout
 
 __all__ = [
     "CUSTOM_SCALARS_LAYOUT",
@@ -73,5 +74,6 @@ __all__ = [
     "run_pmfs",
     "seed_statistics",
     "summarize",
-    "write_custom_scalars",
+    "remove_root_layouts",
+    "write_layout",
 ]

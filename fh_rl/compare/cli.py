@@ -19,8 +19,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true", help="tables only (no checkpoints or dataset needed)")
     parser.add_argument("--pmf-states", type=int, default=4, help="held-out states in the pmf figure (default 4)")
     parser.add_argument("--eval", dest="evaluation", choices=("training", "latest"), default="training",
-                        help="which evaluation of each run: training (eval.json, made when training finished; default) "
-                             "or latest (the newest eval-<time>.json from python -m fh_rl.evaluate, else eval.json)")
+                        help="which evaluation of each run: training (eval.json, made when training finished, what "
+                             "TensorBoard's eval/* tags show; default) or latest (the newest eval-<time>.json from "
+                             "python -m fh_rl.evaluate, TensorBoard's reeval/*, else eval.json)")
     args = parser.parse_args(argv)
     if args.pmf_states < 1:
         raise ValueError(f"--pmf-states must be >= 1, got {args.pmf_states}")

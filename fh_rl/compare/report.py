@@ -9,7 +9,15 @@ from typing import Any
 
 from fh_rl.compare.plots import plot_curves, plot_frequencies, plot_pmfs
 from fh_rl.compare.runs import EVALUATIONS, VAL_METRICS, Run, find_runs
-from fh_rl.compare.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, group_runs, summarize
+from fh_rl.compare.stats import (
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    N_RESAMPLES,
+    decodings_of,
+    group_runs,
+    summarize,
+    under_decoding,
+)
 from fh_rl.infra.atomic import atomic_write_text, remove_stale_temps, storage_error
 from fh_rl.infra.locks import wait_for_file_lock
 
@@ -20,12 +28,23 @@ def _num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:,.{digits}f}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
-def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -> str:
-    """One environment's table, headed by how its returns were evaluated (protocol, returns-to-go, actions)."""
+def _val_cell(row: dict[str, Any], metric: str) -> str:
+    """A held-out metric's mean over seeds, with ``(n of N seeds)`` when only n of the group's N runs logged it."""
+    stats = row["val"][metric]
+    seeds = f" ({stats['n']} of {row['n_seeds']} seeds)" if 0 < stats["n"] < row["n_seeds"] else ""
+    return _num(stats["mean"]) + seeds
+
+
+def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "", decode: str | None = None) -> str:
+    """One environment's table under one decoding, headed by how its returns were evaluated (protocol,
+    returns-to-go, decoding)."""
+
     best = [row.get("best_of_evaluations") for row in rows]
     labels = sorted({b["label"] + (", normalised" if b["normalized"] else ", return") for b in best if b})
     extra = f" {'; '.join(labels)}: mean ± 0.67 std |" if labels else ""
-    lines = [f"### {env}", ""] + ([f"Evaluation: {evaluation}.", ""] if evaluation else []) + [
+    decode = decode or next((r.get("decode") for r in rows if r.get("decode")), None)
+    heading = f"### {env}" + (f", decoding `{decode}`" if decode else "")
+    lines = [heading, ""] + ([f"Evaluation: {evaluation}.", ""] if evaluation else []) + [
         "| head | seeds | return mean [95% CI] | IQM | normalised | val NLL (bins) | val NLL (density) "
         "| val accuracy | val smoothness | val action MSE |" + extra,
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if labels else ""),
@@ -37,7 +56,7 @@ def markdown_table(env: str, rows: list[dict[str, Any]], evaluation: str = "") -
         paper = (f" {_num(b['mean'], 2)} ± {_num(b['half_width'], 2)} |" if b else " - |") if labels else ""
         lines.append(
             f"| {row['label']} | {row['n_seeds']} | {_num(r['mean'], 1)}{ci} | {_num(r['iqm'], 1)} | {_num(norm, 1)} "
-            + "".join(f"| {_num(row['val'][m]['mean'])} " for m in VAL_METRICS) + "|" + paper
+            + "".join(f"| {_val_cell(row, m)} " for m in VAL_METRICS) + "|" + paper
         )
     return "\n".join(lines)
 
@@ -82,7 +101,9 @@ def _remove_stale_temps(out: Path) -> None:
 def _write_report(runs: list[Any], groups: dict[str, Any], skipped: list[dict[str, str]], out: Path, *,
                   figures: bool, pmf_states: int, evaluation: str) -> dict[str, Any]:
     result: dict[str, Any] = {
-        "statistics": {"return": "mean over seeds of each run's mean evaluation return (first target)",
+        "statistics": {"return": "mean over seeds of each run's mean evaluation return (first target), per "
+                                 "decoding: `environments` holds each environment's first decoding, `decodings` "
+                                 "every decoding's rows",
                        "ci": f"{CONFIDENCE:.0%} bootstrap of the mean over seeds, percentile method, "
                              f"{N_RESAMPLES} resamples, rng seed {BOOTSTRAP_SEED} (scipy.stats.bootstrap)",
                        "iqm": "scipy.stats.trim_mean(per-seed returns, 0.25)",
@@ -96,11 +117,17 @@ def _write_report(runs: list[Any], groups: dict[str, Any], skipped: list[dict[st
         "figures": [],
         "skipped": skipped,
     }
+    result["decodings"] = {}
     md = ["# Head comparison", ""]
     for env, env_groups in groups.items():
-        rows = [summarize(g) for g in env_groups]
+        decodings = decodings_of([r for g in env_groups for r in g.runs])
+        decoded = {d: under_decoding(env_groups, d) for d in decodings}
+        by_decoding = {d: [summarize(g) for g in groups_d] for d, groups_d in decoded.items()}
+        rows = by_decoding[decodings[0]]  # the first decoding's: the figures and older readers use these
         result["environments"][env] = rows
-        md += [markdown_table(env, rows, _evaluation(env_groups)), ""]
+        result["decodings"][env] = by_decoding
+        for d, d_rows in by_decoding.items():
+            md += [markdown_table(env, d_rows, _evaluation(decoded[d]), d), ""]
         if not figures:
             continue
         fig = plot_frequencies(env, rows, out / f"frequencies-{_slug(env)}.png")

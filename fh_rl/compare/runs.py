@@ -1,5 +1,11 @@
 """Finding and reading run directories: config, evaluation returns and the last held-out scalars.
 
+An evaluation may hold several decodings (``eval.decode``: one record per
+target and decoding, each naming it under ``decode``; records written before
+decodings were named mean what their ``sample`` / ``sample_within_bin`` fields
+say, :func:`fh_rl.evaluate.record_decoding`). A :class:`Run` keeps the first
+target's returns per decoding; compare reports each decoding on its own.
+
 A run may hold several evaluations: ``eval.json`` (made when training
 finished) and one ``eval-<time>.json`` per ``python -m fh_rl.evaluate``. Which
 one compare reads is chosen by ``evaluation`` (:data:`EVALUATIONS`) and
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +46,10 @@ class Run:
     """The flattened resolved config (``train.steps`` -> 500)."""
     target: float | None
     returns: list[float]
-    """Evaluation returns of the first target return, one per episode."""
+    """Evaluation returns of the first target return under :attr:`decode`, one per episode."""
     history: list[tuple[int, float]] = field(default_factory=list)
-    """(step, mean return of the first target) of every evaluation of the run, during training and final."""
+    """(step, mean return of the first target) of every evaluation of the run, during training and final,
+    under :attr:`decode`."""
     val: dict[str, float | None] = field(default_factory=dict)
     protocol: str | None = None
     """The evaluation's environment protocol (eval.json; e.g. ``dt-paper`` for Atari), None for non-Atari."""
@@ -49,6 +57,21 @@ class Run:
     """How the returns were evaluated, in words: returns-to-go mode and sampled or argmax actions."""
     eval_file: str = "eval.json"
     """The evaluation file the returns come from (a name in ``path``)."""
+    decode: str = "sample"
+    """The decoding :attr:`returns` and :attr:`history` are under (the evaluation's first)."""
+    decodings: dict[str, list[float]] = field(default_factory=dict)
+    """Returns of the first target under each decoding the evaluation holds, in its order."""
+    histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """:attr:`history` per decoding."""
+
+    def under(self, decode: str) -> Run | None:
+        """This run as read under another of its decodings (None when it was not evaluated under it)."""
+        import dataclasses
+
+        if decode not in self.decodings:
+            return None
+        return dataclasses.replace(self, decode=decode, returns=self.decodings[decode],
+                                   history=self.histories.get(decode, []))
     curves: dict[str, list[list[float]]] | None = None
     """Stored learning curves ``{tag: [[step, value], ...]}`` (a study's record); None: read them from ``path``."""
     pmfs: dict[str, Any] | None = None
@@ -111,9 +134,43 @@ def run_curves(run: Run, tags: Sequence[str]) -> dict[str, tuple[np.ndarray, np.
     return out
 
 
+def read_decodings(results: list[dict[str, Any]], history: list[dict[str, Any]] = ()) -> tuple[
+        str, dict[str, list[float]], dict[str, list[tuple[int, float]]]]:
+    """(the first decoding, the first target's returns per decoding, (step, mean return) per decoding) of an
+    evaluation's ``results`` and ``history`` records (:func:`fh_rl.evaluate.record_decoding` names records written
+    before decodings had names; a history record with neither ``decode`` nor ``sample`` counts as the first's)."""
+    from fh_rl.evaluate import record_decoding
+
+    first = results[0]
+    decode = record_decoding(first)
+    decodings: dict[str, list[float]] = {}
+    for r in results:
+        if r.get("target_return") == first.get("target_return"):
+            decodings.setdefault(record_decoding(r), [float(x) for x in r["returns"]])
+    histories: dict[str, list[tuple[int, float]]] = {}
+    for h in history:
+        seen = set()
+        for r in h["results"]:
+            d = record_decoding(r) if "decode" in r or "sample" in r else decode
+            if r.get("target_return") == h["results"][0].get("target_return") and d not in seen:
+                seen.add(d)
+                histories.setdefault(d, []).append((int(h["step"]), float(np.mean(r["returns"]))))
+    return decode, decodings, histories
+
+
+def _finite(decodings: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {d: r for d, r in decodings.items() if r and all(math.isfinite(x) for x in r)}
+
+
 def run_from_record(record: dict[str, Any]) -> Run:
     """A :class:`Run` from a study's per-run record (``docs/results/<study>.json``), without its run directory."""
-    first = record["evaluations"][0]
+    config = dict(record["config"])
+    evaluations = [e if "decode" in e or "sample" in e else  # records made before evaluations named their decoding
+                   {**e, "sample": config.get("eval.sample", True), "sample_within_bin": config.get("env.sample_within_bin")}
+                   for e in record["evaluations"]]
+    first = evaluations[0]
+    decode, decodings, _ = read_decodings(evaluations)
+    history = [(int(s), float(m)) for s, m in record.get("history") or []]
     return Run(
         path=Path(record["path"]),
         env=record["env"],
@@ -121,16 +178,19 @@ def run_from_record(record: dict[str, Any]) -> Run:
         head=record["head"],
         head_params=dict(record["head_params"]),
         seed=int(record["seed"]),
-        config=dict(record["config"]),
+        config=config,
         target=first.get("target_return"),
         returns=[float(r) for r in first["returns"]],
         val=dict(record.get("val") or {}),
         protocol=record.get("protocol"),
-        evaluation=record.get("evaluation", ""),
+        evaluation=re.sub(r", (sampled|argmax) actions$", "", record.get("evaluation", "")),  # now the decoding's
         eval_file=record.get("eval_file", "eval.json"),
-        history=[(int(s), float(m)) for s, m in record.get("history") or []],
+        history=history,
         curves=record.get("curves"),
         pmfs=record.get("pmfs"),
+        decode=decode,
+        decodings=_finite(decodings),
+        histories={decode: history},
     )
 
 
@@ -182,9 +242,9 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
                                 f"no final one (still training, or stopped)")
     try:
         first = payload["results"][0]
-        returns = [float(r) for r in first["returns"]]
-        history = [(int(h["step"]), float(np.mean(h["results"][0]["returns"]))) for h in payload.get("history", [])]
-    except (ValueError, KeyError, IndexError, TypeError):
+        decode, decodings, histories = read_decodings(payload["results"], payload.get("history", []))
+        returns = decodings[decode]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise ValueError(f"{eval_path.name} is malformed (expected results[0].returns)") from None
     if not returns or not all(math.isfinite(r) for r in returns):
         raise ValueError(f"{eval_path.name} holds no finite returns")
@@ -207,10 +267,12 @@ def load_run(run_dir: str | Path, *, read_events: bool = True, evaluation: str =
         target=first.get("target_return"),
         returns=returns,
         protocol=payload.get("protocol") or _resolved_protocol(cfg),
-        evaluation=f"{first.get('rtg_mode', 'transformed')} returns-to-go, "
-                   f"{'sampled' if first.get('sample', True) else 'argmax'} actions",
+        evaluation=f"{first.get('rtg_mode', 'transformed')} returns-to-go",
         eval_file=eval_path.name,
-        history=history,
+        history=histories.get(decode, []),
+        decode=decode,
+        decodings=_finite(decodings),
+        histories=histories,
     )
     if read_events:
         values = last_scalars(run_dir, [f"val/{m}" for m in VAL_METRICS])

@@ -21,7 +21,8 @@ PAPER_SPREAD = 0.67
 BEST_OF_LABEL = "best of {n} evaluations per seed (the paper's statistic; optimistic)"
 IGNORED_KEYS = frozenset({
     "seed", "run_root", "train.device", "train.threads", "train.amp", "eval.workers",
-    "train.checkpoint_every", "train.log_every", "train.pmf_states", "eval.every_steps",
+    "train.checkpoint_every", "train.log_every", "train.pmf_states", "eval.every_steps", "eval.decode",
+    "eval.sample", "env.sample_within_bin",  # eval.decode's old keys, in records of older runs
 })
 """Config keys that do not change what a run learns or scores: never a reason to split groups."""
 
@@ -71,6 +72,25 @@ class Group:
     @property
     def seeds(self) -> list[int]:
         return [r.seed for r in self.runs]
+
+
+def decodings_of(runs: Sequence[Run]) -> list[str]:
+    """Every decoding the runs were evaluated under, in the order they first appear (each run's own order)."""
+    return list(dict.fromkeys(d for r in runs for d in (r.decodings or {r.decode: r.returns})))
+
+
+def under_decoding(groups: Sequence[Group], decode: str) -> list[Group]:
+    """The groups as read under one decoding: each run's returns under it; runs without it left out, and
+    groups left with no run dropped."""
+    import dataclasses
+
+    out = []
+    for g in groups:
+        runs = [r.under(decode) if r.decodings else (r if r.decode == decode else None) for r in g.runs]
+        runs = [r for r in runs if r is not None]
+        if runs:
+            out.append(dataclasses.replace(g, runs=runs))
+    return out
 
 
 def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[str, str]]]:
@@ -159,6 +179,7 @@ def summarize(group: Group) -> dict[str, Any]:
     targets = sorted({r.target for r in group.runs if r.target is not None})
     return {
         "label": group.label,
+        "decode": group.runs[0].decode if group.runs else None,
         "agent": group.agent,
         "head": group.head,
         "head_params": group.head_params,

@@ -104,20 +104,44 @@ def arms(records: Sequence[dict[str, Any]], variant_of: dict[str, str]) -> dict[
         arm = out.setdefault(variant, {}).setdefault(arm_label(r), {"agent": r["agent"], "head": r["head"],
                                                                      "by_seed": {}})
         arm["by_seed"][int(r["seed"])] = r  # a later record of the same seed wins
+    from fh_rl.compare.runs import run_from_record
+
     for variant in out.values():
         for arm in variant.values():
             seeds = sorted(arm["by_seed"])
             recs = [arm["by_seed"][s] for s in seeds]
             arm["seeds"] = seeds
-            arm["return"] = seed_statistics([r["return_mean"] for r in recs])
-            arm["returns"] = {s: arm["by_seed"][s]["return_mean"] for s in seeds}
-            arm["episodes"] = {s: arm["by_seed"][s]["evaluations"][0]["returns"] for s in seeds}
+            per_decoding: dict[str, dict[int, list[float]]] = {}
+            for s, r in zip(seeds, recs, strict=True):
+                run = run_from_record(r)
+                for d, returns in (run.decodings or {run.decode: run.returns}).items():
+                    per_decoding.setdefault(d, {})[s] = returns
+            arm["decodings"] = {d: {"episodes": eps, "returns": {s: float(np.mean(x)) for s, x in eps.items()},
+                                    "return": seed_statistics([float(np.mean(eps[s])) for s in sorted(eps)])}
+                                for d, eps in sorted(per_decoding.items(), key=lambda kv: _decoding_order(kv[0]))}
+            first = arm["decodings"][FIRST_DECODING] if FIRST_DECODING in arm["decodings"] else \
+                next(iter(arm["decodings"].values()))
+            arm["return"], arm["returns"], arm["episodes"] = first["return"], first["returns"], first["episodes"]
             arm["val"] = {m: seed_statistics([(r.get("val") or {}).get(m) for r in recs])
                           for m in ("nll", "accuracy", "smoothness", "action_mse")}
             checks = {s: run_converged(arm["by_seed"][s]) for s in seeds}
             arm["not_converged"] = {s: fall for s, (ok, fall) in checks.items() if ok is False}
             arm["unchecked"] = [s for s, (ok, _) in checks.items() if ok is None]
     return out
+
+
+FIRST_DECODING = "argmax"
+"""The decoding the axis figures and answers read (the study's default; every run has it)."""
+DECODING_ORDER = ("argmax", "sample", "mean", "median", "mode")
+
+
+def _decoding_order(d: str) -> tuple[int, str]:
+    return (DECODING_ORDER.index(d) if d in DECODING_ORDER else len(DECODING_ORDER), d)
+
+
+def decodings_in(variant: dict[str, dict[str, Any]]) -> list[str]:
+    """The decodings any arm of the variant was evaluated under, argmax first."""
+    return sorted({d for arm in variant.values() for d in arm["decodings"]}, key=_decoding_order)
 
 
 def _num(x: float | None, digits: int = 1) -> str:
@@ -138,25 +162,32 @@ def _order(item: tuple[str, dict[str, Any]]) -> tuple:
 
 def variant_table(variant: dict[str, dict[str, Any]]) -> list[str]:
     """One variant's markdown table: each arm's return, held-out metrics and convergence."""
-    lines = ["| arm | seeds | return mean [95% CI] | val NLL (bins) | val accuracy | val smoothness | val action MSE "
-             "| converged |", "|---|---:|---|---:|---:|---:|---:|---|"]
+    decodings = decodings_in(variant)
+    lines = ["| arm | seeds | " + " | ".join(f"return, `{d}` [95% CI]" for d in decodings)
+             + " | val NLL (bins) | val accuracy | val smoothness | val action MSE | converged |",
+             "|---|---:|" + "---|" * len(decodings) + "---:|---:|---:|---:|---|"]
     for label, arm in sorted(variant.items(), key=_order):
         bad, unchecked = arm["not_converged"], arm["unchecked"]
         conv = ("yes" if not bad else "**not converged**: seed " + ", ".join(
             f"{s} ({100 * f:.0f}%)" for s, f in sorted(bad.items()))) + (
             f"; {len(unchecked)} unchecked" if unchecked else "")
         v = arm["val"]
-        lines.append(f"| {label} | {len(arm['seeds'])} | {_ci(arm['return'])} | {_num(v['nll']['mean'], 3)} "
+        returns = " | ".join(_ci(arm["decodings"][d]["return"]) + (
+            f" ({arm['decodings'][d]['return']['n']} seeds)"
+            if arm["decodings"][d]["return"]["n"] != len(arm["seeds"]) else "")
+            if d in arm["decodings"] else "-" for d in decodings)
+        lines.append(f"| {label} | {len(arm['seeds'])} | {returns} | {_num(v['nll']['mean'], 3)} "
                      f"| {_num(v['accuracy']['mean'], 3)} | {_num(v['smoothness']['mean'], 3)} "
                      f"| {_num(v['action_mse']['mean'], 3)} | {conv} |")
     return lines
 
 
-def variant_verdicts(variant: dict[str, dict[str, Any]]) -> list[str]:
-    """Every pair of arms of one agent: the paired difference's interval decides; the arms' own intervals and
-    P(A > B) beside it."""
+def variant_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODING) -> list[str]:
+    """Every pair of arms of one agent under one decoding: the paired difference's interval decides; the arms'
+    own intervals and P(A > B) beside it."""
     lines = []
-    items = sorted(variant.items(), key=_order)
+    items = [(label, {**arm, **arm["decodings"][decode], "seeds": sorted(arm["decodings"][decode]["returns"])})
+             for label, arm in sorted(variant.items(), key=_order) if decode in arm["decodings"]]
     for i, (la, a) in enumerate(items):
         for lb, b in items[:i]:
             if a["agent"] != b["agent"]:

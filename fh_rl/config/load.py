@@ -101,11 +101,16 @@ def config_from_dict(
             if not sep or not key.strip():
                 raise ValueError(f"override {item!r} must look like key=value, e.g. train.steps=1000")
             value = parse_override_value(key.strip(), raw)
+        if key.strip() == "eval.sample":  # the old spelling replaces the file's eval.decode
+            key, value = "eval.decode", "sample" if coerce_value(value, bool, "eval.sample") else "argmax"
+            if isinstance(data.get("eval"), dict):
+                data["eval"].pop("sample", None)
         set_dotted(data, key.strip(), value)
         from_set.add(key.strip())
     if not explicit_head and data["head"] == {} and "head" not in from_set:
         del data["head"]  # no head section at all (not an empty one): HeadConfig's default head
     check_no_empty_sections(data, from_set)
+    _legacy_decoding_keys(data)
     data.setdefault("head", {})
     if not isinstance(data["head"], dict):
         raise ValueError(f"config section 'head' must be a mapping, got {data['head']!r}")
@@ -115,6 +120,32 @@ def config_from_dict(
     if seed is not None:
         data["seed"] = seed
     return build_section(Config, data, "")
+
+
+def _legacy_decoding_keys(data: dict[str, Any]) -> None:
+    """The old keys of ``eval.decode``, read as aliases: ``eval.sample: true`` is ``decode: sample``, ``false``
+    ``decode: argmax``; ``env.sample_within_bin: true`` adds ``+within_bin`` to each argmax/sample decoding.
+    Saved configs of earlier runs hold them; a config giving an old key and ``eval.decode`` is refused."""
+    from fh_rl.config.schema import EvalConfig
+
+    ev, env = data.get("eval"), data.get("env")
+    if isinstance(ev, dict) and "sample" in ev:
+        sample = coerce_value(ev.pop("sample"), bool, "eval.sample")
+        if "decode" in ev:
+            raise ValueError("eval.sample is the old spelling of eval.decode: give eval.decode only "
+                             "(eval.decode: sample, or argmax)")
+        ev["decode"] = ["sample" if sample else "argmax"]
+    if isinstance(env, dict) and "sample_within_bin" in env:
+        if coerce_value(env.pop("sample_within_bin"), bool, "env.sample_within_bin"):
+            if not isinstance(ev, dict):
+                ev = data["eval"] = {} if ev is None else ev
+            if not isinstance(ev, dict):
+                return  # the eval section's own check names the problem
+            names = coerce_value(ev.get("decode", EvalConfig().decode), list[str], "eval.decode")
+            if not any(n in ("argmax", "sample") for n in names):
+                raise ValueError("env.sample_within_bin is the old spelling of the +within_bin modifier of argmax "
+                                 "and sample: write eval.decode: [argmax+within_bin] (or sample+within_bin)")
+            ev["decode"] = [f"{n}+within_bin" if n in ("argmax", "sample") else n for n in names]
 
 
 def parse_override_value(key: str, raw: str) -> Any:

@@ -37,8 +37,6 @@ class EnvConfig:
     and smoothness, which compare them with the quantized heads."""
     ordering: str = "identity"
     """Discrete action order: ``identity`` or ``joystick`` (the paper's direction ordering)."""
-    sample_within_bin: bool = False
-    """Continuous actions: decode to a uniform sample within the chosen bin instead of its centre."""
     margin_bins: int = 0
     """Continuous actions: never-target bins added beyond each bound, so the head sees num_bins + 2*margin_bins
     bins. Keeps a Fourier head's periodic density from linking the two extreme actions (p(-1) = p(1))."""
@@ -246,9 +244,12 @@ class EvalConfig:
     rtg_mode: str = "transformed"
     """``transformed``: decrement the target by the reward in dataset units (clipped for DQN-Replay);
     ``raw``: by the raw reward (the DT paper's code, to reproduce its numbers)."""
-    sample: bool = True
-    """Sample actions from the predicted pmf (the paper) instead of taking the argmax; for the ``gaussian``
-    head, sample the squashed Gaussian instead of taking ``tanh(mean)``; the ``mse`` head ignores it."""
+    decode: list[str] = field(default_factory=lambda: ["sample"])
+    """How an action is read from the head's output, one decoding or a list (each evaluated on the same
+    episodes): ``argmax``, ``sample`` (the paper's Atari choice), ``mean``, ``median``, ``mode`` (heads with a
+    continuous density), ``argmax+within_bin`` / ``sample+within_bin`` (a uniform draw within the chosen Box
+    bin), or a registered one (docs/decoding.md). The old keys ``eval.sample`` and ``env.sample_within_bin``
+    are read as aliases of it."""
     seed: int = 0
     """Base seed of the evaluation episodes (added to the run seed)."""
     timesteps: str = "own"
@@ -263,6 +264,12 @@ class EvalConfig:
     def __post_init__(self) -> None:
         _positive(self, "episodes")
         check_seed(self.seed, "eval.seed")
+        from fh_rl.heads.decoding import parse_decoders
+
+        try:
+            self.decode = [d.name for d in parse_decoders(self.decode)]
+        except ValueError as exc:
+            raise ValueError(f"eval.decode: {exc}") from None
         _choice(self, "timesteps", ("own", "current"), section="eval")
         if self.every_steps is not None:
             _positive(self, "every_steps")

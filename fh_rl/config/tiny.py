@@ -25,7 +25,7 @@ TINY: dict[str, Any] = {
     "head": {"name": "fourier", "num_frequencies": 4, "regularization_gamma": 1e-3},
     "train": {"steps": 6, "batch_size": 8, "log_every": 1, "val_every": 3, "val_batches": 2,
               "checkpoint_every": 3, "warmup_tokens": 16, "pmf_states": 0, "threads": 1, "device": "cpu"},
-    "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "sample": False},
+    "eval": {"episodes": 1, "workers": 0, "target_quantile": 0.75, "decode": "argmax"},
 }
 
 

@@ -504,6 +504,13 @@ def _collect_into(model, env, partial_root: Path, final: Path, game: str, run: i
             **log.episode_stats(),
         }
         _publish_run(replay_dir(partial_root, game, run).parent, final, side)
+    except OSError as exc:  # a full or read-only disk: one line naming the run (the partial logs go below)
+        from fh_rl.infra.atomic import storage_error
+
+        error = storage_error(exc, final)
+        if error is None:
+            raise
+        raise error from None
     finally:
         env.close()
         shutil.rmtree(partial_root, ignore_errors=True)

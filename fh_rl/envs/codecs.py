@@ -79,7 +79,7 @@ class ActionCodec:
     def encode(self, env_actions):
         raise NotImplementedError
 
-    def decode(self, bins, rng=None):
+    def decode(self, bins, rng=None, within_bin=None):
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -176,8 +176,8 @@ class DiscreteCodec(ActionCodec):
         _, inverse = self._tables(env_actions)
         return inverse[env_actions.long() if torch_in else env_actions.astype(np.int64)][..., None]
 
-    def decode(self, bins, rng=None):
-        """Bins (..., 1) -> env actions (...) int64."""
+    def decode(self, bins, rng=None, within_bin=None):
+        """Bins (..., 1) -> env actions (...) int64 (``rng`` and ``within_bin`` do not apply)."""
         torch_in = _is_torch(bins)
         bins = self._check_bins(bins if torch_in else np.asarray(bins))
         order, _ = self._tables(bins)
@@ -271,15 +271,16 @@ class BoxCodec(ActionCodec):
         bins = np.floor((env_actions.astype(np.float64) - low) / width).astype(np.int64)
         return np.clip(bins, 0, K - 1) + m
 
-    def decode(self, bins, rng=None):
+    def decode(self, bins, rng=None, within_bin=None):
         """Bins (..., A) -> env actions (..., A) float32: the bin centre, or a
-        uniform sample within the bin when the codec samples and ``rng``
-        (numpy Generator, or torch Generator for torch input) is given."""
+        uniform sample within the bin when ``within_bin`` (None: the codec's
+        ``sample_within_bin``) and ``rng`` (numpy Generator, or torch Generator
+        for torch input) is given."""
         torch_in = _is_torch(bins)
         bins = self._check_bins(bins if torch_in else np.asarray(bins))
         low, width = self._tables(bins)
         m, K = self.margin_bins, self.action_bins
-        sample = self.sample_within_bin and rng is not None
+        sample = (self.sample_within_bin if within_bin is None else within_bin) and rng is not None
         if torch_in:
             import torch
 

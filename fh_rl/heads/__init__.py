@@ -26,12 +26,14 @@ from fh_rl.heads.base import (
     normalized_pmf,
     register_head,
 )
+from fh_rl.heads.chebyshev import ChebyshevHead
 from fh_rl.heads.continuous import GaussianHead, MSEHead
 from fh_rl.heads.fourier import FourierHead
 from fh_rl.heads.gmm import GMMHead
 from fh_rl.heads.linear import LinearHead
 
 __all__ = [
+    "ChebyshevHead",
     "HEADS",
     "ContinuousHead",
     "ContinuousOutput",

@@ -2,7 +2,7 @@
 
 A head either scores bins or scores continuous actions (``Head.scores``):
 
-- ``"bins"`` (quantized heads: linear, fourier, gmm): ``head(h)`` returns a
+- ``"bins"`` (quantized heads: linear, fourier, chebyshev, gmm): ``head(h)`` returns a
   :class:`HeadOutput` whose ``log_probs`` ``(..., A, K)`` is a log-pmf over K
   bins per action dimension; the action the head works with is a bin index
   (int64), made from an environment action by the action codec's ``encode``.
@@ -19,6 +19,9 @@ and each kind implements them in its own terms:
   ``mse``);
 - ``mode(out)`` / ``sample(out, generator)`` ``(..., A)``: the action at
   evaluation (argmax bin / tanh(mean)) or drawn from the distribution;
+- ``density(h, x)`` ``(..., A, P)``: the head's continuous density on its
+  [-1, 1] scale at points ``x (P,)``, for heads that have one (the hook the
+  ``mode`` decoding uses; the base class returns None);
 - ``bin_log_probs(out, edges)`` ``(..., A, K)``: the log-pmf over the action
   codec's bins (the quantized heads' own output; the discretised Gaussian;
   None for a point prediction), so that held-out NLL, accuracy and smoothness
@@ -133,7 +136,7 @@ class Head(nn.Module):
         return -out.log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
     def mode(self, out: HeadOutput) -> torch.Tensor:
-        """The most likely bin ``(..., A)`` int64 (the action with ``eval.sample`` off)."""
+        """The most likely bin ``(..., A)`` int64 (the ``argmax`` decoding)."""
         return out.log_probs.argmax(dim=-1)
 
     def sample(self, out: HeadOutput, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -141,6 +144,17 @@ class Head(nn.Module):
         *lead, A, K = out.log_probs.shape
         probs = out.log_probs.float().exp().reshape(-1, K)  # (..., A, K) -> (rows, K); multinomial normalises
         return torch.multinomial(probs, 1, generator=generator).reshape(*lead, A)
+
+    def density(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """The head's continuous density at points ``x (P,)`` of its [-1, 1] scale, ``(..., A, P)`` from hidden
+        states ``h (..., D)``; any positive scale factor per row is allowed (only its shape is used).
+
+        The hook for heads whose pmf comes from a density on [-1, 1] (``fourier``, ``gmm``, ``gaussian``): the
+        ``mode`` decoding (:mod:`fh_rl.heads.decoding`) takes its maximiser on a fine grid. Heads without one
+        (``linear``, ``mse``) keep this default, None, and ``mode`` is refused for them. For a head that scores
+        bins, the scale is its bins' (K equal cells of [-1, 1], margin bins included).
+        """
+        return None
 
     def bin_log_probs(self, out: HeadOutput, edges: torch.Tensor | None = None) -> torch.Tensor | None:
         """Log-pmf ``(..., A, K)`` over the bins: the head's own output (its bins are the codec's bins;
@@ -187,6 +201,14 @@ class ContinuousHead(Head):
     def sample(self, out: ContinuousOutput, generator: torch.Generator | None = None) -> torch.Tensor:
         """A point prediction has nothing to sample: the mode."""
         return self.mode(out)
+
+    def mean_action(self, out: ContinuousOutput) -> torch.Tensor:
+        """The mean of the action's distribution ``(..., A)`` (the ``mean`` decoding); a point prediction: itself."""
+        return self.mode(out)
+
+    def median_action(self, out: ContinuousOutput) -> torch.Tensor:
+        """The median of the action's distribution ``(..., A)``: ``tanh(mean)`` (tanh is monotone)."""
+        return torch.tanh(out.mean)
 
     def bin_log_probs(self, out: ContinuousOutput, edges: torch.Tensor | None = None) -> torch.Tensor | None:
         """None: a point prediction has no pmf."""

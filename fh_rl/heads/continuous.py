@@ -15,7 +15,7 @@ so the evaluation action ``tanh(mean)`` always lies in [-1, 1].
   ``-log p(y) = -log N(atanh y; mu, sigma^2) + log(1 - y^2)``, with ``y``
   moved ``boundary_eps`` inside (-1, 1) so that saturated actions stay finite.
   At evaluation the action is ``tanh(mu)`` (the median of the squashed
-  distribution), or a sample with ``eval.sample``.
+  distribution), or a sample with ``eval.decode: sample`` (:mod:`fh_rl.heads.decoding`).
 
 The squashed Gaussian's mass in a bin [e_j, e_j+1] is exact:
 ``Phi((atanh e_j+1 - mu) / sigma) - Phi((atanh e_j - mu) / sigma)`` (tanh is
@@ -38,7 +38,7 @@ from fh_rl.heads.base import ContinuousHead, ContinuousOutput, register_head
 class MSEHead(ContinuousHead):
     """The original Decision Transformer's continuous head: ``tanh(linear(h))``, trained by squared error.
 
-    A point prediction: ``eval.sample`` changes nothing, and it has no pmf
+    A point prediction: every decoding but ``mode`` gives the point, and it has no pmf
     (held-out NLL and smoothness are left blank for it).
     """
 
@@ -110,6 +110,24 @@ class GaussianHead(ContinuousHead):
         """``tanh(mean + sigma * noise)`` ``(..., A)``."""
         noise = torch.randn(out.mean.shape, generator=generator, dtype=out.mean.dtype, device=out.mean.device)
         return torch.tanh(out.mean + torch.exp(out.log_std) * noise)
+
+    def mean_action(self, out: ContinuousOutput) -> torch.Tensor:
+        """E[tanh(u)] ``(..., A)``, u ~ N(mu, sigma^2): the squashed Gaussian's mean (Gauss-Hermite quadrature);
+        ``tanh(mu)`` is its median."""
+        from fh_rl.heads.decoding import squashed_gaussian_mean
+
+        return squashed_gaussian_mean(out.mean, out.log_std)
+
+    def density(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The squashed Gaussian's density ``(..., A, P)`` at points ``x (P,)`` in (-1, 1) (0 at the bounds)."""
+        out = self(h)
+        with torch.autocast(device_type=out.mean.device.type, enabled=False):
+            y = x.to(out.mean.device, torch.float64)
+            inside = y.abs() < 1
+            u = torch.atanh(y.clamp(-1 + 1e-12, 1 - 1e-12))  # (P,)
+            mean, log_std = out.mean.double()[..., None], out.log_std.double()[..., None]
+            log_p = -0.5 * ((u - mean) * torch.exp(-log_std)).square() - log_std - torch.log1p(-y.square())
+            return torch.where(inside, log_p.exp(), torch.zeros_like(log_p)).float()
 
     def bin_log_probs(self, out: ContinuousOutput, edges: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log-mass ``(..., A, K)`` of the squashed Gaussian in each bin.

@@ -46,7 +46,8 @@ class GMMHead(Head):
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_components={self.num_components}"
 
-    def forward(self, h: torch.Tensor) -> HeadOutput:
+    def _log_density(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Log of the mixture density ``(..., A, P)`` at points ``x (P,)``."""
         self._check_input(h)
         M = self.num_components
         params = self._full_precision(self.proj(h)).unflatten(-1, (self.action_dims, 3, M))  # (..., A*3M) -> (..., A, 3, M)
@@ -54,8 +55,17 @@ class GMMHead(Head):
             log_w = torch.log_softmax(params[..., 0, :], dim=-1)  # (..., A, M)
             mean = params[..., 1, :]
             scale = F.softplus(params[..., 2, :]) + self.min_scale
-            z = (self.bin_centers[:, None] - mean[..., None, :]) / scale[..., None, :]  # (..., A, K, M)
+            z = (x.to(params.dtype)[:, None] - mean[..., None, :]) / scale[..., None, :]  # (..., A, P, M)
             log_n = -0.5 * z.square() - torch.log(scale[..., None, :]) - 0.5 * math.log(2 * math.pi)
-            log_density = torch.logsumexp(log_w[..., None, :] + log_n, dim=-1)  # (..., A, K)
-            log_probs = torch.log_softmax(log_density, dim=-1)
+            return torch.logsumexp(log_w[..., None, :] + log_n, dim=-1)  # (..., A, P)
+
+    def forward(self, h: torch.Tensor) -> HeadOutput:
+        log_probs = torch.log_softmax(self._log_density(h, self.bin_centers), dim=-1)  # (..., A, K)
         return HeadOutput(log_probs, self._zero(h))
+
+    def density(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The mixture density ``(..., A, P)`` at points ``x (P,)`` of [-1, 1] (mass outside [-1, 1] is not
+        renormalised: only its maximiser is used)."""
+        if x.dim() != 1:
+            raise ValueError(f"density expects points of shape (P,), got {tuple(x.shape)}")
+        return self._log_density(h, x).exp()

@@ -52,7 +52,14 @@ def open_writer(run_dir: str | os.PathLike, *, keep_until_step: int | None = Non
 
     run_dir = Path(run_dir)
     old = sorted(run_dir.glob(EVENTS_GLOB))
-    writer = SummaryWriter(str(run_dir))
+    _quiet_writer_threads()
+    try:
+        writer = SummaryWriter(str(run_dir))
+    except OSError as exc:  # the new file could not be started (its header is written at once)
+        from fh_rl.infra.atomic import storage_error
+
+        raise (storage_error(exc, run_dir / "events.out.tfevents.*") or exc) from None
+    _guard(writer)
     if not old:
         return writer
     file_writer = writer._get_file_writer()
@@ -82,3 +89,77 @@ def _fsync(name: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+
+def _guard(writer: Any) -> None:
+    """Make ``writer``'s file writer raise a :class:`~fh_rl.infra.cli.StorageError` naming the events file when
+    its disk is full or read-only (TensorBoard's writer thread hands the plain OSError to the next call)."""
+    file_writer = writer._get_file_writer()
+    file_writer.__class__ = _guarded_class(type(file_writer))
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def _guarded_class(cls: type) -> type:
+    if cls in _GUARDED.values():
+        return cls
+    if cls not in _GUARDED:
+
+        def convert(self: Any, exc: OSError) -> BaseException:
+            from fh_rl.infra.atomic import DISK_FULL, _size, free_bytes, storage_error
+            from fh_rl.infra.cli import StorageError
+
+            name = getattr(getattr(self, "event_writer", None), "_file_name", None) or self.get_logdir()
+            if exc.errno in DISK_FULL:  # an append-only log: its last record may be cut, which readers skip
+                return StorageError(f"cannot write {name}: the disk is full ({_size(free_bytes(self.get_logdir()))} "
+                                    f"free); the events file may end in a cut record, which a resume drops: free "
+                                    f"some space, then resume", exc.errno)
+            return storage_error(exc, name) or exc
+
+        def wrap(method: str) -> Any:
+            original = getattr(cls, method)
+
+            def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return original(self, *args, **kwargs)
+                except OSError as exc:
+                    error = convert(self, exc)
+                    if error is exc:
+                        raise
+                    raise error from None
+
+            guarded.__name__ = method
+            return guarded
+
+        _GUARDED[cls] = type(f"Guarded{cls.__name__}", (cls,), {m: wrap(m) for m in ("add_event", "flush", "close")})
+    return _GUARDED[cls]
+
+
+_hook_installed = False
+
+
+def _quiet_writer_threads() -> None:
+    """TensorBoard's writer thread re-raises a failed write, which Python prints as a traceback; the same error
+    reaches the main thread at its next write (one line there). A full or read-only disk is therefore not
+    printed from the thread; any other exception in any thread still is."""
+    import threading
+
+    global _hook_installed
+    if _hook_installed:
+        return
+    from fh_rl.infra.atomic import DISK_FULL, READ_ONLY
+
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)
+                and args.exc_value.errno in (*DISK_FULL, *READ_ONLY)):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    _hook_installed = True

@@ -138,7 +138,8 @@ def test_bad_shapes_and_config_raise():
 def test_continuous_head_on_discrete_actions_is_a_clear_error():
     for head in available_heads("continuous"):
         with pytest.raises(ValueError, match=rf"head '{head}' scores continuous actions and needs a Box action space, "
-                                             r"but this action space has Discrete\(6\) actions; use a head that scores bins \(fourier, gmm, linear"):
+                                             r"but this action space has Discrete\(6\) actions; "
+                                             r"use a head that scores bins \(chebyshev, fourier, gmm, linear"):
             make("dt", head, "discrete")
 
 

@@ -166,14 +166,14 @@ def test_cached_state_embeddings_give_the_same_distributions(state_shape):
     assert policies[0].cache_states and not policies[1].cache_states
     recorded = {c: [] for c in (0, 1)}
     for i, policy in enumerate(policies):
-        real = policy.agent.next_action
+        real = policy.agent.next_hidden
 
-        def recording(*args, _real=real, _into=recorded[i], **kwargs):
+        def recording(*args, _real=real, _into=recorded[i], _head=policy.agent.head, **kwargs):
             out = _real(*args, **kwargs)
-            _into.append(out.log_probs)
+            _into.append(_head(out).log_probs)
             return out
 
-        policy.agent.next_action = recording
+        policy.agent.next_hidden = recording
         try:
             slots = np.array([0, 1, 2])
             policy.begin(slots, obs[0])
@@ -185,7 +185,7 @@ def test_cached_state_embeddings_give_the_same_distributions(state_shape):
                 policy.act(live, obs[t, live])
                 policy.observe(live, np.ones(len(live)), np.array([t == 4 and s == 0 for s in live]))
         finally:
-            del policy.agent.next_action
+            del policy.agent.next_hidden
     assert len(recorded[0]) == len(recorded[1]) == 9
     for cached, fresh in zip(recorded[0], recorded[1], strict=True):
         torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-5)

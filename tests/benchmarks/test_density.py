@@ -33,6 +33,7 @@ POINTS = {
     "gaussian": [(0.75, 0.92), (-0.2, -0.25)],
     "gmm2": [(-0.78, 0.9), (0.1, 0.15)],
     "beta": [(0.3, -0.05), (0.004, 0.4), (0.7, 0.75)],
+    "clipped": [(0.75, 0.7), (-0.6, -0.55), (0.0, 0.02)],
 }
 
 
@@ -74,6 +75,17 @@ def test_gaussian_target_is_shifted_by_y_not_x():
     p = ds.target_pmf(np.array([0.0, 0.5]), np.array([0.5, 0.5]))
     np.testing.assert_allclose(p[0], p[1])
     assert bin_centers()[p[0].argmax()] == pytest.approx(0.5, abs=1 / K)
+
+
+def test_clipped_target_has_atoms_at_the_bounds():
+    from scipy import stats
+
+    ds = DATASETS["clipped"]
+    p = ds.target_pmf(np.array([0.7, -0.6, 0.0]), np.array([0.7, -0.55, 0.0]))
+    # z = clip(N(1.5 y, 0.2^2), -1, 1): the last bin holds P(w > 1 - 2/K), the first P(w < -1 + 2/K)
+    assert p[0, -1] == pytest.approx(stats.norm.sf(1 - 2 / K, loc=1.05, scale=0.2), rel=1e-12)
+    assert p[1, 0] == pytest.approx(stats.norm.cdf(-1 + 2 / K, loc=-0.825, scale=0.2), rel=1e-12)
+    assert p[0, -1] > 0.5 and p[1, 0] > 0.2 and p[2, [0, -1]].max() < 1e-5
 
 
 def test_kl_of_truth_against_itself_is_zero_and_smoothness_of_constant_is_zero():
