@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         events = sum(p.stat().st_size for p in run_dir.glob("events.out.tfevents.*")) if in_run else 0
         # Before the rollouts, not after them: a full or read-only disk (the run's events file is rewritten whole).
-        check_writable(out or run_dir / "eval-.json", need=(64 << 10) + events)
+        check_writable(out or run_dir / "eval-<time>.json", need=(64 << 10) + events)
         return _evaluate(args, run_dir, out, in_run)
 
 

@@ -321,6 +321,10 @@ def _resolve_run(cfg: Config | None, resume: str | Path | None, evaluate: bool, 
         if cfg is None:
             raise ValueError("run needs a config or a run directory to resume")
         run_dir = None
+        if _writes():  # a read-only or full run_root is found now, before the data is read and the model built
+            from fh_rl.infra.atomic import check_writable
+
+            check_writable(Path(cfg.run_root) / "run", what=f"a run under run_root {cfg.run_root!r}")
     return state, cfg, run_dir
 
 
@@ -330,15 +334,14 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def config_notes(cfg: Config, built: Built) -> list[str]:
-    """Settings of ``cfg`` that do not do what they say for this environment and data, in words (printed, and
-    written as comments atop the run's ``config.yaml``): bin settings for discrete actions."""
-    notes = []
+    """Settings of ``cfg`` that do not apply to this environment, in words (printed, and written as comments atop
+    the run's ``config.yaml``): the bin settings under discrete actions. (A timestep table shorter than the data's
+    episodes is refused before, by :func:`fh_rl.preflight.check_timesteps`.)"""
     e = cfg.env
-    if not built.codec.continuous:
-        notes.append(f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
-                     f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action")
-    # A timestep table shorter than the data's episodes is refused before this (fh_rl.preflight.check_timesteps).
-    return notes
+    if built.codec.continuous:
+        return []
+    return [f"env.num_bins ({e.num_bins}), env.margin_bins ({e.margin_bins}) and env.sample_within_bin do not "
+            f"apply: {cfg.env.name} has {built.codec.describe()} actions, one bin per action"]
 
 
 def start_run_dir(cfg: Config, info: dict[str, Any], ctx: DistContext, owned: contextlib.ExitStack,

@@ -235,3 +235,28 @@ def test_the_python_api_page_runs(tmp_path):
     assert "CartPole-v1, PPO for 2,048 steps" in proc.stdout and "return " in proc.stdout
     (run,) = (tmp_path / "runs" / "CartPole-v1" / "dt-fourier").iterdir()
     assert (run / "eval.json").is_file()
+
+
+def test_a_discrete_env_builds_its_dataset_with_ppo(tmp_path, capsys):
+    import h5py
+
+    from fh_rl.datasets import load_hdf5
+
+    data = tmp_path / "cartpole-ppo.hdf5"
+    build = {"path": str(data), "build": "sac", "build_steps": 300, "build_expert_episodes": 2}
+    kw = {**TINY, "train": {**TINY["train"], "steps": 2}, "env": {"name": "CartPole-v1"}, "evaluate": False,
+          "progress": False, "run_root": str(tmp_path / "runs")}
+    with pytest.raises(ValueError, match=r"Discrete actions, which collect control learns with PPO, not SAC "
+                                         r"\(dataset.build: ppo\)"):
+        fh_rl.fit(**kw, dataset=build)
+    assert not data.exists()
+    with pytest.raises(ValueError, match=r"agent.max_timestep is 20, so its later steps would share one timestep"):
+        fh_rl.fit(**kw, dataset={**build, "build": "ppo"}, **{"agent.max_timestep": 20})  # built, then refused
+    with h5py.File(data, "r") as f:
+        assert f["metadata"].attrs["algorithm"] == "PPO" and f["metadata"].attrs["expert_episodes"] == 2
+    err = capsys.readouterr().err
+    assert "PPO for 300 steps on CartPole-v1" in err and "random " in err  # the build's summary
+    longest = int(np.diff(load_hdf5(data).offsets).max())
+    run = fh_rl.fit(**kw, dataset={**build, "build": "ppo"}, **{"agent.max_timestep": longest - 1})  # data cached
+    assert "building it" not in capsys.readouterr().err
+    assert (run / "checkpoints" / "last.pt").is_file()

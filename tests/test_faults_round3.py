@@ -144,6 +144,14 @@ def test_unreadable_manifest_is_never_replaced(run_copy, capsys, text, problem):
     assert snapshot(run_copy) == before
 
 
+def test_debug_shows_the_traceback_of_a_storage_error(run_copy, monkeypatch):
+    from fh_rl.infra.cli import StorageError
+
+    monkeypatch.setenv("FH_RL_DEBUG", "1")
+    with read_only(run_copy), pytest.raises(StorageError, match="is read-only"):
+        run_cli(evaluate_cli.main, [str(run_copy), *QUIET])
+
+
 # ----------------------------------------------------------------------------- 2. a full disk
 
 
@@ -246,7 +254,7 @@ def test_write_hdf5_checks_free_space_before_h5py_writes(small_disk, pendulum_hd
 # ----------------------------------------------------------------------------- 3. a read-only run directory
 
 
-def test_read_only_run_directory(run_copy, tmp_path, capsys):
+def test_read_only_run_directory(base_run, run_copy, tmp_path, capsys):
     before = snapshot(run_copy)
     with read_only(run_copy):
         line = refused(capsys, evaluate_cli.main, [str(run_copy), *QUIET])
@@ -260,6 +268,8 @@ def test_read_only_run_directory(run_copy, tmp_path, capsys):
         with read_only(shelf):  # --out in a read-only place: found before the rollouts
             line = refused(capsys, evaluate_cli.main, [str(run_copy), "--out", str(shelf / "x.json"), *QUIET])
             assert f"cannot write {shelf / 'x.json'}: {shelf} is not writable" in line, line
+        line = refused(capsys, train_cli.main, ["--config", str(base_run[0]), "--set", f"run_root={run_copy / 'new'}"])
+        assert f"cannot write a run under run_root {str(run_copy / 'new')!r}: {run_copy} is not writable" in line, line
         out = tmp_path / "elsewhere.json"  # reading a read-only run is fine when the result goes elsewhere
         assert run_cli(evaluate_cli.main, [str(run_copy), "--out", str(out), *QUIET]) == 0
         assert yaml.safe_load(out.read_text())["results"]
@@ -370,6 +380,24 @@ def test_data_that_would_train_wrong_names_file_key_and_value(pendulum_hdf5, tmp
     line = refused(capsys, train_cli.main, ["--config", str(config), "--set", f"run_root={tmp_path / 'runs'}", *QUIET])
     assert str(data) in line and message in line, line
     assert data.read_bytes() == before and run_dirs(tmp_path / "runs") == []
+
+
+def test_dqn_replay_reward_that_would_overflow_names_file_and_row(tmp_path):
+    import gzip
+
+    from fh_rl.datasets import load_dqn_replay
+
+    root = tmp_path / "replay"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "dqn-replay", root)
+    path = root / "Breakout" / "1" / "replay_logs" / "$store$_reward_ckpt.1.gz"
+    with gzip.open(path, "rb") as f:
+        rewards = np.load(f, allow_pickle=False)
+    slot = int(np.flatnonzero(rewards != 0)[0])  # a real row (padding rows hold reward 0)
+    rewards[slot] = 1e30
+    with gzip.open(path, "wb") as f:
+        np.save(f, rewards, allow_pickle=False)
+    with pytest.raises(ValueError, match=rf"reward_ckpt.1.gz: 'reward' holds 1e\+30 at row {slot}, beyond the 1e\+15"):
+        load_dqn_replay(root, "Breakout", progress=False, cache=False)
 
 
 def test_max_timestep_below_the_longest_episode_is_refused(base_run, tmp_path, capsys):

@@ -75,9 +75,11 @@ def check_box_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray, *,
     return outside
 
 
-def check_magnitude(array: np.ndarray, *, source: object, key: str, limit: float = MAX_MAGNITUDE) -> None:
+def check_magnitude(array: np.ndarray, *, source: object, key: str, limit: float = MAX_MAGNITUDE,
+                    rows: np.ndarray | None = None) -> None:
     """ValueError naming ``source``, ``key``, the first row and its value when some ``|value| > limit``
-    (:data:`MAX_MAGNITUDE`): such data would overflow float32 training arithmetic. Integer arrays are skipped."""
+    (:data:`MAX_MAGNITUDE`): such data would overflow float32 training arithmetic. Integer arrays are skipped.
+    ``rows``: the file row of each array row, as in :func:`check_finite`."""
     array = np.asanyarray(array)
     if not np.issubdtype(array.dtype, np.inexact) or array.size == 0:
         return
@@ -90,7 +92,7 @@ def check_magnitude(array: np.ndarray, *, source: object, key: str, limit: float
             row = np.asarray(flat[i], dtype=np.float64)
             value = row[np.abs(row) > limit][0]
             raise ValueError(
-                f"{source}: {key!r} holds {value:g} at row {i}, beyond the {limit:g} fh_rl trains on (float32 "
+                f"{source}: {key!r} holds {value:g} at row {int(rows[i]) if rows is not None else i}, beyond the {limit:g} fh_rl trains on (float32 "
                 f"training would overflow on it and stop as 'diverged'); rescale that key or drop that row's episode"
             )
 

@@ -39,18 +39,18 @@ def _size(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def disk_full(path: str | os.PathLike, need: float | None = None) -> StorageError:
-    """The error for a write of ``path`` that does not fit (``need``: bytes it needs, when known)."""
+def disk_full(path: str | os.PathLike, need: float | None = None, what: str | None = None) -> StorageError:
+    """The error for a write of ``path`` (``what``, in words) that does not fit (``need``: bytes it needs)."""
     path = Path(path)
     try:
         free = f"{_size(free_bytes(path.parent))} free"
     except OSError:
         free = "no space left"
     if need:
-        what = f"the disk is full for it ({free}, it needs about {_size(need)}); nothing was written"
+        problem = f"the disk is full for it ({free}, it needs about {_size(need)}); nothing was written"
     else:
-        what = f"the disk is full ({free}); nothing under that name was changed"
-    return StorageError(f"cannot write {path}: {what}: free some space or write elsewhere", errno.ENOSPC)
+        problem = f"the disk is full ({free}); nothing under that name was changed"
+    return StorageError(f"cannot write {what or path}: {problem}: free some space or write elsewhere", errno.ENOSPC)
 
 
 def storage_error(exc: OSError, path: str | os.PathLike) -> StorageError | None:
@@ -66,16 +66,18 @@ def storage_error(exc: OSError, path: str | os.PathLike) -> StorageError | None:
     return None
 
 
-def check_writable(path: str | os.PathLike, need: float = 64 << 10) -> None:
+def check_writable(path: str | os.PathLike, need: float = 64 << 10, *, what: str | None = None) -> None:
     """A :class:`StorageError` now, before long work, when ``path`` could not be written later: its directory
-    (or the nearest existing parent) is read-only, or its disk has less than ``need`` bytes free."""
+    (or the nearest existing parent) is read-only, or its disk has less than ``need`` bytes free.
+    ``what`` names the write in the message (default: ``path``)."""
     directory = Path(path).parent
     while not directory.exists() and directory != directory.parent:
         directory = directory.parent
     if not os.access(directory, os.W_OK):
-        raise StorageError(f"cannot write {path}: {directory} is not writable (read-only); write elsewhere",
+        raise StorageError(f"cannot write {what or path}: {directory} is not writable (read-only); write elsewhere",
                            errno.EROFS)
-    ensure_free_space(path, need)
+    if free_bytes(directory) < need:
+        raise disk_full(path, need, what)
 
 
 def ensure_free_space(path: str | os.PathLike, need: float) -> None:

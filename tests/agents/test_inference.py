@@ -52,6 +52,12 @@ def test_new_episode_resets_slot_and_left_pads():
     assert mask.tolist() == [[False, True], [True, True]] and rtg[0, 1] == 5.0 and timesteps[0, 1] == 0
 
 
+def test_acting_before_begin_says_what_to_call():
+    policy = AgentPolicy(dt(make_codec(gym.spaces.Discrete(4))), target_return=5.0)
+    with pytest.raises(ValueError, match=r"slots \[0\] have no episode: call begin\(slots, observations\)"):
+        policy.act(np.array([0]), np.zeros((1, 3)))
+
+
 def test_sampling_is_seeded_and_frames_are_stacked():
     agent = dt(make_codec(gym.spaces.Discrete(6)), state_shape=(4, 84, 84))
     rng = np.random.default_rng(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,15 @@ def test_control_collection_is_d4rl_and_loads(tmp_path):
     assert meta["expert_return_mean"] == pytest.approx(returns[3:].mean(), rel=1e-5)
     assert meta["medium_return_mean"] == pytest.approx(returns[2], rel=1e-5)
     assert meta["env_id"] == "Pendulum-v1" and meta["sac_steps"] == 300
+    assert meta["algorithm"] == "SAC" and meta["steps"] == 300 and meta["random_episodes"] == 10
+    assert -1800 < meta["random_return_mean"] < -600  # Pendulum-v1 under random torques: about -1200
+    from fh_rl.datasets.collect import summary
+
+    text = summary(out)  # what the command prints at the end, for Box actions too
+    assert "Pendulum-v1, SAC for 300 steps" in text and "900 transitions" in text
+    for part, episodes, rows in (("replay", 2, 300), ("medium", 1, 200), ("expert", 2, 400)):
+        assert re.search(rf"{part}\s+{episodes}\s+{rows}\s+{meta[part + '_return_mean']:.1f}", text), (part, text)
+    assert re.search(rf"random\s+10\s+-\s+{meta['random_return_mean']:.1f}", text)
     # observations are what the env produced: the first replay obs is a seeded reset of Pendulum
     assert np.allclose(np.linalg.norm(data.observations[:, :2], axis=1), 1.0, atol=1e-5)  # (cos, sin)
     with pytest.raises(FileExistsError, match="already exists"):
@@ -154,7 +164,6 @@ def test_collect_cli_errors_exit_2(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     bad = [
         (["control", "--env", "FrozenLake-v1", "--steps", "10", "--out", str(tmp_path / "c.hdf5")], "vector observations"),
-        (["control", "--env", "Breakout", "--steps", "10", "--out", str(tmp_path / "c.hdf5")], "collect atari"),
         (["control", "--env", "Pendulum-v1", "--steps", "0", "--out", str(tmp_path / "c.hdf5")], "steps must be a positive"),
         (["atari", "--game", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)], "needs an Atari game"),
     ]

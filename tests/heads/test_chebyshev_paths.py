@@ -60,7 +60,6 @@ def test_sweep_and_compare_beside_the_fourier_head(tmp_path, pendulum_hdf5):
     assert (tmp_path / "out" / "pmfs-Pendulum-v1.png").is_file()
 
 
-@pytest.mark.slow
 def test_atari_preset_on_dopamine_fixture(tmp_path):
     """Discrete actions: the Breakout preset (frames, joystick codec) shrunk, with the Chebyshev head."""
     fixture = REPO / "tests" / "fixtures" / "dqn-replay"

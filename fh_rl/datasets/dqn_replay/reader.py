@@ -30,7 +30,7 @@ from fh_rl.datasets.dqn_replay.format import (
 from fh_rl.datasets.dqn_replay.plan import FilePlan, episode_table, plan_files
 from fh_rl.datasets.dqn_replay.selection import PROTOCOLS, select_episodes
 from fh_rl.datasets.trajectory import TrajectoryDataset
-from fh_rl.datasets.validate import check_finite
+from fh_rl.datasets.validate import check_finite, check_magnitude
 
 
 def load_dqn_replay(
@@ -227,8 +227,9 @@ def _read_file_rows(
 
 
 def _validate_rows(directory: Path, f: FilePlan, actions: np.ndarray, rewards: np.ndarray, slots: np.ndarray) -> None:
-    """What DQN-Replay data can get wrong in the rows kept: a non-finite reward, a negative action id."""
+    """What DQN-Replay data can get wrong in the rows kept: a non-finite or overflowing reward, a negative action id."""
     check_finite(rewards, source=directory / file_name("reward", f.suffix), key="reward", rows=slots)
+    check_magnitude(rewards, source=directory / file_name("reward", f.suffix), key="reward", rows=slots)
     if len(actions) and actions.min() < 0:
         i = int(np.argmax(actions < 0))
         raise ValueError(
