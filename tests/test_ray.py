@@ -82,8 +82,9 @@ def test_ray_evaluation_matches_local_workers(local_ray, tmp_path, pendulum_hdf5
     assert remote[0]["seeds"] == local[0]["seeds"] == list(range(7, 12))
     if agent.head_scores == "bins":
         assert remote[0]["returns"] == local[0]["returns"]  # the same actions for the same seeds: identical returns
-    else:  # continuous actions carry the float rounding of differently sized batches into the physics
-        np.testing.assert_allclose(remote[0]["returns"], local[0]["returns"], rtol=1e-6)
+    else:  # continuous actions carry the float rounding of differently sized batches into the physics: over 200
+        # steps it reached 7e-7 relative once; a different action anywhere moves a return by far more than 1e-4
+        np.testing.assert_allclose(remote[0]["returns"], local[0]["returns"], rtol=1e-4)
     assert remote[0]["lengths"] == local[0]["lengths"]
     assert len(set(np.round(local[0]["returns"], 3))) > 1  # the seeds gave different episodes
 

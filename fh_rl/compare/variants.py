@@ -182,10 +182,12 @@ def variant_table(variant: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def variant_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODING) -> list[str]:
-    """Every pair of arms of one agent under one decoding: the paired difference's interval decides; the arms'
-    own intervals and P(A > B) beside it."""
-    lines = []
+def pair_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODING) -> list[dict[str, Any]]:
+    """Every pair of arms of one agent under one decoding: ``{a, b, verdict, line}`` with ``verdict`` one of
+    ``more`` / ``less`` (a's return against b's: the paired difference's interval excludes 0), ``none`` (no
+    evidence of a difference) or ``pending`` (fewer than :data:`MIN_SEEDS` common seeds); ``line`` says it in
+    words with the arms' own intervals and P(A > B) beside it."""
+    out = []
     items = [(label, {**arm, **arm["decodings"][decode], "seeds": sorted(arm["decodings"][decode]["returns"])})
              for label, arm in sorted(variant.items(), key=_order) if decode in arm["decodings"]]
     for i, (la, a) in enumerate(items):
@@ -195,20 +197,47 @@ def variant_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DEC
             d = paired_difference(a["returns"], b["returns"])
             own = f"{_ci(a['return'])} vs {_ci(b['return'])}"
             if d is None or len(d["seeds"]) < MIN_SEEDS:
-                lines.append(f"- {la} vs {lb}: {own} ({len(a['seeds'])} vs {len(b['seeds'])} seeds); "
-                             f"fewer than {MIN_SEEDS} common seeds: no verdict yet.")
+                out.append({"a": la, "b": lb, "verdict": "pending",
+                            "line": f"- {la} vs {lb}: {own} ({len(a['seeds'])} vs {len(b['seeds'])} seeds); "
+                                    f"fewer than {MIN_SEEDS} common seeds: no verdict yet."})
                 continue
-            if d["ci_low"] is not None and d["ci_low"] > 0:
-                word = f"{la} earns more"
-            elif d["ci_high"] is not None and d["ci_high"] < 0:
-                word = f"{la} earns less"
-            else:
-                word = "no evidence of a difference"
+            verdict = "more" if d["ci_low"] > 0 else "less" if d["ci_high"] < 0 else "none"
+            word = {"more": f"{la} earns more", "less": f"{la} earns less", "none": "no evidence of a difference"}[verdict]
             p = probability_of_improvement(a["episodes"], b["episodes"])
             prob = f"; P({la} > {lb}) = {p['p']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if p else ""
-            lines.append(f"- {la} vs {lb}: paired difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}] "
-                         f"over {len(d['seeds'])} seeds: **{word}** (own intervals {own}){prob}.")
-    return lines
+            out.append({"a": la, "b": lb, "verdict": verdict,
+                        "line": f"- {la} vs {lb}: paired difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, "
+                                f"{d['ci_high']:+.1f}] over {len(d['seeds'])} seeds: **{word}** (own intervals "
+                                f"{own}){prob}."})
+    return out
+
+
+def variant_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODING) -> list[str]:
+    """:func:`pair_verdicts` as markdown lines."""
+    return [v["line"] for v in pair_verdicts(variant, decode)]
+
+
+def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[str],
+                decode: str = FIRST_DECODING) -> str:
+    """One axis in plain words: per variant on it, the pairs that differ, or that none does (yet)."""
+    words = []
+    for name in names:
+        pairs = pair_verdicts(variants.get(name, {}), decode)
+        decided = [p for p in pairs if p["verdict"] in ("more", "less")]
+        pending = [p for p in pairs if p["verdict"] == "pending"]
+        if name not in variants:
+            words.append(f"{name}: not run yet")
+        elif not pairs:
+            words.append(f"{name}: one arm so far, nothing to compare")
+        elif decided:
+            words.append(f"{name}: " + "; ".join(
+                f"{p['a']} earns {p['verdict']} than {p['b']}" for p in decided)
+                + (f" ({len(pending)} pair(s) still lack seeds)" if pending else ""))
+        elif len(pending) == len(pairs):
+            words.append(f"{name}: too few seeds for a verdict")
+        else:
+            words.append(f"{name}: no pair differs" + (" (some pairs still lack seeds)" if pending else ""))
+    return "; ".join(words)
 
 
 def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path | None:
@@ -223,8 +252,8 @@ def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dic
     labels = sorted({label for v, _ in points for label in variants[v]},
                     key=lambda lb: next(_order((lb, variants[v][lb])) for v, _ in points if lb in variants[v]))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (metric, ylabel) in zip(axes, (("return", "return (mean over seeds, 95% CI)"),
-                                           ("nll", "held-out NLL of the bins (mean over seeds, 95% CI)")), strict=True):
+    for ax, (metric, ylabel) in zip(axes, (("return", "return, argmax (mean over seeds, 95% CI)"),
+                                           ("nll", "held-out NLL of the bins (95% CI)")), strict=True):
         for i, label in enumerate(labels):
             xs, m, lo, hi = [], [], [], []
             for v, x in sorted(points, key=lambda p: p[1]):
@@ -239,9 +268,10 @@ def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dic
             if not xs:
                 continue
             m_, lo_, hi_ = np.array(m), np.array(lo), np.array(hi)
-            n = min(len(variants[v][label]["seeds"]) for v, _ in points if label in variants[v])
+            ns = sorted({len(variants[v][label]["seeds"]) for v, _ in points if label in variants[v]})
+            n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
             ax.errorbar(xs, m_, yerr=[m_ - lo_, hi_ - m_], marker="o", capsize=3, color=colors[i % len(colors)],
-                        label=f"{label} (n>={n})")
+                        label=f"{label} (seeds: {n})")
             if len(xs) > 1:
                 ax.fill_between(xs, lo_, hi_, color=colors[i % len(colors)], alpha=0.12, lw=0)
         if axis.get("log"):
