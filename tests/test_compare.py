@@ -203,6 +203,22 @@ def test_swept_non_head_setting_splits_groups(runs, tmp_path):
     assert sorted(g.label for g in groups["Pendulum-v1"]) == ["dt-linear train.steps=6", "dt-linear train.steps=7"]
 
 
+def test_a_setting_older_runs_predate_counts_as_its_default(runs):
+    """A run made before ``dataset.action_noise`` existed groups with a new run at its default (0.0), and a new
+    run with another value still gets its own labelled group."""
+    _, made = runs
+    found, _ = compare_cli.find_runs([made[("linear", None, s)] for s in (0, 1, 2)], read_events=False)
+    old, new, noisy = found
+    old.config.pop("dataset.action_noise", None)  # as read from a record written before the option
+    new.config["dataset.action_noise"] = 0.0
+    groups, _ = compare_cli.group_runs([old, new])
+    assert [(g.label, len(g.runs)) for g in groups["Pendulum-v1"]] == [("dt-linear", 2)]
+    noisy.config["dataset.action_noise"] = 0.5
+    groups, _ = compare_cli.group_runs([old, new, noisy])
+    assert sorted(g.label for g in groups["Pendulum-v1"]) == ["dt-linear dataset.action_noise=0.0",
+                                                             "dt-linear dataset.action_noise=0.5"]
+
+
 def test_statistics_edge_cases():
     one = compare_cli.seed_statistics([3.0])
     assert one["mean"] == 3.0 and one["ci_low"] is None and one["n"] == 1

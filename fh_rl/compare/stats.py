@@ -6,12 +6,13 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fh_rl.compare.runs import VAL_METRICS, Run
+from fh_rl.compare.runs import VAL_METRICS, Run, _flatten
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
@@ -106,7 +107,8 @@ def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[s
         varying = {agent: _varying_keys([r for r in env_runs if r.agent == agent]) for agent in {r.agent for r in env_runs}}
         groups: dict[str, Group] = {}
         for run in env_runs:
-            settings = {k: run.config[k] for k in varying[run.agent] if k in run.config and k != "head.name"}
+            settings = {k: _setting(run, k) for k in varying[run.agent]
+                        if (k in run.config or k in _defaults()) and k != "head.name"}
             key = json.dumps([run.agent, run.head, run.head_params, settings], sort_keys=True, default=str)
             if key not in groups:
                 groups[key] = Group(env, run.agent, run.head, dict(run.head_params), settings, [])
@@ -123,8 +125,23 @@ def group_runs(runs: Sequence[Run]) -> tuple[dict[str, list[Group]], list[dict[s
     return out, dropped
 
 
+@lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+    """Every non-head setting's default, flat (``dataset.action_noise``): what a run made before the setting
+    existed used (a new setting's default keeps the old behaviour)."""
+    from fh_rl.config import Config
+
+    return {k: v for k, v in _flatten(Config().to_dict()).items() if not k.startswith("head.")}
+
+
+def _setting(run: Run, key: str) -> Any:
+    """``run``'s value of ``key``; the default where its config predates the setting."""
+    return run.config[key] if key in run.config else _defaults().get(key)
+
+
 def _varying_keys(runs: Sequence[Run]) -> list[str]:
-    """Config keys whose value differs between runs of the same head (``head.*``) or between any of ``runs``."""
+    """Config keys whose value differs between runs of the same head (``head.*``) or between any of ``runs``
+    (a setting a run's config predates counts as its default)."""
     keys = set().union(*(r.config for r in runs)) - IGNORED_KEYS
     varying = []
     for key in sorted(keys):
@@ -135,7 +152,7 @@ def _varying_keys(runs: Sequence[Run]) -> list[str]:
                     per_head.setdefault(r.head, set()).add(json.dumps(r.config[key], sort_keys=True))
             if any(len(v) > 1 for v in per_head.values()):
                 varying.append(key)
-        elif len({json.dumps(r.config.get(key), sort_keys=True) for r in runs}) > 1:
+        elif len({json.dumps(_setting(r, key), sort_keys=True, default=str) for r in runs}) > 1:
             varying.append(key)
     return varying
 
