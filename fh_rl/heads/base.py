@@ -123,6 +123,22 @@ class Head(nn.Module):
         """Half-precision (autocast) activations to float32; float32/float64 unchanged."""
         return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
+    def _set_series(self, num_frequencies: int, regularization_gamma: float, init_scale: float, eps: float) -> None:
+        """Check and keep the settings every series-density head shares (``fourier``, ``chebyshev``): the degree N,
+        the smoothness prior's gamma, the initial scale-down of the coefficient layer and the pmf's eps."""
+        if not isinstance(num_frequencies, int) or isinstance(num_frequencies, bool) or num_frequencies < 1:
+            raise ValueError(f"num_frequencies must be a positive integer, got {num_frequencies!r}")
+        if regularization_gamma < 0:
+            raise ValueError(f"regularization_gamma must be >= 0, got {regularization_gamma}")
+        if init_scale <= 0:
+            raise ValueError(f"init_scale must be > 0, got {init_scale}")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.num_frequencies = num_frequencies
+        self.regularization_gamma = float(regularization_gamma)
+        self.init_scale = float(init_scale)
+        self.eps = float(eps)
+
     def _zero(self, h: torch.Tensor) -> torch.Tensor:
         return h.new_zeros((), dtype=torch.float32)
 

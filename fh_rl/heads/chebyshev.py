@@ -157,20 +157,9 @@ class ChebyshevHead(Head):
         bin_mass: str = "centre",
     ) -> None:
         super().__init__(in_features, num_bins, action_dims)
-        if not isinstance(num_frequencies, int) or isinstance(num_frequencies, bool) or num_frequencies < 1:
-            raise ValueError(f"num_frequencies must be a positive integer, got {num_frequencies!r}")
-        if regularization_gamma < 0:
-            raise ValueError(f"regularization_gamma must be >= 0, got {regularization_gamma}")
-        if init_scale <= 0:
-            raise ValueError(f"init_scale must be > 0, got {init_scale}")
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+        self._set_series(num_frequencies, regularization_gamma, init_scale, eps)
         if bin_mass not in BIN_MASSES:
             raise ValueError(f"bin_mass must be one of {', '.join(BIN_MASSES)}, got {bin_mass!r}")
-        self.num_frequencies = num_frequencies
-        self.regularization_gamma = float(regularization_gamma)
-        self.init_scale = float(init_scale)
-        self.eps = float(eps)
         self.bin_mass = bin_mass
         self.proj = nn.Linear(in_features, action_dims * (num_frequencies + 1))
         with torch.no_grad():
