@@ -76,7 +76,7 @@ def test_paired_verdicts_tables_and_the_section(tmp_path):
     table = "\n".join(variant_table(noise))
     assert "**not converged**: seed 2 (9%)" in table and table.count("| yes |") == 2
     assert "| return, `argmax` [95% CI] | return, `sample` [95% CI] |" in table
-    assert "| dt-linear | 5 | -220.0 [" in table and "-301.0 [-302.0, -300.0] (3 seeds) |" in table
+    assert "| dt-linear | 5 | -220.0 [" in table and "-301.0 [-302.0, -300.0] (3 of 5 seeds) |" in table
     sampled = variant_verdicts(noise, "sample")  # the runs evaluated under sample: 3 seeds, linear and Fourier
     assert len(sampled) == 1 and "paired difference +152.0 [+150.0, +154.0] over 3 seeds" in sampled[0]
     assert "fewer than 3 common seeds" in variant_verdicts(by_variant["base"])[0]

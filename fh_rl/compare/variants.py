@@ -173,7 +173,7 @@ def variant_table(variant: dict[str, dict[str, Any]]) -> list[str]:
             f"; {len(unchecked)} unchecked" if unchecked else "")
         v = arm["val"]
         returns = " | ".join(_ci(arm["decodings"][d]["return"]) + (
-            f" ({arm['decodings'][d]['return']['n']} seeds)"
+            f" ({arm['decodings'][d]['return']['n']} of {len(arm['seeds'])} seeds)"
             if arm["decodings"][d]["return"]["n"] != len(arm["seeds"]) else "")
             if d in arm["decodings"] else "-" for d in decodings)
         lines.append(f"| {label} | {len(arm['seeds'])} | {returns} | {_num(v['nll']['mean'], 3)} "
