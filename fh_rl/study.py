@@ -25,6 +25,14 @@ about the data and settings. Running it:
    ``docs/results.md`` from those files, verdict included. Nothing in that
    section is typed by hand except the YAML's prose.
 
+Every run of a study must learn from the same data. A dataset that the study
+builds (SAC, PPO or DQN training) is reproducible on one machine but not across
+CPUs: floating-point kernels differ by instruction set, and a different SAC run
+gives a different file. The records therefore keep the content hash of the
+study's HDF5 file (``data_hash``, as a run's manifest has it), and a study refuses
+to train more runs on a file with another hash: resuming on a new machine needs
+the original file (e.g. committed under ``datasets/studies/``), not a rebuild.
+
 The records are the one thing a study keeps in git. Run directories (TensorBoard
 events, logs, checkpoints) go to the study's ``root``, ``studies/<name>`` by
 default, which git ignores: ``--report`` rebuilds the section from the records
@@ -105,6 +113,9 @@ class StudySpec:
     """The arms, as sweeps."""
     jobs: int = 1
     """Trainings at a time within a sweep."""
+    set: list[str] = field(default_factory=list)
+    """``--set`` items every sweep gets (before its own; a sweep's own item for the same key wins), e.g. the
+    dataset's path."""
     data: dict[str, Any] = field(default_factory=dict)
     """``path`` of the dataset and, optionally, ``command`` (a list) that makes it when missing."""
     about: str = ""
@@ -152,7 +163,7 @@ def load_study(path: str | Path) -> StudySpec:
     seeds = raw["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds):
         raise ValueError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
-    unknown = set(raw) - {"name", "title", "root", "seeds", "sweeps", "jobs", "data", "about", "axes"}
+    unknown = set(raw) - {"name", "title", "root", "seeds", "sweeps", "jobs", "data", "about", "axes", "set"}
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}")
     axes = raw.get("axes") or {}
@@ -164,8 +175,12 @@ def load_study(path: str | Path) -> StudySpec:
         if missing_variants:
             raise ValueError(f"{path}: axes.{name} names variant(s) no sweep has: {sorted(missing_variants)} "
                              f"(variants: {sorted(variants)})")
+    common = raw.get("set") or []
+    if not isinstance(common, list) or not all(isinstance(x, str) and "=" in x for x in common):
+        raise ValueError(f"{path}: set must be a list of key=value strings, got {common!r}")
     return StudySpec(name=str(raw["name"]), title=str(raw["title"]), root=str(raw["root"]), seeds=seeds,
-                     sweeps=specs, jobs=int(raw.get("jobs", 1)), data=dict(raw.get("data") or {}),
+                     sweeps=specs, jobs=int(raw.get("jobs", 1)), set=[str(x) for x in common],
+                     data=dict(raw.get("data") or {}),
                      about=str(raw.get("about") or ""), axes=dict(axes))
 
 
@@ -182,20 +197,53 @@ def make_data(study: StudySpec) -> None:
     subprocess.run([sys.executable if c == "python" else str(c) for c in command], check=True)
 
 
+def data_hash(study: StudySpec) -> str | None:
+    """The content hash of the study's dataset (:meth:`TrajectoryDataset.content_hash`, the ``dataset.content_hash``
+    of a run's manifest when it trains on the data without a variant); None when the study names no HDF5 file or
+    the file is missing. Other formats (DQN-Replay folders) are not hashed."""
+    path = study.data.get("path")
+    if not path or Path(str(path)).suffix not in (".hdf5", ".h5") or not Path(str(path)).is_file():
+        return None
+    from fh_rl.datasets import load_hdf5
+
+    return load_hdf5(path).content_hash()
+
+
+def check_data(study: StudySpec, docs: str | Path) -> str | None:
+    """The hash of the study's data file (:func:`data_hash`); ValueError (one line) when the study already has
+    records made on a file with another hash: more runs on this file would mix two datasets in one table."""
+    records, meta = load_records(docs, study.name)
+    now, recorded = data_hash(study), meta.get("data_hash")
+    if records and now is not None and recorded is not None and now != recorded:
+        raise ValueError(
+            f"study {study.name}: its {len(records)} recorded runs learned from {study.data.get('path')} with content "
+            f"hash {recorded}, but the file here hashes {now} (a rebuilt dataset differs across CPUs); put the "
+            f"original file there, or move docs/results/{study.name}.json aside to start the study afresh on this data")
+    return now
+
+
+def sweep_sets(study: StudySpec, sweep: SweepSpec) -> list[str]:
+    """The sweep's ``--set`` items after the study's own (:attr:`StudySpec.set`), a key the sweep sets dropped
+    from the study's."""
+    mine = {item.partition("=")[0].strip() for item in sweep.set}
+    return [item for item in study.set if item.partition("=")[0].strip() not in mine] + list(sweep.set)
+
+
 def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int, skip: Sequence[str] = ()) -> list[str]:
     """The ``python -m fh_rl.sweep`` command of one sweep and seed; ``skip``: its points already recorded."""
     cmd = [sys.executable, "-m", "fh_rl.sweep", "--config", sweep.config, "--heads", *sweep.heads]
-    for s in sweep.set:
+    for s in sweep_sets(study, sweep):
         cmd += ["--set", s]
     cmd += ["--seeds", str(seed), "--jobs", str(study.jobs), "--root", str(Path(study.root) / sweep.folder)]
     return cmd + (["--skip", *skip] if skip else [])
 
 
-def sweep_points(sweep: SweepSpec, seed: int) -> list[str]:
+def sweep_points(sweep: SweepSpec, seed: int, study: StudySpec | None = None) -> list[str]:
     """The points (``<sweep dir>/<point name>``) one sweep trains for one seed."""
     from fh_rl.sweep import expand_grid
 
-    return [f"{sweep.folder}/{p.name}" for p in expand_grid(sweep.heads, sweep.set, [seed])]
+    sets = sweep_sets(study, sweep) if study is not None else sweep.set
+    return [f"{sweep.folder}/{p.name}" for p in expand_grid(sweep.heads, sets, [seed])]
 
 
 def run_sweeps(study: StudySpec, after_each: Callable[[list[str]], None] | None = None,
@@ -211,7 +259,7 @@ def run_sweeps(study: StudySpec, after_each: Callable[[list[str]], None] | None 
             after_stage(failed)
         for seed in study.seeds:
             for sweep in (s for s in study.sweeps if s.stage == stage):
-                points = sweep_points(sweep, seed)
+                points = sweep_points(sweep, seed, study)
                 recorded = done()
                 skip = [p.split("/", 1)[1] for p in points if p in recorded]
                 if len(skip) == len(points):
@@ -389,10 +437,14 @@ def update_records(study: StudySpec, docs: str | Path, *, pmfs: bool = True) -> 
     records += run_records(fresh, pmfs=pmfs)
     records.sort(key=lambda r: (r["env"], r["agent"], r["head"], json.dumps(r["head_params"], sort_keys=True),
                                 r["seed"], r["path"]))
-    summary = _dataset_summary(study.data.get("path"))
     meta = {"study": study.name, **{k: v for k, v in meta.items() if k != "study"}}
-    if summary:
-        meta["dataset_summary"] = summary
+    current = data_hash(study) if records else None
+    if meta.get("data_hash") in (None, current):  # a study's records keep the hash of the data they learned from
+        summary = _dataset_summary(study.data.get("path"))
+        if summary:
+            meta["dataset_summary"] = summary
+        if current is not None:
+            meta["data_hash"] = current
     atomic_write_text(Path(docs) / "results" / f"{study.name}.json", records_json(meta, records))
     return records
 
@@ -635,7 +687,7 @@ def variant_datasets(study: StudySpec) -> dict[str, Any]:
         variant = sweep.variant or sweep.name
         if variant in out:
             continue
-        fixed = [x for x in sweep.set if "," not in x.partition("=")[2]]
+        fixed = [x for x in sweep_sets(study, sweep) if "," not in x.partition("=")[2]]
         cfg = load_config(sweep.config, overrides=fixed)
         base = base if base is not None else load_dataset(cfg, progress=False)
         data = apply_variant(base, cfg.dataset, cfg.env.name, probe_env(cfg.env)[2])
@@ -684,6 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.report:
         make_data(study)
+        check_data(study, args.docs)
         failed = run_sweeps(study, report_and_commit if args.commit else None,
                             done=lambda: recorded_points(args.docs, study.name),
                             after_stage=(lambda f: report_and_commit(f, figures=True)) if args.commit else None)

@@ -35,6 +35,25 @@ def tiny_study(tmp_path, pendulum_hdf5, monkeypatch):
     return path
 
 
+def tiny_study_data(path):
+    return yaml.safe_load(path.read_text())["data"]["path"]
+
+
+def test_a_study_refuses_to_train_on_data_other_than_its_records(tiny_study, tmp_path, capsys):
+    """A rebuilt dataset differs across CPUs: more runs on another file would mix two datasets in one table."""
+    docs = tmp_path / "docs"
+    (docs / "results").mkdir(parents=True)
+    records = docs / "results" / "tiny.json"
+    records.write_text(study.records_json({"study": "tiny", "data_hash": "0" * 32},
+                                          [{"point": "main/linear-seed0", "path": "gone"}]))
+    before = records.read_bytes()
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "its 1 recorded runs learned from" in err[0] and "0" * 32 in err[0]
+    assert "move docs/results/tiny.json aside" in err[0]
+    assert records.read_bytes() == before and not (tmp_path / "runs").exists()  # nothing trained, nothing rewritten
+
+
 @pytest.mark.slow
 def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, tmp_path, capsys):
     docs = tmp_path / "docs"
@@ -48,7 +67,13 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
     assert order == ["study tiny: sweep main, seed 0", "study tiny: sweep nomargin, seed 0",
                      "study tiny: sweep main, seed 1", "study tiny: sweep nomargin, seed 1"]
 
-    records = json.loads((docs / "results" / "tiny.json").read_text())["runs"]
+    payload = json.loads((docs / "results" / "tiny.json").read_text())
+    records = payload["runs"]
+    from fh_rl.datasets import load_hdf5
+
+    assert payload["data_hash"] == load_hdf5(tiny_study_data(tiny_study)).content_hash()  # what the runs learned from
+    assert {json.loads((tmp_path / r["path"] / "manifest.json").read_text())["dataset"]["content_hash"]
+            for r in records} == {payload["data_hash"]}  # the manifests' hash (no variant here)
     assert len(records) == 6  # (linear, fourier, fourier lr 1e-3) x 2 seeds
     assert sorted({(r["head"], r["seed"]) for r in records}) == [("fourier", 0), ("fourier", 1), ("linear", 0), ("linear", 1)]
     for r in records:
@@ -190,3 +215,21 @@ def test_setting_verdicts_compare_one_heads_settings_that_differ_in_one_key():
     (line,) = study.setting_verdicts([m16, m0, other_n])
     assert line.startswith("- N=16 margins vs N=16 no margins: -148.0 vs -191.7 (3 vs 3 seeds); intervals do not "
                            "overlap: higher return than env.margin_bins=0 (paired by seed, 3 seeds: difference +")
+
+
+def test_study_level_set_goes_to_every_sweep_and_a_sweeps_own_key_wins(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "s", "title": "S", "root": "r", "seeds": [0], "set": ["dataset.path=d.hdf5", "eval.episodes=20"],
+        "sweeps": [{"name": "a", "config": "c.yaml", "heads": ["linear"], "set": ["eval.episodes=5"]},
+                   {"name": "b", "config": "c.yaml", "heads": ["fourier"], "set": ["head.num_frequencies=4,8"]}]}))
+    spec = study.load_study(path)
+    a, b = spec.sweeps
+    assert study.sweep_sets(spec, a) == ["dataset.path=d.hdf5", "eval.episodes=5"]
+    cmd = study.sweep_command(spec, b, 0)
+    assert cmd[cmd.index("dataset.path=d.hdf5") + 2:cmd.index("head.num_frequencies=4,8") + 1] == [
+        "eval.episodes=20", "--set", "head.num_frequencies=4,8"]
+    assert study.sweep_points(b, 0, spec) == ["b/fourier-num_frequencies=4-seed0", "b/fourier-num_frequencies=8-seed0"]
+    path.write_text(path.read_text().replace("eval.episodes=20", "eval.episodes"))
+    with pytest.raises(ValueError, match="set must be a list of key=value"):
+        study.load_study(path)
