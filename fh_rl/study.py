@@ -64,8 +64,12 @@ grouped statistics in `docs/results/<study>/comparison.json`. Returns are the me
 each run's mean evaluation return, with a 95% bootstrap confidence interval over seeds.
 Overlapping intervals mean *no evidence of a difference*, not a win. A seed fixes the held-out
 split and the evaluation episodes for every arm, so each verdict line also gives the per-seed
-difference from the linear head with its interval (paired by seed): it shows how consistent the
-difference is, but the verdict is read from the arms' own intervals. The validation split
+difference from the linear head with its interval (paired by seed) and P(A > B), the probability
+that an episode of one arm returns more than an episode of the other (rliable's probability of
+improvement, over the seeds' pooled episodes, 95% bootstrap interval over seeds): they show how
+consistent the difference is, but the verdict is read from the arms' own intervals. Under each
+table, the arms with runs whose held-out NLL still fell by more than 2% over the last 20% of
+training are named *not converged*. The validation split
 differs between seeds, so held-out NLL and accuracy vary by seed as much as by head. Study 4
 (data variants) fixes the held-out split for every seed and reads its verdicts from the paired
 difference; its section says how.
@@ -505,16 +509,59 @@ def _verdict_line(row: dict[str, Any], base: dict[str, Any], name: str) -> str:
 
 def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
     """The per-seed difference of returns on the seeds both arms ran (a seed fixes the validation split and
-    the evaluation episodes' seeds for every arm), with its bootstrap interval: information, not the verdict."""
+    the evaluation episodes' seeds for every arm), with its bootstrap interval, and P(row > base) over the
+    seeds' episodes when the rows carry them (``episode_returns``): information, not the verdict."""
     from fh_rl.compare.stats import seed_statistics
+    from fh_rl.compare.variants import probability_of_improvement
 
     mine, theirs = dict(zip(row["seeds"], row["return"]["values"], strict=True)), dict(zip(base["seeds"], base["return"]["values"], strict=True))
     common = sorted(set(mine) & set(theirs))
     if len(common) < MIN_SEEDS_FOR_VERDICT or len(mine) != len(row["seeds"]) or len(theirs) != len(base["seeds"]):
         return ""
     d = seed_statistics([mine[s] - theirs[s] for s in common])
-    return (f" (paired by seed, {len(common)} seeds: difference {d['mean']:+.1f} "
-            f"[{d['ci_low']:+.1f}, {d['ci_high']:+.1f}])")
+    text = f" (paired by seed, {len(common)} seeds: difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
+    p = probability_of_improvement(row.get("episode_returns") or {}, base.get("episode_returns") or {})
+    if p is not None and len(p["seeds"]) == len(common):
+        text += f"; P(A > B) = {p['p']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]"
+    return text + ")"
+
+
+def _with_episodes(rows: list[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows, each with ``episode_returns`` ``{seed: returns}`` under its decoding and first target, read from
+    the records of its runs (absent where a run has no record or no such evaluation)."""
+    from fh_rl.compare import run_from_record
+
+    runs = {str(r.get("path")): run_from_record(r) for r in records}
+    out = []
+    for row in rows:
+        episodes = {}
+        for seed, path in zip(row["seeds"], row.get("runs") or [], strict=False):
+            run = runs.get(str(path))
+            returns = None if run is None else run.decodings.get(row.get("decode") or run.decode)
+            if returns:
+                episodes[seed] = returns
+        out.append({**row, "episode_returns": episodes} if len(episodes) == len(row["seeds"]) else row)
+    return out
+
+
+def _convergence_line(rows: list[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[str]:
+    """One line naming the arms with runs whose held-out NLL (action MSE for a regression head) still fell by
+    more than 2% over the last 20% of training (:func:`fh_rl.compare.variants.run_converged`)."""
+    from fh_rl.compare.variants import CONVERGENCE_DROP, CONVERGENCE_TAIL, run_converged
+
+    by_path = {str(r.get("path")): r for r in records}
+    flagged, checked = [], 0
+    for row in rows:
+        verdicts = [run_converged(by_path[str(p)])[0] for p in row.get("runs") or [] if str(p) in by_path]
+        checked += sum(v is not None for v in verdicts)
+        late = sum(v is False for v in verdicts)
+        if late:
+            flagged.append(f"{row['label']} ({late} of {len(row['seeds'])} seeds)")
+    if not checked:
+        return []
+    rule = (f"held-out NLL, or action MSE for mse, still falling by more than {CONVERGENCE_DROP:.0%} over the last "
+            f"{CONVERGENCE_TAIL:.0%} of training")
+    return [f"Not converged ({rule}): {'; '.join(flagged)}." if flagged else f"Converged: no run's {rule}.", ""]
 
 
 # ----------------------------------------------------------------------------- docs
@@ -575,7 +622,9 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
             lines += [f"Decodings: {', '.join(f'`{d}`' for d in by_decoding)} (`eval.decode`, each on the same "
                       "episode seeds; docs/decoding.md). One table and verdict per decoding.", ""]
         for decode, rows in by_decoding.items():
+            rows = _with_episodes(rows, records)
             lines += [markdown_table(env, rows, decode=decode), ""]
+            lines += _convergence_line(rows, records)
             episodes = sorted({e for r in rows for e in r["episodes"]})
             lines += [f"Episodes per run: {', '.join(map(str, episodes))}. "
                       "Return: mean over seeds of each run's mean evaluation return; 95% bootstrap CI over seeds.", ""]

@@ -203,6 +203,26 @@ def test_verdict_words_and_the_paired_difference():
     assert lines[2].endswith("fewer than 3 seeds: no verdict yet.")  # and no paired difference on 2 seeds
 
 
+def test_verdict_lines_give_the_probability_of_improvement_when_rows_carry_episodes():
+    base = _row("dt-linear", "linear", [0, 1, 2], [-2.0, -2.0, -2.0])
+    better = _row("dt-fourier", "fourier", [0, 1, 2], [1.5, 1.5, 1.5])
+    base["episode_returns"] = {s: [-3.0, -1.0] for s in (0, 1, 2)}
+    better["episode_returns"] = {s: [1.0, 2.0] for s in (0, 1, 2)}
+    assert study.verdict([base, better])[0].endswith("difference +3.5 [+3.5, +3.5]; P(A > B) = 1.00 [1.00, 1.00]).")
+    better["episode_returns"] = {0: [1.0, 2.0]}  # not every seed's episodes: no P(A > B)
+    assert "P(A > B)" not in study.verdict([base, better])[0]
+
+
+def test_convergence_line_names_arms_whose_held_out_nll_still_falls():
+    falling = {"path": "a", "curves": {"val/nll": [[1000, 2.0], [4800, 1.5], [6000, 1.2]]}}
+    flat = {"path": "b", "curves": {"val/nll": [[1000, 2.0], [4800, 1.2], [6000, 1.19]]}}
+    rows = [{"label": "dt-linear", "seeds": [0, 1], "runs": ["a", "b"]}, {"label": "dt-fourier", "seeds": [0], "runs": ["b"]}]
+    line = study._convergence_line(rows, [falling, flat])[0]
+    assert line.startswith("Not converged (held-out NLL") and line.endswith(": dt-linear (1 of 2 seeds).")
+    assert study._convergence_line(rows[1:], [flat])[0].startswith("Converged: no run's held-out NLL")
+    assert study._convergence_line(rows, []) == []  # no curves: no claim
+
+
 def test_setting_verdicts_compare_one_heads_settings_that_differ_in_one_key():
     def row(label, margin, n, returns, seeds=(0, 1, 2)):
         r = _row(label, "fourier", list(seeds), returns)
