@@ -101,7 +101,9 @@ def test_mode_finds_the_fourier_densitys_maximiser_to_the_grid_step(x0):
     codec = BoxCodec([-1.0], [1.0], num_bins=8)  # the head's scale is the action's
     head, h = _fourier_with_peak(x0, 8)
     x = torch.linspace(-1, 1, 20001)
-    assert abs(float(x[head.density(h, x)[0, 0].argmax()]) - x0) < 2e-4  # the density does peak at x0
+    # The density does peak at x0. Near its maximum it is flat to float32 rounding over a few 1e-4 (the grid here
+    # is 1e-4), so which grid point wins depends on the CPU's float kernels: 2e-3 is far below the mode's step.
+    assert abs(float(x[head.density(h, x)[0, 0].argmax()]) - x0) < 2e-3
     ctx = DecodeContext(head, head(h), h, codec)
     mode = float(parse_decoder("mode")(ctx))
     step = 2.0 / (8 * MODE_POINTS_PER_BIN)
