@@ -601,7 +601,8 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
               f"({len(records)} runs; per-run records in `docs/results/{study.name}.json`).", ""]
     if study.about.strip():
         lines += [study.about.strip(), ""]
-    summary = _dataset_summary(study.data.get("path")) or dataset_summary  # the recorded one when the file is absent
+    # The recorded summary: the file here may be another build (update_records keeps the one the runs learned from).
+    summary = dataset_summary or _dataset_summary(study.data.get("path"))
     if summary:
         lines += [summary, ""]
     commits = sorted({r["git_commit"] for r in records if r["git_commit"]})

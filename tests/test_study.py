@@ -141,6 +141,17 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
     assert [p.name for p in (tmp_path / "runs" / "main").iterdir() if p.is_dir()] == ["linear-seed1"]
     assert len(json.loads((docs / "results" / "tiny.json").read_text())["runs"]) == 6
 
+    # Records made on another build of the data: --report keeps their hash and their data summary, and
+    # training more runs is refused.
+    payload = json.loads((docs / "results" / "tiny.json").read_text())
+    recorded = "Dataset `elsewhere.hdf5`: the build these runs learned from."
+    (docs / "results" / "tiny.json").write_text(json.dumps({**payload, "data_hash": "f" * 32, "dataset_summary": recorded}))
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs), "--report"]) == 0
+    payload = json.loads((docs / "results" / "tiny.json").read_text())
+    assert payload["data_hash"] == "f" * 32 and payload["dataset_summary"] == recorded
+    assert recorded in (docs / "results.md").read_text()
+    assert run_cli(study.main, [str(tiny_study), "--docs", str(docs)]) == 2
+
 
 @pytest.mark.parametrize(
     "spec, match",
