@@ -242,12 +242,11 @@ def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int, skip: Sequence[
     return cmd + (["--skip", *skip] if skip else [])
 
 
-def sweep_points(sweep: SweepSpec, seed: int, study: StudySpec | None = None) -> list[str]:
+def sweep_points(sweep: SweepSpec, seed: int, study: StudySpec) -> list[str]:
     """The points (``<sweep dir>/<point name>``) one sweep trains for one seed."""
     from fh_rl.sweep import expand_grid
 
-    sets = sweep_sets(study, sweep) if study is not None else sweep.set
-    return [f"{sweep.folder}/{p.name}" for p in expand_grid(sweep.heads, sets, [seed])]
+    return [f"{sweep.folder}/{p.name}" for p in expand_grid(sweep.heads, sweep_sets(study, sweep), [seed])]
 
 
 def run_sweeps(study: StudySpec, after_each: Callable[[list[str]], None] | None = None,
@@ -526,12 +525,10 @@ def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
     return text + ")"
 
 
-def _with_episodes(rows: list[dict[str, Any]], records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_episodes(rows: list[dict[str, Any]], runs: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows, each with ``episode_returns`` ``{seed: returns}`` under its decoding and first target, read from
-    the records of its runs (absent where a run has no record or no such evaluation)."""
-    from fh_rl.compare import run_from_record
-
-    runs = {str(r.get("path")): run_from_record(r) for r in records}
+    ``runs`` (run path -> :func:`fh_rl.compare.run_from_record`; absent where a run has no record or no such
+    evaluation)."""
     out = []
     for row in rows:
         episodes = {}
@@ -615,6 +612,9 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
         lines += ["No run of this study has finished yet: the table appears here when the first ones do.", ""]
     if study.axes:
         lines += variant_lines(study, records)
+    from fh_rl.compare import run_from_record
+
+    runs = {} if study.axes else {str(r.get("path")): run_from_record(r) for r in records}  # read once, not per table
     for env, first_rows in ({} if study.axes else result["environments"]).items():
         from fh_rl.compare import markdown_table
 
@@ -623,7 +623,7 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
             lines += [f"Decodings: {', '.join(f'`{d}`' for d in by_decoding)} (`eval.decode`, each on the same "
                       "episode seeds; docs/decoding.md). One table and verdict per decoding.", ""]
         for decode, rows in by_decoding.items():
-            rows = _with_episodes(rows, records)
+            rows = _with_episodes(rows, runs)
             lines += [markdown_table(env, rows, decode=decode), ""]
             lines += _convergence_line(rows, records)
             episodes = sorted({e for r in rows for e in r["episodes"]})
