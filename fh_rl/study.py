@@ -12,8 +12,9 @@ about the data and settings. Running it:
 1. makes the dataset when its file is missing (collectors write atomically);
 2. runs the sweeps *seed by seed* (every arm's seed 0, then every arm's seed 1,
    ...), stage by stage (stage 1 first: the arms that answer the main
-   question), so an interrupted study has balanced arms; running the same
-   command again continues where it stopped: a run whose record is in
+   question), so an interrupted study has balanced arms; ``jobs`` runs at a
+   time across the sweeps of a stage (a sweep of one arm leaves no core
+   idle); running the same command again continues where it stopped: a run whose record is in
    ``docs/results/<name>.json`` is done (its run directory need not exist),
    and the sweep resumes the others from their run directories;
 3. writes one record per finished run to ``docs/results/<name>.json`` (env,
@@ -116,7 +117,7 @@ class StudySpec:
     sweeps: list[SweepSpec]
     """The arms, as sweeps."""
     jobs: int = 1
-    """Trainings at a time within a sweep."""
+    """Trainings at a time, across the sweeps of a stage (:func:`run_sweeps`)."""
     set: list[str] = field(default_factory=list)
     """``--set`` items every sweep gets (before its own; a sweep's own item for the same key wins), e.g. the
     dataset's path."""
@@ -233,12 +234,14 @@ def sweep_sets(study: StudySpec, sweep: SweepSpec) -> list[str]:
     return [item for item in study.set if item.partition("=")[0].strip() not in mine] + list(sweep.set)
 
 
-def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int, skip: Sequence[str] = ()) -> list[str]:
-    """The ``python -m fh_rl.sweep`` command of one sweep and seed; ``skip``: its points already recorded."""
+def sweep_command(study: StudySpec, sweep: SweepSpec, seed: int, skip: Sequence[str] = (), jobs: int | None = None) -> list[str]:
+    """The ``python -m fh_rl.sweep`` command of one sweep and seed; ``skip``: its points already recorded (or
+    left to another invocation); ``jobs``: its ``--jobs`` (default the study's)."""
     cmd = [sys.executable, "-m", "fh_rl.sweep", "--config", sweep.config, "--heads", *sweep.heads]
     for s in sweep_sets(study, sweep):
         cmd += ["--set", s]
-    cmd += ["--seeds", str(seed), "--jobs", str(study.jobs), "--root", str(Path(study.root) / sweep.folder)]
+    cmd += ["--seeds", str(seed), "--jobs", str(study.jobs if jobs is None else jobs),
+            "--root", str(Path(study.root) / sweep.folder)]
     return cmd + (["--skip", *skip] if skip else [])
 
 
@@ -249,30 +252,66 @@ def sweep_points(sweep: SweepSpec, seed: int, study: StudySpec) -> list[str]:
     return [f"{sweep.folder}/{p.name}" for p in expand_grid(sweep.heads, sweep_sets(study, sweep), [seed])]
 
 
+def point_command(study: StudySpec, sweep: SweepSpec, seed: int, point: str) -> list[str]:
+    """The ``python -m fh_rl.sweep`` command that trains one point (``<sweep dir>/<point name>``) alone."""
+    others = [p.split("/", 1)[1] for p in sweep_points(sweep, seed, study) if p != point]
+    return sweep_command(study, sweep, seed, others, jobs=1)
+
+
+def stage_queue(study: StudySpec, stage: int, recorded: set[str]) -> list[tuple[SweepSpec, int, str]]:
+    """``(sweep, seed, point)`` of one stage without a record: seed-major, in the sweeps' order."""
+    return [(sweep, seed, point) for seed in study.seeds for sweep in study.sweeps if sweep.stage == stage
+            for point in sweep_points(sweep, seed, study) if point not in recorded]
+
+
 def run_sweeps(study: StudySpec, after_each: Callable[[list[str]], None] | None = None,
                done: Callable[[], set[str]] = set, after_stage: Callable[[list[str]], None] | None = None) -> list[str]:
-    """Every sweep, stage by stage, seed-major within a stage; the sweeps that reported failed runs.
+    """Every point, stage by stage; the points that failed (``<sweep> seed <S> <point>``).
 
-    ``done()``: the points (``<sweep dir>/<point name>``) already recorded, skipped whether or not their run
-    directories exist. ``after_each(failed)`` runs after every sweep invocation that trained (e.g. report and
-    commit the records), ``after_stage(failed)`` after every stage (e.g. also redraw the figures)."""
+    Within a stage the points run seed-major in the sweeps' order, ``study.jobs`` at a time across the stage's
+    sweeps, so a sweep with one arm does not leave a core idle: each point is a ``python -m fh_rl.sweep`` of
+    that one point, and two points of one sweep folder never run at once (a sweep holds its folder). ``done()``:
+    the points (``<sweep dir>/<point name>``) already recorded, skipped whether or not their run directories
+    exist. ``after_each(failed)`` runs after every point that ran (e.g. report and commit the records),
+    ``after_stage(failed)`` after every stage (e.g. also redraw the figures)."""
+    import os
+    import signal
+    import time
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // study.jobs)))  # jobs share the cores
     failed: list[str] = []
     for i, stage in enumerate(sorted({s.stage for s in study.sweeps})):
         if i and after_stage is not None:
             after_stage(failed)
-        for seed in study.seeds:
-            for sweep in (s for s in study.sweeps if s.stage == stage):
-                points = sweep_points(sweep, seed, study)
-                recorded = done()
-                skip = [p.split("/", 1)[1] for p in points if p in recorded]
-                if len(skip) == len(points):
-                    continue  # every point has its record
-                print(f"study {study.name}: sweep {sweep.name}, seed {seed}"
-                      + (f" ({len(skip)} of {len(points)} points recorded)" if skip else ""), flush=True)
-                if subprocess.run(sweep_command(study, sweep, seed, skip)).returncode != 0:
-                    failed.append(f"{sweep.name} seed {seed}")
-                if after_each is not None:
-                    after_each(failed)
+        queue = stage_queue(study, stage, done())
+        running: dict[subprocess.Popen, tuple[SweepSpec, int, str]] = {}
+        try:
+            while queue or running:
+                busy = {sweep.folder for sweep, _, _ in running.values()}
+                for item in list(queue):
+                    sweep, seed, point = item
+                    if len(running) >= study.jobs:
+                        break
+                    if sweep.folder in busy:
+                        continue
+                    queue.remove(item)
+                    busy.add(sweep.folder)
+                    print(f"study {study.name}: sweep {sweep.name}, seed {seed}: {point.split('/', 1)[1]}", flush=True)
+                    running[subprocess.Popen(point_command(study, sweep, seed, point), env=env)] = item
+                time.sleep(0.2)
+                for proc in [p for p in running if p.poll() is not None]:
+                    sweep, seed, point = running.pop(proc)
+                    if proc.returncode != 0:
+                        failed.append(f"{sweep.name} seed {seed} {point.split('/', 1)[1]}")
+                    if after_each is not None:
+                        after_each(failed)
+        except BaseException:  # Ctrl-C or an error here: the running sweeps checkpoint and stop
+            for proc in running:
+                proc.send_signal(signal.SIGINT)
+            for proc in running:
+                proc.wait()
+            raise
     return failed
 
 

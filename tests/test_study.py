@@ -64,8 +64,10 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
     out = capsys.readouterr().out
     # Seed-major: every sweep's seed 0 before any seed 1.
     order = [line for line in out.splitlines() if line.startswith("study tiny: sweep")]
-    assert order == ["study tiny: sweep main, seed 0", "study tiny: sweep nomargin, seed 0",
-                     "study tiny: sweep main, seed 1", "study tiny: sweep nomargin, seed 1"]
+    assert order == ["study tiny: sweep main, seed 0: linear-seed0", "study tiny: sweep main, seed 0: fourier-seed0",
+                     "study tiny: sweep nomargin, seed 0: fourier-seed0",
+                     "study tiny: sweep main, seed 1: linear-seed1", "study tiny: sweep main, seed 1: fourier-seed1",
+                     "study tiny: sweep nomargin, seed 1: fourier-seed1"]
 
     payload = json.loads((docs / "results" / "tiny.json").read_text())
     records = payload["runs"]
@@ -137,7 +139,7 @@ def test_study_runs_seed_major_and_writes_records_and_docs_section(tiny_study, t
     assert run_cli(study.main, [str(tiny_study), "--docs", str(docs)]) == 0
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("study tiny: sweep")] == [
-        "study tiny: sweep main, seed 1 (1 of 2 points recorded)"]
+        "study tiny: sweep main, seed 1: linear-seed1"]
     assert [p.name for p in (tmp_path / "runs" / "main").iterdir() if p.is_dir()] == ["linear-seed1"]
     assert len(json.loads((docs / "results" / "tiny.json").read_text())["runs"]) == 6
 
@@ -264,3 +266,53 @@ def test_study_level_set_goes_to_every_sweep_and_a_sweeps_own_key_wins(tmp_path)
     path.write_text(path.read_text().replace("eval.episodes=20", "eval.episodes"))
     with pytest.raises(ValueError, match="set must be a list of key=value"):
         study.load_study(path)
+
+
+def test_a_study_runs_jobs_points_at_a_time_across_its_sweeps_never_two_in_one_folder(tmp_path, monkeypatch, capsys):
+    """jobs: 2 keeps two runs going when a sweep has one arm; two points of one sweep folder never overlap
+    (a sweep holds its folder); points start seed-major; a failed point is named and the others still run."""
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "s", "title": "S", "root": str(tmp_path / "r"), "seeds": [0, 1], "jobs": 2,
+        "sweeps": [{"name": "a", "config": "c.yaml", "heads": ["linear", "mse"]},
+                   {"name": "a-density", "dir": "a", "config": "c.yaml", "heads": ["fourier"]},
+                   {"name": "b", "config": "c.yaml", "heads": ["fourier"]},
+                   {"name": "late", "stage": 2, "config": "c.yaml", "heads": ["linear"]}]}))
+    spec = study.load_study(path)
+    running: list[str] = []
+    log: list[tuple[str, list[str]]] = []  # (point started, points running then)
+
+    class FakeRun:
+        def __init__(self, cmd, env):
+            root, skip = cmd[cmd.index("--root") + 1], cmd[cmd.index("--skip") + 1:] if "--skip" in cmd else []
+            assert cmd[cmd.index("--jobs") + 1] == "1" and env["OMP_NUM_THREADS"]
+            heads = cmd[cmd.index("--heads") + 1:cmd.index("--seeds")]
+            seed = cmd[cmd.index("--seeds") + 1]
+            (self.point,) = [f"{root.rsplit('/', 1)[1]}/{h}-seed{seed}" for h in heads if f"{h}-seed{seed}" not in skip]
+            self.polls, self.returncode = 0, None
+            running.append(self.point)
+            log.append((self.point, list(running)))
+
+        def poll(self):
+            self.polls += 1
+            if self.polls >= (1 if self.point.startswith("a/") else 3):  # b's point runs longer than a's
+                running.remove(self.point) if self.point in running else None
+                self.returncode = 1 if self.point == "b/fourier-seed1" else 0
+            return self.returncode
+
+    monkeypatch.setattr(study.subprocess, "Popen", FakeRun)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    stages: list[list[str]] = []
+    failed = study.run_sweeps(spec, after_each=lambda f: None, done=lambda: {"a/linear-seed0"},
+                              after_stage=lambda f: stages.append([p for p, _ in log]))
+    started = [p for p, _ in log]
+    assert started[0] == "a/mse-seed0" and started[1] == "b/fourier-seed0"  # two at once, across sweeps
+    assert sorted(started) == sorted(["a/mse-seed0", "a/fourier-seed0", "b/fourier-seed0", "a/linear-seed1",
+                                      "a/mse-seed1", "a/fourier-seed1", "b/fourier-seed1", "late/linear-seed0",
+                                      "late/linear-seed1"])  # the recorded point is not run again
+    assert max(len(now) for _, now in log) == 2
+    assert all(sum(p.startswith("a/") for p in now) <= 1 for _, now in log)  # one sweep per folder at a time
+    assert started.index("a/fourier-seed0") < started.index("a/linear-seed1")  # seed-major within a folder
+    assert stages == [started[:7]]  # stage 2 starts after every stage-1 point
+    assert failed == ["b seed 1 fourier-seed1"]
+    assert "study s: sweep a-density, seed 0: fourier-seed0" in capsys.readouterr().out
