@@ -127,7 +127,14 @@ class StudySpec:
     """Markdown prose: what the data is and how it was made, the settings, caveats."""
     axes: dict[str, dict[str, Any]] = field(default_factory=dict)
     """A study over data variants (:mod:`fh_rl.compare.variants`): ``{axis: {title, points: {variant: x},
-    log}}``, one figure per axis; the section then has one table per variant and paired verdicts."""
+    log, reference}}``, one figure per axis; the section then has one table per variant and paired verdicts,
+    and per axis the pairs' paired differences at each point and what changes from ``reference`` (the variant
+    the axis starts from; default ``base`` when it is a point, else the first point)."""
+
+    def reference(self, axis: str) -> str:
+        """The variant an axis's answer compares the others with."""
+        points = list(self.axes[axis]["points"])
+        return str(self.axes[axis].get("reference") or ("base" if "base" in points else points[0]))
 
     def variant_of(self) -> dict[str, str]:
         """Sweep folder -> the variant its runs belong to."""
@@ -176,7 +183,7 @@ def load_study(path: str | Path) -> StudySpec:
     if not isinstance(axes, dict) or not all(isinstance(a, dict) and isinstance(a.get("points"), dict) for a in axes.values()):
         raise ValueError(f"{path}: axes must map each axis to {{title, points: {{variant: value}}}}")
     for name, axis in axes.items():
-        missing_variants = set(axis["points"]) - variants
+        missing_variants = (set(axis["points"]) | ({axis["reference"]} if "reference" in axis else set())) - variants
         if missing_variants:
             raise ValueError(f"{path}: axes.{name} names variant(s) no sweep has: {sorted(missing_variants)} "
                              f"(variants: {sorted(variants)})")
@@ -689,7 +696,6 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
     """The section's body for a study over data variants: one table and paired verdicts per variant (in the
     sweeps' order), then a plain-words answer per axis."""
     from fh_rl.compare.variants import (
-        FIRST_DECODING,
         arms,
         axis_answer,
         decodings_in,
@@ -726,10 +732,15 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
         for decode in decodings_in(arms_here) if len(arms_here) > 1 else []:
             lines += [f"Verdicts (return, `{decode}` decoding):", ""] + (
                 variant_verdicts(arms_here, decode) or ["- no two arms of one agent under this decoding"]) + [""]
-    lines += ["### The answer per axis", "", f"Read from the `{FIRST_DECODING}` decoding's verdicts (every run has it).", ""]
+    lines += ["### The answer per axis", "",
+              "Per axis, every pair of arms of one agent: the per-seed paired difference of returns, A - B, with "
+              "its 95% bootstrap interval over seeds, at each variant on the axis, under each decoding both arms "
+              "were evaluated under (**A more** / **A less**: the interval excludes 0). Below each table, the "
+              "verdicts that change from the axis's base to its other variant(s).", ""]
     for name, axis in study.axes.items():
-        lines.append(f"- **{axis.get('title', name)}**: {axis_answer(by_variant, list(axis['points']))}.")
-    return lines + [""]
+        lines += [f"#### {axis.get('title', name)}", "",
+                  *axis_answer(by_variant, list(axis["points"]), study.reference(name)), ""]
+    return lines
 
 
 def rewrite_page(page: Path, name: str, text: str) -> None:

@@ -95,11 +95,31 @@ def test_paired_verdicts_tables_and_the_section(tmp_path):
     assert "Verdicts (return, `argmax` decoding):" in text and "Verdicts (return, `sample` decoding):" in text
     assert "No run of this variant has finished yet." in text
     assert "Partial arms: dt-fourier N=16 (1 of 5 seeds); dt-linear (1 of 5 seeds)." in text
-    assert "- **action noise**: base: too few seeds for a verdict; noise 0.5: dt-fourier N=16 earns more" in text
-    assert "- **data**: 10% data: not run yet;" in text
+    noise_axis = text.split("#### action noise")[1].split("####")[0]
+    assert "| A vs B | decoding | base | noise 0.5 |" in noise_axis
+    assert ("| dt-fourier N=16 vs dt-linear | argmax | 1 seed(s): no verdict yet | +10.0 [+10.0, +10.0] **A more** |"
+            in noise_axis)
+    assert noise_axis.index("| dt-fourier N=16 vs dt-linear | argmax") < noise_axis.index(
+        "| dt-fourier N=16 vs dt-linear | sample") < noise_axis.index("| dt-mse vs dt-linear | argmax")
+    assert "- noise 0.5 against base: no verdict changes; 1 wait for seeds." in noise_axis
+    assert "- base against 10% data" not in text and "- 10% data against base: 10% data not run yet." in text
+
+    # Once the base has seeds, the answer names the verdicts that change from it.
+    records += [_record("base", head, s, -150.0 - 10 * s + (0.5 if s % 2 else -0.5) * (head == "linear"),
+                        n=16 if head == "fourier" else None) for s in range(1, 5) for head in ("linear", "fourier")]
+    noise_axis = "\n".join(study.variant_lines(spec_, records)).split("#### action noise")[1].split("####")[0]
+    assert "| dt-fourier N=16 vs dt-linear | argmax | +0.2 [-0.3, +0.7] | +10.0 [+10.0, +10.0] **A more** |" in noise_axis
+    assert ("- noise 0.5 against base: dt-fourier N=16 vs dt-linear (argmax): no evidence of a difference at base, "
+            "A earns more at noise 0.5 (+10.0 [+10.0, +10.0]). Pairs only at noise 0.5 that differ: dt-fourier N=16 "
+            "vs dt-linear (sample): A earns more, +152.0 [+150.0, +154.0]; dt-mse vs dt-fourier N=16 (argmax): A "
+            "earns less, -10.6 [-13.0, -8.2].") in noise_axis  # mse vs linear does not differ: not named
     figures = study.variant_figures(spec_, records, tmp_path / "figs")
     assert sorted(p.split("/")[-1] for p in figures) == ["axis-data.png", "axis-noise.png"]
 
+    assert spec_.reference("data") == "base" and spec_.reference("noise") == "base"  # base, wherever it sits
+    path.write_text(yaml.safe_dump({**spec, "axes": {"data": {**spec["axes"]["data"], "reference": "nope"}}}))
+    with pytest.raises(ValueError, match=r"axes.data names variant\(s\) no sweep has: \['nope'\]"):
+        study.load_study(path)
     bad = {**spec, "axes": {"noise": {"points": {"nope": 1}}}}
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(ValueError, match=r"axes.noise names variant\(s\) no sweep has: \['nope'\]"):

@@ -14,6 +14,8 @@ study's records only (:func:`fh_rl.compare.runs.run_from_record`), so the page n
   statistic P(X > Y) + P(X = Y) / 2 for X an episode return of A and Y one of B, here pooled over the seeds
   both ran and their evaluation episodes; its 95% interval from a bootstrap over seeds (the same seeds
   resampled for both arms). Written with numpy (rliable does not install here).
+- The answer per axis (:func:`axis_answer`): every pair's paired difference at each variant on the axis,
+  under each decoding both arms have, and the verdicts that change from the axis's reference variant.
 - Convergence: a run whose held-out NLL (``val/nll``; ``val/action_mse`` for heads without a pmf) fell by
   more than 2% from the last value logged at or before 80% of training to the final one is "not converged".
 """
@@ -185,7 +187,8 @@ def variant_table(variant: dict[str, dict[str, Any]]) -> list[str]:
 def pair_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODING) -> list[dict[str, Any]]:
     """Every pair of arms of one agent under one decoding: ``{a, b, verdict, line}`` with ``verdict`` one of
     ``more`` / ``less`` (a's return against b's: the paired difference's interval excludes 0), ``none`` (no
-    evidence of a difference) or ``pending`` (fewer than :data:`MIN_SEEDS` common seeds); ``line`` says it in
+    evidence of a difference) or ``pending`` (fewer than :data:`MIN_SEEDS` common seeds), ``difference`` (the
+    paired difference's statistics, None under 2 common seeds), ``seeds`` (common seeds); ``line`` says it in
     words with the arms' own intervals and P(A > B) beside it."""
     out = []
     items = [(label, {**arm, **arm["decodings"][decode], "seeds": sorted(arm["decodings"][decode]["returns"])})
@@ -197,7 +200,8 @@ def pair_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODI
             d = paired_difference(a["returns"], b["returns"])
             own = f"{_ci(a['return'])} vs {_ci(b['return'])}"
             if d is None or len(d["seeds"]) < MIN_SEEDS:
-                out.append({"a": la, "b": lb, "verdict": "pending",
+                out.append({"a": la, "b": lb, "verdict": "pending", "difference": d,
+                            "seeds": len(d["seeds"]) if d else min(len(a["seeds"]), len(b["seeds"])),
                             "line": f"- {la} vs {lb}: {own} ({len(a['seeds'])} vs {len(b['seeds'])} seeds); "
                                     f"fewer than {MIN_SEEDS} common seeds: no verdict yet."})
                 continue
@@ -205,7 +209,7 @@ def pair_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DECODI
             word = {"more": f"{la} earns more", "less": f"{la} earns less", "none": "no evidence of a difference"}[verdict]
             p = probability_of_improvement(a["episodes"], b["episodes"])
             prob = f"; P({la} > {lb}) = {p['p']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if p else ""
-            out.append({"a": la, "b": lb, "verdict": verdict,
+            out.append({"a": la, "b": lb, "verdict": verdict, "difference": d, "seeds": len(d["seeds"]),
                         "line": f"- {la} vs {lb}: paired difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, "
                                 f"{d['ci_high']:+.1f}] over {len(d['seeds'])} seeds: **{word}** (own intervals "
                                 f"{own}){prob}."})
@@ -217,27 +221,70 @@ def variant_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DEC
     return [v["line"] for v in pair_verdicts(variant, decode)]
 
 
-def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[str],
-                decode: str = FIRST_DECODING) -> str:
-    """One axis in plain words: per variant on it, the pairs that differ, or that none does (yet)."""
-    words = []
+def axis_pairs(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[str]) -> dict[tuple[str, str, str], dict[str, dict[str, Any]]]:
+    """``{(a, b, decoding): {variant: pair verdict}}`` over an axis's variants (:func:`pair_verdicts`), in the
+    order the pairs first appear."""
+    rows: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for name in names:
-        pairs = pair_verdicts(variants.get(name, {}), decode)
-        decided = [p for p in pairs if p["verdict"] in ("more", "less")]
-        pending = [p for p in pairs if p["verdict"] == "pending"]
-        if name not in variants:
-            words.append(f"{name}: not run yet")
-        elif not pairs:
-            words.append(f"{name}: one arm so far, nothing to compare")
-        elif decided:
-            words.append(f"{name}: " + "; ".join(
-                f"{p['a']} earns {p['verdict']} than {p['b']}" for p in decided)
-                + (f" ({len(pending)} pair(s) still lack seeds)" if pending else ""))
-        elif len(pending) == len(pairs):
-            words.append(f"{name}: too few seeds for a verdict")
-        else:
-            words.append(f"{name}: no pair differs" + (" (some pairs still lack seeds)" if pending else ""))
-    return "; ".join(words)
+        variant = variants.get(name, {})
+        for decode in decodings_in(variant):
+            for v in pair_verdicts(variant, decode):
+                rows.setdefault((v["a"], v["b"], decode), {})[name] = v
+    pairs = list(dict.fromkeys((a, b) for a, b, _ in rows))  # a pair's decodings side by side
+    return dict(sorted(rows.items(), key=lambda kv: (pairs.index(kv[0][:2]), _decoding_order(kv[0][2]))))
+
+
+def _cell(v: dict[str, Any] | None) -> str:
+    if v is None:
+        return "-"
+    if v["verdict"] == "pending":
+        return f"{v['seeds']} seed(s): no verdict yet"
+    return _diff(v) + {"more": " **A more**", "less": " **A less**", "none": ""}[v["verdict"]]
+
+
+def _diff(v: dict[str, Any]) -> str:
+    d = v["difference"]
+    return f"{d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
+
+
+def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[str], reference: str) -> list[str]:
+    """One axis: a table of every pair's per-seed paired difference (A - B, 95% bootstrap interval; **A more** /
+    **A less** where it excludes 0) at each of the axis's variants, under each decoding both arms have; then,
+    in words, what changes from ``reference`` (the axis's base) to each other variant."""
+    rows = axis_pairs(variants, names)
+    if not rows:
+        return ["No pair of arms to compare on this axis yet."]
+    lines = ["| A vs B | decoding | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for (a, b, decode), cells in rows.items():
+        lines.append(f"| {a} vs {b} | {decode} | " + " | ".join(_cell(cells.get(n)) for n in names) + " |")
+    words = {"more": "A earns more", "less": "A earns less", "none": "no evidence of a difference"}
+    lines.append("")
+    for name in (n for n in names if n != reference):
+        if reference not in variants or name not in variants:
+            lines.append(f"- {name} against {reference}: {name if name not in variants else reference} not run yet.")
+            continue
+        changed, same, waiting, only = [], 0, 0, []
+        for (a, b, decode), cells in rows.items():
+            here, there = cells.get(name), cells.get(reference)
+            if here is None:
+                continue
+            if here["verdict"] == "pending" or (there is not None and there["verdict"] == "pending"):
+                waiting += 1
+            elif there is None:
+                if here["verdict"] != "none":
+                    only.append(f"{a} vs {b} ({decode}): {words[here['verdict']]}, {_diff(here)}")
+            elif there["verdict"] == here["verdict"]:
+                same += 1
+            else:
+                changed.append(f"{a} vs {b} ({decode}): {words[there['verdict']]} at {reference}, "
+                               f"{words[here['verdict']]} at {name} ({_diff(here)})")
+        text = f"- {name} against {reference}: " + ("; ".join(changed) if changed else "no verdict changes")
+        text += f"; {same} pair-decoding(s) keep their verdict" if same else ""
+        text += f"; {waiting} wait for seeds" if waiting else ""
+        if only:
+            text += f". Pairs only at {name} that differ: " + "; ".join(only)
+        lines.append(text + ".")
+    return lines
 
 
 def plot_axis(name: str, axis: dict[str, Any], variants: dict[str, dict[str, dict[str, Any]]], path: Path) -> Path | None:
