@@ -251,7 +251,8 @@ def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[
     """One axis: a table of every pair's per-seed paired difference (A - B, 95% bootstrap interval; **A more** /
     **A less** where it excludes 0) at each of the axis's variants, under each decoding both arms have; then,
     in words, what changes from ``reference`` (the axis's base) to each other variant."""
-    rows = axis_pairs(variants, names)
+    rows = {key: cells for key, cells in axis_pairs(variants, names).items()
+            if any(n in cells for n in names if n != reference)}  # a pair only at the base says nothing of the axis
     if not rows:
         return ["No pair of arms to compare on this axis yet."]
     lines = ["| A vs B | decoding | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
