@@ -187,12 +187,20 @@ def test_missing_study_file_exits_2(tmp_path, capsys):
     assert "configs/studies" in capsys.readouterr().err
 
 
-def test_repository_studies_parse():
+def test_repository_studies_parse(monkeypatch):
+    """Every study's every point loads as a run config: a sweep whose config and sets do not (e.g. an old key
+    beside eval.decode) would fail each of its runs at start, and the study would go on without that arm."""
+    from fh_rl.sweep import expand_grid, expected_config
+
+    monkeypatch.chdir(REPO)
     for path in sorted((REPO / "configs" / "studies").glob("*.yaml")):
         spec = study.load_study(path)
         assert len(spec.seeds) >= 5, path
         for sweep in spec.sweeps:
             assert (REPO / sweep.config).is_file(), f"{path}: {sweep.config}"
+            for point in expand_grid(sweep.heads, study.sweep_sets(spec, sweep), spec.seeds[:1]):
+                cfg = expected_config(sweep.config, point, REPO / spec.root / sweep.folder)
+                assert cfg["head"]["name"] == point.head, f"{path}: {sweep.name} {point.name}"
 
 
 def _row(label, head, seeds, returns):

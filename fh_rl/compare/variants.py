@@ -251,14 +251,13 @@ def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[
     """One axis: a table of every pair's per-seed paired difference (A - B, 95% bootstrap interval; **A more** /
     **A less** where it excludes 0) at each of the axis's variants, under each decoding both arms have; then,
     in words, what changes from ``reference`` (the axis's base) to each other variant."""
-    rows = axis_pairs(variants, names)
-    if not rows:
-        return ["No pair of arms to compare on this axis yet."]
-    lines = ["| A vs B | decoding | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    rows = {key: cells for key, cells in axis_pairs(variants, names).items()
+            if any(n in cells for n in names if n != reference)}  # a pair only at the base says nothing of the axis
+    lines = ["| A vs B | decoding | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)] if rows else []
     for (a, b, decode), cells in rows.items():
         lines.append(f"| {a} vs {b} | {decode} | " + " | ".join(_cell(cells.get(n)) for n in names) + " |")
     words = {"more": "A earns more", "less": "A earns less", "none": "no evidence of a difference"}
-    lines.append("")
+    lines += [""] if rows else []
     for name in (n for n in names if n != reference):
         if reference not in variants or name not in variants:
             lines.append(f"- {name} against {reference}: {name if name not in variants else reference} not run yet.")

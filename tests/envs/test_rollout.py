@@ -206,8 +206,13 @@ def test_bad_arguments():
 
 
 CTRL_C_SCRIPT = """
+import signal
 import sys
 from fh_rl.envs import RandomPolicy, evaluate, make_env
+
+# A terminal's foreground process has Ctrl-C at its default; a test runner started in the background
+# (``nohup pytest &``) passes SIGINT down ignored, and Python then never raises KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Announce(RandomPolicy):
     def act(self, slots, observations):
