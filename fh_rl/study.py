@@ -556,14 +556,13 @@ def _paired(row: dict[str, Any], base: dict[str, Any]) -> str:
     """The per-seed difference of returns on the seeds both arms ran (a seed fixes the validation split and
     the evaluation episodes' seeds for every arm), with its bootstrap interval, and P(row > base) over the
     seeds' episodes when the rows carry them (``episode_returns``): information, not the verdict."""
-    from fh_rl.compare.stats import seed_statistics
-    from fh_rl.compare.variants import probability_of_improvement
+    from fh_rl.compare.variants import paired_difference, probability_of_improvement
 
     mine, theirs = dict(zip(row["seeds"], row["return"]["values"], strict=True)), dict(zip(base["seeds"], base["return"]["values"], strict=True))
     common = sorted(set(mine) & set(theirs))
     if len(common) < MIN_SEEDS_FOR_VERDICT or len(mine) != len(row["seeds"]) or len(theirs) != len(base["seeds"]):
         return ""
-    d = seed_statistics([mine[s] - theirs[s] for s in common])
+    d = paired_difference(mine, theirs)
     text = f" (paired by seed, {len(common)} seeds: difference {d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
     p = probability_of_improvement(row.get("episode_returns") or {}, base.get("episode_returns") or {})
     if p is not None and len(p["seeds"]) == len(common):
@@ -695,15 +694,10 @@ def section(study: StudySpec, result: dict[str, Any], records: list[dict[str, An
 def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
     """The section's body for a study over data variants: one table and paired verdicts per variant (in the
     sweeps' order), then a plain-words answer per axis."""
-    from fh_rl.compare.variants import (
-        arms,
-        axis_answer,
-        decodings_in,
-        variant_table,
-        variant_verdicts,
-    )
+    from fh_rl.compare.variants import all_pair_verdicts, arms, axis_answer, variant_table
 
     by_variant = arms(records, study.variant_of())
+    verdicts = all_pair_verdicts(by_variant)  # once: the verdict lines and every axis read them
     planned: dict[str, set[str]] = {}
     for s in study.sweeps:
         planned.setdefault(s.variant or s.name, set())
@@ -729,9 +723,9 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
         lines += variant_table(arms_here) + [""]
         if partial:
             lines += ["Partial arms: " + "; ".join(partial) + ".", ""]
-        for decode in decodings_in(arms_here) if len(arms_here) > 1 else []:
+        for decode, pairs in verdicts[variant].items() if len(arms_here) > 1 else []:
             lines += [f"Verdicts (return, `{decode}` decoding):", ""] + (
-                variant_verdicts(arms_here, decode) or ["- no two arms of one agent under this decoding"]) + [""]
+                [v["line"] for v in pairs] or ["- no two arms of one agent under this decoding"]) + [""]
     lines += ["### The answer per axis", "",
               "Per axis, every pair of arms of one agent: the per-seed paired difference of returns, A - B, with "
               "its 95% bootstrap interval over seeds, at each variant on the axis, under each decoding both arms "
@@ -739,7 +733,7 @@ def variant_lines(study: StudySpec, records: list[dict[str, Any]]) -> list[str]:
               "verdicts that change from the axis's base to its other variant(s).", ""]
     for name, axis in study.axes.items():
         lines += [f"#### {axis.get('title', name)}", "",
-                  *axis_answer(by_variant, list(axis["points"]), study.reference(name)), ""]
+                  *axis_answer(verdicts, list(axis["points"]), study.reference(name)), ""]
     return lines
 
 

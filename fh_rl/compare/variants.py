@@ -81,7 +81,7 @@ def probability_of_improvement(a: dict[int, Sequence[float]], b: dict[int, Seque
     point = float(C.sum() / n.sum())
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     picks = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
-    w = np.stack([np.bincount(p, minlength=len(seeds)) for p in picks]).astype(np.float64)  # (R, S) seed counts
+    w = (picks[:, :, None] == np.arange(len(seeds))).sum(axis=1).astype(np.float64)  # (R, S) seed counts
     boot = np.einsum("ri,ij,rj->r", w, C, w) / np.einsum("ri,ij,rj->r", w, n, w)
     low, high = np.percentile(boot, [2.5, 97.5])
     return {"p": point, "ci_low": float(low), "ci_high": float(high), "seeds": seeds}
@@ -221,14 +221,19 @@ def variant_verdicts(variant: dict[str, dict[str, Any]], decode: str = FIRST_DEC
     return [v["line"] for v in pair_verdicts(variant, decode)]
 
 
-def axis_pairs(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[str]) -> dict[tuple[str, str, str], dict[str, dict[str, Any]]]:
-    """``{(a, b, decoding): {variant: pair verdict}}`` over an axis's variants (:func:`pair_verdicts`), in the
-    order the pairs first appear."""
+def all_pair_verdicts(variants: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``{variant: {decoding: pair_verdicts(...)}}``: computed once, read by the verdict lines and the axes."""
+    return {name: {d: pair_verdicts(variant, d) for d in decodings_in(variant)} for name, variant in variants.items()}
+
+
+def axis_pairs(verdicts: dict[str, dict[str, list[dict[str, Any]]]],
+               names: Sequence[str]) -> dict[tuple[str, str, str], dict[str, dict[str, Any]]]:
+    """``{(a, b, decoding): {variant: pair verdict}}`` over an axis's variants (``verdicts`` from
+    :func:`all_pair_verdicts`), a pair's decodings side by side, pairs in the order they first appear."""
     rows: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for name in names:
-        variant = variants.get(name, {})
-        for decode in decodings_in(variant):
-            for v in pair_verdicts(variant, decode):
+        for decode, pairs in verdicts.get(name, {}).items():
+            for v in pairs:
                 rows.setdefault((v["a"], v["b"], decode), {})[name] = v
     pairs = list(dict.fromkeys((a, b) for a, b, _ in rows))  # a pair's decodings side by side
     return dict(sorted(rows.items(), key=lambda kv: (pairs.index(kv[0][:2]), _decoding_order(kv[0][2]))))
@@ -247,11 +252,12 @@ def _diff(v: dict[str, Any]) -> str:
     return f"{d['mean']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
 
 
-def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[str], reference: str) -> list[str]:
+def axis_answer(verdicts: dict[str, dict[str, list[dict[str, Any]]]], names: Sequence[str], reference: str) -> list[str]:
     """One axis: a table of every pair's per-seed paired difference (A - B, 95% bootstrap interval; **A more** /
     **A less** where it excludes 0) at each of the axis's variants, under each decoding both arms have; then,
-    in words, what changes from ``reference`` (the axis's base) to each other variant."""
-    rows = {key: cells for key, cells in axis_pairs(variants, names).items()
+    in words, what changes from ``reference`` (the axis's base) to each other variant. ``verdicts``: from
+    :func:`all_pair_verdicts`."""
+    rows = {key: cells for key, cells in axis_pairs(verdicts, names).items()
             if any(n in cells for n in names if n != reference)}  # a pair only at the base says nothing of the axis
     lines = ["| A vs B | decoding | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)] if rows else []
     for (a, b, decode), cells in rows.items():
@@ -259,8 +265,8 @@ def axis_answer(variants: dict[str, dict[str, dict[str, Any]]], names: Sequence[
     words = {"more": "A earns more", "less": "A earns less", "none": "no evidence of a difference"}
     lines += [""] if rows else []
     for name in (n for n in names if n != reference):
-        if reference not in variants or name not in variants:
-            lines.append(f"- {name} against {reference}: {name if name not in variants else reference} not run yet.")
+        if reference not in verdicts or name not in verdicts:
+            lines.append(f"- {name} against {reference}: {name if name not in verdicts else reference} not run yet.")
             continue
         changed, same, waiting, only = [], 0, 0, []
         for (a, b, decode), cells in rows.items():
